@@ -1,0 +1,76 @@
+"""`mailroom`: the admin command (schema migrations and other operator tasks)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Mapping, Sequence
+
+import psycopg
+
+from mailroom import migrate, settings
+from mailroom.db import describe
+from mailroom.logs import setup_logging
+
+log = logging.getLogger("mailroom")
+
+Handler = Callable[[argparse.Namespace, Mapping[str, str]], int]
+
+
+def _cmd_migrate(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    url = settings.read(environ, "MAILROOM_DATABASE_URL")["MAILROOM_DATABASE_URL"]
+    if args.rollback:
+        result = migrate.rollback_last(url)
+        print("rolled back: " + (", ".join(result.rolled_back) or "nothing (no migration applied)"))
+    else:
+        result = migrate.apply(url)
+        print("applied: " + (", ".join(result.applied) or "nothing (schema is up to date)"))
+    log.info("migrations done on %s", describe(url))
+    return 0
+
+
+COMMANDS: dict[str, tuple[str, tuple[str, ...], Handler, Callable[[argparse.ArgumentParser], None]]] = {
+    "migrate": (
+        "apply the schema migrations (idempotent); --rollback undoes the last one",
+        ("MAILROOM_DATABASE_URL", "MAILROOM_LOG_LEVEL"),
+        _cmd_migrate,
+        lambda p: p.add_argument("--rollback", action="store_true", help="undo the last applied migration"),
+    ),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    every = tuple(dict.fromkeys(name for _, names, _, _ in COMMANDS.values() for name in names))
+    parser = argparse.ArgumentParser(
+        prog="mailroom",
+        description="mailroom admin: schema migrations and operator tasks.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=settings.help_epilog(every),
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (summary, names, _, add_arguments) in COMMANDS.items():
+        p = sub.add_parser(name, help=summary, description=summary,
+                           formatter_class=argparse.RawDescriptionHelpFormatter,
+                           epilog=settings.help_epilog(names))
+        add_arguments(p)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    environ = settings.load_environment()
+    try:
+        level = settings.read(environ, "MAILROOM_LOG_LEVEL")["MAILROOM_LOG_LEVEL"]
+        setup_logging("mailroom", level)
+        _, _, handler, _ = COMMANDS[args.command]
+        return handler(args, environ)
+    except settings.ConfigError as exc:
+        settings.exit_on_config_error("mailroom", exc)
+    except psycopg.OperationalError as exc:
+        print(f"mailroom {args.command}: cannot reach the database: {str(exc).strip()}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,31 @@
+"""Logging for both programs: one line per event on stderr, UTC timestamps, a level.
+
+stdout is data (the collector's batch lines, the sender's debug output), so nothing here
+ever writes to it.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+
+
+class _UTCFormatter(logging.Formatter):
+    converter = time.gmtime
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", self.converter(record.created))
+        return f"{stamp}.{int(record.msecs):03d}Z"
+
+
+def setup_logging(program: str, level: str) -> None:
+    """Send every log record of this process to stderr as `time LEVEL program: message`."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_UTCFormatter(f"%(asctime)s %(levelname)s {program}: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    # Third-party libraries are chatty at DEBUG and may echo request bodies; keep them quiet.
+    for noisy in ("botocore", "boto3", "urllib3", "psycopg", "yoyo"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))

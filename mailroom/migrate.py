@@ -1,0 +1,60 @@
+"""Applying the schema in `migrations/` with yoyo, over any libpq conninfo.
+
+yoyo wants a URL it parses itself; we hand it a psycopg connection made from the
+conninfo as given, so key=value strings and every libpq option work unchanged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import psycopg
+from yoyo import read_migrations
+from yoyo.backends.core.postgresql import PostgresqlPsycopgBackend
+from yoyo.connections import parse_uri
+
+from mailroom.resources import resource_dir
+
+MIGRATION_TABLE = "_yoyo_migration"
+
+
+@dataclass(frozen=True)
+class MigrationResult:
+    applied: list[str]
+    rolled_back: list[str]
+
+
+def _backend(conninfo: str) -> PostgresqlPsycopgBackend:
+    class Backend(PostgresqlPsycopgBackend):
+        def connect(self, dburi):  # type: ignore[no-untyped-def]
+            return psycopg.connect(conninfo, autocommit=True, application_name="mailroom migrate")
+
+    backend = Backend(parse_uri("postgresql+psycopg:///"), MIGRATION_TABLE)
+    backend.init_database()
+    return backend
+
+
+def apply(conninfo: str) -> MigrationResult:
+    """Apply every migration not yet applied (idempotent)."""
+    backend = _backend(conninfo)
+    try:
+        migrations = read_migrations(str(resource_dir("migrations")))
+        with backend.lock():
+            todo = backend.to_apply(migrations)
+            backend.apply_migrations(todo)
+        return MigrationResult(applied=[m.id for m in todo], rolled_back=[])
+    finally:
+        backend.connection.close()
+
+
+def rollback_last(conninfo: str) -> MigrationResult:
+    """Undo the most recently applied migration, if any."""
+    backend = _backend(conninfo)
+    try:
+        migrations = read_migrations(str(resource_dir("migrations")))
+        with backend.lock():
+            todo = backend.to_rollback(migrations)[:1]
+            backend.rollback_migrations(todo)
+        return MigrationResult(applied=[], rolled_back=[m.id for m in todo])
+    finally:
+        backend.connection.close()

@@ -1,0 +1,225 @@
+"""The wire format between collector and sender: one line per batch on a pipe.
+
+A line is `action,email,username,secret,code` repeated, terminated by LF. Action is 1
+(activation) or 2 (password recovery), secret is a signed token (see signing.py), code
+is 5 digits. A field containing a comma, a double quote, CR or LF is quoted RFC 4180
+style: wrapped in double quotes, with each quote inside doubled. Other fields are written
+bare, so ordinary lines are byte-identical to the earlier C implementation's. A quote is only special at the start
+of a field, so that implementation's unquoted lines read back as they were meant.
+
+Encoder and decoder live here, once, for both programs. Decoding never raises on bad
+input: it returns the good records and a reason for each bad one.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+from mailroom.signing import Action, InvalidToken, decode_token, is_code, redact
+
+FIELDS_PER_RECORD = 5
+MAX_FIELD_CHARS = 254  # accounts.email and accounts.login are varchar(254)
+# A quoted field that runs on past this many bytes (across physical lines) is taken as an
+# unterminated quote: the reader gives up on it and starts afresh at the next line.
+MAX_QUOTED_FIELD_BYTES = 4096
+_NEEDS_QUOTES = re.compile(r'[,"\r\n]')
+_TOKEN_LIKE = re.compile(r"[A-Za-z0-9_-]{20,}")
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
+
+
+@dataclass(frozen=True)
+class Record:
+    """One email to send: what for, to whom, and the signed secret for its link."""
+
+    action: Action
+    email: str
+    login: str
+    secret: str
+    code: str
+
+    def redacted(self) -> dict[str, object]:
+        """The record as it may appear in logs and reject files."""
+        return {"action": int(self.action), "email": self.email, "login": self.login,
+                "secret": redact(self.secret), "code": self.code}
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """Input that cannot be sent, with the reason; `fields` has its secret redacted."""
+
+    reason: str
+    fields: tuple[str, ...]
+
+
+class WireError(ValueError):
+    """A line whose fields cannot be told apart (bad quoting)."""
+
+
+def _field(value: str) -> str:
+    if _NEEDS_QUOTES.search(value):
+        return '"' + value.replace('"', '""') + '"'
+    return value
+
+
+def encode_record(record: Record) -> str:
+    return ",".join((str(int(record.action)), _field(record.email), _field(record.login),
+                     record.secret, record.code))
+
+
+def encode_line(records: Iterable[Record]) -> bytes:
+    """One batch line, LF-terminated, UTF-8."""
+    return (",".join(encode_record(r) for r in records) + "\n").encode("utf-8")
+
+
+def _open_quote_at(line: bytes) -> int:
+    """Where the quoted field left open at the end of `line` starts, or -1 if none is."""
+    i, n = 0, len(line)
+    while i <= n:
+        if i < n and line[i] == 0x22:  # a field that starts with '"'
+            start, j = i, i + 1
+            while True:
+                k = line.find(b'"', j)
+                if k < 0:
+                    return start
+                if line[k + 1:k + 2] == b'"':
+                    j = k + 2
+                    continue
+                i = k + 1
+                break
+        k = line.find(b",", i)
+        if k < 0:
+            return -1
+        i = k + 1
+    return -1
+
+
+def split_fields(line: bytes) -> list[bytes]:
+    """Split one logical line (without its LF) into fields, undoing RFC 4180 quoting."""
+    fields: list[bytes] = []
+    i, n = 0, len(line)
+    while True:
+        if i < n and line[i] == 0x22:
+            buf = bytearray()
+            j = i + 1
+            while True:
+                k = line.find(b'"', j)
+                if k < 0:
+                    raise WireError(f"unterminated quoted field {len(fields) + 1}")
+                buf += line[j:k]
+                if line[k + 1:k + 2] == b'"':
+                    buf += b'"'
+                    j = k + 2
+                    continue
+                j = k + 1
+                break
+            fields.append(bytes(buf))
+            if j == n:
+                return fields
+            if line[j] != 0x2C:
+                raise WireError(f"unexpected character after quoted field {len(fields)}")
+            i = j + 1
+        else:
+            k = line.find(b",", i)
+            if k < 0:
+                fields.append(line[i:])
+                return fields
+            fields.append(line[i:k])
+            i = k + 1
+
+
+def logical_lines(physical: Iterable[bytes]) -> Iterator[bytes | Rejected]:
+    """Join physical lines into logical ones (a quoted field may hold LF) and strip the EOL.
+
+    A quoted field still open after MAX_QUOTED_FIELD_BYTES is yielded as a Rejected, and
+    reading goes on afresh at the next physical line, so one stray quote costs one batch.
+    """
+    pending = b""
+    for chunk in physical:
+        pending += chunk
+        start = _open_quote_at(pending)
+        if start >= 0:
+            if len(pending) - start <= MAX_QUOTED_FIELD_BYTES and chunk.endswith(b"\n"):
+                continue
+            yield Rejected("unterminated quoted field", (_redact_text(pending),))
+            pending = b""
+            continue
+        yield _strip_eol(pending)
+        pending = b""
+    if pending:
+        yield Rejected("unterminated quoted field at end of input", (_redact_text(pending),))
+
+
+def _strip_eol(line: bytes) -> bytes:
+    if line.endswith(b"\n"):
+        line = line[:-1]
+    if line.endswith(b"\r"):
+        line = line[:-1]
+    return line
+
+
+def _redact_text(raw: bytes) -> str:
+    text = raw.decode("utf-8", errors="replace")
+    return _TOKEN_LIKE.sub(lambda m: m.group(0)[:6] + "…", text)
+
+
+def _text(raw: bytes, what: str) -> str:
+    try:
+        value = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{what} is not valid UTF-8 (byte {exc.start})") from None
+    if len(value) > MAX_FIELD_CHARS:
+        raise ValueError(f"{what} is {len(value)} characters, more than {MAX_FIELD_CHARS}")
+    return value
+
+
+def _record(fields: list[bytes]) -> Record:
+    action_raw, email_raw, login_raw, secret_raw, code_raw = fields
+    if action_raw not in (b"1", b"2"):
+        raise ValueError(f"unknown action {action_raw.decode('utf-8', 'replace')!r} (expected 1 or 2)")
+    action = Action(int(action_raw))
+    email = _text(email_raw, "email")
+    if not email:
+        raise ValueError("email is empty")
+    if not _EMAIL.match(email):
+        raise ValueError("email is not an address of the form local@domain")
+    login = _text(login_raw, "username")
+    try:
+        secret = secret_raw.decode("ascii")
+        decode_token(secret)
+    except (UnicodeDecodeError, InvalidToken) as exc:
+        raise ValueError(f"secret is not base64url of 64 bytes ({exc})") from None
+    code = code_raw.decode("utf-8", errors="replace")
+    if not is_code(code):
+        raise ValueError("code is not 5 digits")
+    return Record(action, email, login, secret, code)
+
+
+def _redacted_fields(fields: list[bytes]) -> tuple[str, ...]:
+    shown = [f.decode("utf-8", errors="replace") for f in fields]
+    if len(shown) == FIELDS_PER_RECORD:
+        shown[3] = redact(shown[3])
+    return tuple(_TOKEN_LIKE.sub(lambda m: m.group(0)[:6] + "…", s) for s in shown)
+
+
+def decode_line(line: bytes) -> tuple[list[Record], list[Rejected]]:
+    """The valid records of one logical line, and a reason for everything else in it."""
+    if not line.strip():
+        return [], []
+    try:
+        fields = split_fields(line)
+    except WireError as exc:
+        return [], [Rejected(str(exc), (_redact_text(line),))]
+    if len(fields) % FIELDS_PER_RECORD:
+        return [], [Rejected(f"{len(fields)} fields is not a multiple of {FIELDS_PER_RECORD}",
+                             (_redact_text(line),))]
+    records: list[Record] = []
+    rejected: list[Rejected] = []
+    for i in range(0, len(fields), FIELDS_PER_RECORD):
+        chunk = fields[i:i + FIELDS_PER_RECORD]
+        try:
+            records.append(_record(chunk))
+        except ValueError as exc:
+            rejected.append(Rejected(str(exc), _redacted_fields(chunk)))
+    return records, rejected

@@ -1,0 +1,182 @@
+"""Shared fixtures: a real PostgreSQL, a migrated database per test, the installed programs.
+
+PostgreSQL is found in this order, and the first that works is used for the whole run:
+1. MAILROOM_TEST_DATABASE_URL (any libpq URL or key=value string; the role needs CREATEDB);
+2. a PostgreSQL container through testcontainers, when a Docker engine answers;
+3. a local server: libpq defaults (PG* variables, the socket), then
+   postgresql://postgres@127.0.0.1:5432/postgres;
+4. an embedded throwaway server from the `pgserver` package.
+If none works the database tests fail with a message saying how to provide one; they are
+never skipped.
+
+The migrations are applied once to a template database; each test gets its own clone
+(CREATE DATABASE ... TEMPLATE), so tests are isolated, NOTIFY channels included.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import sys
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg.conninfo import make_conninfo
+
+from mailroom import migrate
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+HOW_TO_PROVIDE = (
+    "No PostgreSQL server could be found for the tests. Provide one of:\n"
+    "  - MAILROOM_TEST_DATABASE_URL=postgresql://user@host:port/db (a role that may CREATE DATABASE);\n"
+    "  - a Docker engine (the tests then start postgres:15 with testcontainers);\n"
+    "  - a local server reachable with libpq defaults or at postgresql://postgres@127.0.0.1:5432/postgres;\n"
+    "  - the `pgserver` package (pip install -e '.[test]' installs it) for an embedded server."
+)
+TEST_KEY_HEX = "5f" * 32
+
+
+def _usable(conninfo: str) -> bool:
+    try:
+        with psycopg.connect(conninfo, connect_timeout=3, autocommit=True) as conn:
+            row = conn.execute(
+                "SELECT rolcreatedb OR rolsuper FROM pg_roles WHERE rolname = current_user"
+            ).fetchone()
+            return bool(row and row[0])
+    except psycopg.Error:
+        return False
+
+
+def _docker_answers() -> bool:
+    try:
+        import docker  # installed with testcontainers
+
+        client = docker.from_env(timeout=3)
+        client.ping()
+        return True
+    except Exception:
+        return False
+
+
+@pytest.fixture(scope="session")
+def pg_admin_url() -> Iterator[str]:
+    """A conninfo for a server where the tests may create databases."""
+    explicit = os.environ.get("MAILROOM_TEST_DATABASE_URL")
+    if explicit:
+        if not _usable(explicit):
+            pytest.fail(f"MAILROOM_TEST_DATABASE_URL is set but does not connect with CREATEDB rights.\n{HOW_TO_PROVIDE}",
+                        pytrace=False)
+        yield explicit
+        return
+    if _docker_answers():
+        from testcontainers.postgres import PostgresContainer
+
+        with PostgresContainer("postgres:15", driver=None) as container:
+            yield container.get_connection_url()
+        return
+    for candidate in ("", "postgresql://postgres@127.0.0.1:5432/postgres"):
+        if _usable(candidate):
+            yield candidate
+            return
+    try:
+        import pgserver
+    except ImportError:
+        pytest.fail(HOW_TO_PROVIDE, pytrace=False)
+    datadir = tempfile.mkdtemp(prefix="mailroom-pgserver-")
+    server = pgserver.get_server(datadir, cleanup_mode="stop")
+    try:
+        yield server.get_uri()
+    finally:
+        server.cleanup()
+        shutil.rmtree(datadir, ignore_errors=True)
+
+
+def _drop(admin_url: str, name: str) -> None:
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(psycopg.sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(psycopg.sql.Identifier(name)))
+
+
+@pytest.fixture(scope="session")
+def template_db(pg_admin_url: str) -> Iterator[str]:
+    """A migrated template database, created once per run."""
+    name = f"mailroom_tpl_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(pg_admin_url, autocommit=True) as conn:
+        conn.execute(psycopg.sql.SQL("CREATE DATABASE {}").format(psycopg.sql.Identifier(name)))
+    try:
+        migrate.apply(make_conninfo(pg_admin_url, dbname=name))
+        yield name
+    finally:
+        _drop(pg_admin_url, name)
+
+
+@pytest.fixture
+def empty_database_url(pg_admin_url: str) -> Iterator[str]:
+    """A fresh, empty database (no schema), dropped after the test."""
+    name = f"mailroom_t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(pg_admin_url, autocommit=True) as conn:
+        conn.execute(psycopg.sql.SQL("CREATE DATABASE {}").format(psycopg.sql.Identifier(name)))
+    try:
+        yield make_conninfo(pg_admin_url, dbname=name)
+    finally:
+        _drop(pg_admin_url, name)
+
+
+@pytest.fixture
+def database_url(pg_admin_url: str, template_db: str) -> Iterator[str]:
+    """A migrated database of this test's own, dropped after the test."""
+    name = f"mailroom_t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(pg_admin_url, autocommit=True) as conn:
+        conn.execute(psycopg.sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+            psycopg.sql.Identifier(name), psycopg.sql.Identifier(template_db)))
+    try:
+        yield make_conninfo(pg_admin_url, dbname=name)
+    finally:
+        _drop(pg_admin_url, name)
+
+
+@pytest.fixture
+def db(database_url: str) -> Iterator[psycopg.Connection]:
+    """An autocommit connection to this test's database."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        yield conn
+
+
+@pytest.fixture
+def secret_key_hex() -> str:
+    return TEST_KEY_HEX
+
+
+def script(name: str) -> str:
+    """Path of an installed console script (collector, sender, mailroom, moto_server)."""
+    path = BIN / name
+    if not path.exists():
+        found = shutil.which(name)
+        if not found:
+            pytest.fail(f"console script {name!r} is not installed; run `make test` (it installs the project)",
+                        pytrace=False)
+        return found
+    return str(path)
+
+
+@pytest.fixture
+def base_env(tmp_path: Path) -> dict[str, str]:
+    """An environment for the real programs: no inherited MAILROOM_* or AWS_* surprises."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MAILROOM_", "AWS_"))}
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+@contextlib.contextmanager
+def chdir(path: Path) -> Iterator[None]:
+    old = os.getcwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(old)

@@ -1,0 +1,49 @@
+"""Signing and verifying link secrets."""
+
+from __future__ import annotations
+
+import pytest
+
+from mailroom.signing import Action, InvalidToken, sign, verify
+
+KEY = bytes(range(32))
+SECRET = bytes(range(100, 132))
+
+
+def test_a_signed_activation_token_verifies_to_its_secret() -> None:
+    assert verify(KEY, sign(KEY, Action.ACTIVATION, SECRET, "00000"), Action.ACTIVATION) == SECRET
+
+
+def test_a_recovery_token_needs_the_right_code() -> None:
+    token = sign(KEY, Action.PASSWORD_RECOVERY, SECRET, "12345")
+    assert verify(KEY, token, Action.PASSWORD_RECOVERY, "12345") == SECRET
+    with pytest.raises(InvalidToken, match="bad signature"):
+        verify(KEY, token, Action.PASSWORD_RECOVERY, "12346")
+    with pytest.raises(InvalidToken, match="needs its 5-digit code"):
+        verify(KEY, token, Action.PASSWORD_RECOVERY)
+
+
+@pytest.mark.parametrize(
+    ("mutate", "reason"),
+    [
+        (lambda t: t[:-1], "86 characters"),
+        (lambda t: t[:-1] + ("A" if t[-1] != "A" else "B"), "bad signature"),
+        (lambda t: "+" + t[1:], "base64url"),
+    ],
+)
+def test_altered_tokens_are_refused_with_a_reason(mutate, reason) -> None:  # type: ignore[no-untyped-def]
+    token = sign(KEY, Action.ACTIVATION, SECRET, "00000")
+    with pytest.raises(InvalidToken, match=reason):
+        verify(KEY, mutate(token), Action.ACTIVATION)
+
+
+def test_a_token_for_one_action_does_not_verify_as_the_other() -> None:
+    token = sign(KEY, Action.ACTIVATION, SECRET, "12345")
+    with pytest.raises(InvalidToken):
+        verify(KEY, token, Action.PASSWORD_RECOVERY, "12345")
+
+
+def test_another_key_does_not_verify() -> None:
+    token = sign(KEY, Action.ACTIVATION, SECRET, "00000")
+    with pytest.raises(InvalidToken, match="bad signature"):
+        verify(bytes(32), token, Action.ACTIVATION)
