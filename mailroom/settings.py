@@ -30,9 +30,10 @@ _FALSE = ("0", "false", "no", "off")
 class ConfigError(Exception):
     """A setting is missing or invalid; the message is meant for the operator as it is."""
 
-    def __init__(self, name: str, message: str) -> None:
+    def __init__(self, name: str, message: str, expected: str | None = None) -> None:
         super().__init__(f"{name}: {message}")
         self.name = name
+        self.expected = expected
 
 
 @dataclass(frozen=True)
@@ -51,9 +52,8 @@ class Variable:
         return repr(self.default) if self.default == "" else self.default
 
 
-def _bad(name: str, raw: str, expected: str, secret: bool = False) -> NoReturn:
-    shown = "" if secret else f"{raw!r} is invalid; "
-    raise ConfigError(name, f"{shown}expected {expected}")
+def _bad(name: str, raw: str, expected: str) -> NoReturn:
+    raise ConfigError(name, f"{raw!r} is invalid; expected {expected}", expected)
 
 
 def positive_int(name: str, raw: str) -> int:
@@ -223,7 +223,12 @@ def read(environ: Mapping[str, str], *names: str) -> dict[str, Any]:
             if var.default is None:
                 raise ConfigError(name, "is required but not set; " + var.meaning)
             raw = var.default
-        values[name] = var.parse(name, raw)
+        try:
+            values[name] = var.parse(name, raw)
+        except ConfigError as exc:
+            if var.secret and exc.expected:  # say what is wrong, never show the value
+                raise ConfigError(name, f"the value is invalid; expected {exc.expected}") from None
+            raise
     return values
 
 
@@ -277,7 +282,7 @@ class CollectorSettings:
         if v["MAILROOM_HEALTHCHECK_INTERVAL"] < v["MAILROOM_BATCH_TIMEOUT"]:
             raise ConfigError(
                 "MAILROOM_HEALTHCHECK_INTERVAL",
-                f"{v['MAILROOM_HEALTHCHECK_INTERVAL']} is invalid; expected at least "
+                f"'{v['MAILROOM_HEALTHCHECK_INTERVAL']}' is invalid; expected at least "
                 f"MAILROOM_BATCH_TIMEOUT ({v['MAILROOM_BATCH_TIMEOUT']} ms)",
             )
         return cls(

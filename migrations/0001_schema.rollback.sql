@@ -6,6 +6,7 @@ DROP TABLE IF EXISTS accounts;
 DROP FUNCTION IF EXISTS mailroom_drop_queue(text);
 DROP FUNCTION IF EXISTS mailroom_register_queue(text, text);
 DROP FUNCTION IF EXISTS mailroom_tokens_inserted();
+DROP FUNCTION IF EXISTS mailroom_awake_lock(text);
 DROP FUNCTION IF EXISTS mailroom_token_consumed();
 DROP FUNCTION IF EXISTS mailroom_account_status_changed();
 DROP FUNCTION IF EXISTS mailroom_account_provisioned();

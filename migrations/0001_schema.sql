@@ -123,19 +123,35 @@ CREATE TRIGGER tokens_consumed
     FOR EACH ROW WHEN (OLD.consumed_at IS NULL AND NEW.consumed_at IS NOT NULL AND NEW.action = 'activation')
     EXECUTE FUNCTION mailroom_token_consumed();
 
--- Every token insert queues the new tokens for each registered consumer and wakes them
--- with a NOTIFY on their channel. Once per statement, not per row: a bulk insert costs one
--- queue insert and one notification, and the collector treats a notification as a
--- wake-up, never as a row count.
+-- The advisory lock a collector holds while it is awake (reading the queue on its own
+-- schedule); see mailroom_tokens_inserted.
+CREATE FUNCTION mailroom_awake_lock(queue_name text) RETURNS bigint
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT hashtextextended('mailroom-awake:' || queue_name, 0)
+$$;
+
+-- Every token insert queues the new tokens for each registered consumer and wakes it with
+-- a NOTIFY on its channel. Once per statement, not per row: a bulk insert costs one queue
+-- insert and one notification; the collector takes a notification as a wake-up, never as
+-- a row count.
+-- A NOTIFY makes the commit wait for a cluster-wide lock that serialises every notifying
+-- commit, so it is skipped while the consumer is awake: an awake collector holds its
+-- exclusive advisory lock, and here a shared try-lock (taken and released at once) fails.
+-- This is safe because the queue rows were inserted first: before a collector goes back
+-- to sleep it releases the lock, waits for every transaction then holding a lock on
+-- job_tokens (which includes each one that skipped its NOTIFY) and reads once more.
 CREATE FUNCTION mailroom_tokens_inserted() RETURNS trigger
 LANGUAGE plpgsql AS $$
 DECLARE
-    channel_name text;
+    queue record;
 BEGIN
     INSERT INTO job_tokens (job, token)
         SELECT j.name, i.id FROM jobs j CROSS JOIN inserted i;
-    FOR channel_name IN SELECT DISTINCT channel FROM jobs LOOP
-        PERFORM pg_notify(channel_name, '');
+    FOR queue IN SELECT name, channel FROM jobs LOOP
+        IF pg_try_advisory_lock_shared(mailroom_awake_lock(queue.name)) THEN
+            PERFORM pg_advisory_unlock_shared(mailroom_awake_lock(queue.name));
+            PERFORM pg_notify(queue.channel, '');
+        END IF;
     END LOOP;
     RETURN NULL;
 END

@@ -1,0 +1,8 @@
+"""The collector: LISTENs for token inserts and writes signed batch lines to stdout.
+
+Modules, one job each: `cli` (arguments, settings, exit codes), `service` (the
+connect / stand by / drain / wait loop and reconnects), `connection` (connecting, the
+standby lock, registering the queue, LISTEN), `batching` (when to read: the batching
+policy), `queue` (one chunk: claim, sign, write, commit), `output` (writing lines to
+stdout), `signals` (SIGTERM/SIGINT as a flag).
+"""

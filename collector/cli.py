@@ -1,0 +1,61 @@
+"""`collector`: signed batch lines of new tokens on stdout, from PostgreSQL LISTEN/NOTIFY.
+
+Exit status: 0 when stopped by SIGTERM/SIGINT (or after `--drain`), 1 when stdout is
+closed (the chunk in progress is rolled back) or on a database error that retrying cannot
+fix, 2 on invalid configuration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from mailroom import settings
+from mailroom.logs import setup_logging
+
+from collector.output import LineWriter
+from collector.service import Collector
+from collector.signals import StopFlag, install
+
+DESCRIPTION = """\
+Listen for new tokens in PostgreSQL and write them to stdout as signed batch lines,
+one line per chunk of at most MAILROOM_BATCH_LIMIT records:
+
+  action,email,username,secret,code[,action,email,username,secret,code...]
+
+Delivery is at-least-once: a chunk is committed (removed from the queue) only after its
+line has been written to stdout. Logs go to stderr. Run a second collector with the same
+MAILROOM_QUEUE_NAME as a standby: it waits until the active one is gone, then takes over.
+
+exit status: 0 stopped by SIGTERM/SIGINT or --drain done; 1 stdout closed or database
+error that retrying cannot fix; 2 invalid configuration."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="collector",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=settings.help_epilog(settings.COLLECTOR_VARIABLES),
+    )
+    parser.add_argument("--drain", action="store_true",
+                        help="emit what is queued now, then exit 0 (does not wait for notifications, "
+                             "and fails if another collector is active on the queue)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        config = settings.CollectorSettings.from_environ(settings.load_environment())
+    except settings.ConfigError as exc:
+        settings.exit_on_config_error("collector", exc)
+    setup_logging("collector", config.log_level)
+    stop = StopFlag()
+    install(stop)
+    return Collector(config, LineWriter(sys.stdout.fileno()), stop, drain_only=args.drain).run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

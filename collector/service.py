@@ -1,0 +1,133 @@
+"""The collector's life: connect, stand by or become active, drain, wait, repeat.
+
+Any `psycopg.OperationalError` (the database went away, the backend was terminated, a
+health check failed) closes the connection and starts over with capped exponential
+backoff and jitter, logging each attempt. Starting over always means: take the standby
+lock, register the queue, LISTEN, then drain whatever accumulated, then wait.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import psycopg
+
+from mailroom.backoff import Backoff
+from mailroom.db import describe
+from mailroom.settings import CollectorSettings
+
+from collector.batching import BatchPolicy, Wake, wait_for_batch
+from collector.connection import open_connection, register_and_listen, try_lock
+from collector.output import LineWriter
+from collector.queue import OutputClosed, Queue
+from collector.signals import StopFlag
+
+log = logging.getLogger("collector")
+
+RECONNECT_BACKOFF = Backoff(base=0.5, cap=30.0)
+STANDBY_POLL_S = 1.0
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+
+
+class Collector:
+    def __init__(self, settings: CollectorSettings, output: LineWriter, stop: StopFlag, *,
+                 drain_only: bool = False, synchronous_commit: bool = False) -> None:
+        self.settings = settings
+        self.output = output
+        self.stop = stop
+        self.drain_only = drain_only
+        self.synchronous_commit = synchronous_commit
+        self.policy = BatchPolicy.from_settings(settings)
+        self.where = describe(settings.database_url)
+        self.attempt = 0
+
+    def run(self) -> int:
+        """Run until stopped; return the exit status."""
+        while not self.stop:
+            conn: psycopg.Connection | None = None
+            try:
+                conn = open_connection(self.settings, self.synchronous_commit)
+                log.info("connected to %s%s", self.where,
+                         f" after {self.attempt} failed attempts" if self.attempt else "")
+                status = self._serve(conn)
+                if status is not None:
+                    return status
+            except OutputClosed as exc:
+                log.error("%s: the reader of stdout is gone; rolled back the chunk of %d tokens, "
+                          "they stay queued for the next collector", exc, exc.claimed)
+                self.output.detach()
+                return EXIT_FAILURE
+            except psycopg.OperationalError as exc:
+                if self.stop:
+                    break
+                log.warning("database connection failed (%s): %s", self.where, _first_line(exc))
+            except psycopg.Error as exc:
+                log.error("database error on %s: %s (is the schema migrated? run `mailroom migrate`)",
+                          self.where, _first_line(exc))
+                return EXIT_FAILURE
+            finally:
+                if conn is not None:
+                    conn.close()
+            if self.stop:
+                break
+            delay = RECONNECT_BACKOFF.delay(self.attempt)
+            self.attempt += 1
+            log.info("reconnecting to %s: attempt %d in %.2f s", self.where, self.attempt, delay)
+            self.stop.sleep(delay)
+        log.info("stopped by %s", self.stop.signal_name or "request")
+        return EXIT_OK
+
+    def _serve(self, conn: psycopg.Connection) -> int | None:
+        """Be the active collector on `conn` until stopped (a status) or the connection
+        fails (an exception). None means: start over."""
+        name = self.settings.queue_name
+        standing_by = False
+        while not try_lock(conn, name):
+            if self.drain_only:
+                log.error("another collector is active on queue %r; --drain does not wait", name)
+                return EXIT_FAILURE
+            if not standing_by:
+                log.info("another collector is active on queue %r: standing by", name)
+                standing_by = True
+            self.stop.sleep(STANDBY_POLL_S)
+            if self.stop:
+                return self._stopped()
+        register_and_listen(conn, self.settings)
+        log.info("active on queue %r, listening on channel %r", name, self.settings.channel_name)
+        queue = Queue(conn, name, self.settings.batch_limit, self.settings.secret_key)
+        self._drain(queue, "start")
+        self.attempt = 0  # healthy: the next failure starts the backoff afresh
+        if self.drain_only:
+            return EXIT_OK
+
+        def wait(timeout: float, stop_after: int) -> int:
+            return sum(1 for _ in conn.notifies(timeout=timeout, stop_after=stop_after))
+
+        while not self.stop:
+            wake, notifications = wait_for_batch(wait, self.policy, self.stop)
+            if wake is Wake.STOP:
+                break
+            if wake is Wake.HEALTHCHECK:
+                log.debug("health check: no notification for %.0f s, reading the queue",
+                          self.policy.healthcheck_s)
+            self._drain(queue, f"{notifications} notifications" if wake is Wake.BATCH else "health check")
+        return self._stopped()
+
+    def _drain(self, queue: Queue, reason: str) -> None:
+        result = queue.drain(self.output, self.stop)
+        if result.claimed:
+            log.info("read %d queued tokens (%s): emitted %d in %d lines, skipped %d not sendable",
+                     result.claimed, reason, result.emitted, result.lines, result.claimed - result.emitted)
+        else:
+            log.debug("queue empty (%s)", reason)
+
+    def _stopped(self) -> int:
+        log.info("stopped by %s", self.stop.signal_name or "request")
+        return EXIT_OK
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -1,0 +1,76 @@
+"""The one interface both providers (SES and debug) implement, and the template data they send.
+
+Template data is built with a JSON encoder from the record's fields, never by string
+concatenation, so a login holding `"`, `\\`, `{{` or any Unicode arrives as it was.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from mailroom.signing import Action
+from mailroom.wire import Record
+
+TEMPLATE_VARIABLES = ("login", "login_html", "secret", "code", "app_url")
+
+
+def template_data(record: Record) -> str:
+    """ReplacementTemplateData: login, its HTML-escaped form, secret, and code for recovery."""
+    data = {"login": record.login, "login_html": html.escape(record.login, quote=True),
+            "secret": record.secret}
+    if record.action is Action.PASSWORD_RECOVERY:
+        data["code"] = record.code
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+
+
+def default_template_data(app_url: str) -> str:
+    """DefaultTemplateData: every variable has a value, so SES never fails on a missing one."""
+    return json.dumps({"login": "", "login_html": "", "secret": "", "code": "", "app_url": app_url},
+                      ensure_ascii=False, separators=(",", ":"))
+
+
+@dataclass(frozen=True)
+class Destination:
+    email: str
+    data: str  # ReplacementTemplateData (JSON)
+
+
+@dataclass(frozen=True)
+class DestinationResult:
+    """SES's answer for one destination, in the order of the destinations."""
+
+    status: str
+    message_id: str | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class BulkSend:
+    """Everything one SendBulkTemplatedEmail call carries."""
+
+    action: Action
+    template: str
+    source: str
+    config_set: str
+    default_data: str
+    destinations: Sequence[Destination]
+
+
+class CallFailed(Exception):
+    """The call failed as a whole: an API error document or no answer at all."""
+
+    def __init__(self, code: str, message: str, http_status: int | None = None) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+        self.http_status = http_status
+
+
+class Provider(Protocol):
+    def send_bulk(self, send: BulkSend) -> list[DestinationResult]:
+        """One result per destination, in order; raises CallFailed when the whole call fails."""
+        ...
