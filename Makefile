@@ -15,5 +15,15 @@ $(STAMP): pyproject.toml
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
+## make demo: install into .venv, then run the whole job once on an embedded throwaway PostgreSQL
+## (or on MAILROOM_DATABASE_URL if set) with the sender in debug mode: no AWS account needed
+demo: $(STAMP)
+	$(BIN)/mailroom demo
+
+## make bench: install into .venv, run every benchmark (bench/) against the tests' PostgreSQL,
+## print a table and write BENCHMARKS.md (about 10 minutes; run it on a quiet machine)
+bench: $(STAMP)
+	$(BIN)/python -m bench
+
 clean:
 	rm -rf $(VENV) output .pytest_cache

@@ -19,7 +19,7 @@ from mailroom.settings import CollectorSettings
 log = logging.getLogger("collector.connection")
 
 APPLICATION_NAME = "mailroom-collector"
-CONNECT_TIMEOUT_S = 5
+CONNECT_TIMEOUT_S = 3  # libpq minimum is 2; a stop signal waits for at most this
 
 
 def open_connection(settings: CollectorSettings, synchronous_commit: bool) -> psycopg.Connection:

@@ -8,6 +8,7 @@ lock, register the queue, LISTEN, then drain whatever accumulated, then wait.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 import psycopg
@@ -16,6 +17,7 @@ from mailroom.backoff import Backoff
 from mailroom.db import describe
 from mailroom.settings import CollectorSettings
 
+from collector.awake import Awake
 from collector.batching import BatchPolicy, Wake, wait_for_batch
 from collector.connection import open_connection, register_and_listen, try_lock
 from collector.output import LineWriter
@@ -26,6 +28,7 @@ log = logging.getLogger("collector")
 
 RECONNECT_BACKOFF = Backoff(base=0.5, cap=30.0)
 STANDBY_POLL_S = 1.0
+PENDING_POLL_S = 0.05  # how often to look whether writers that may have skipped NOTIFY ended
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -97,6 +100,8 @@ class Collector:
         register_and_listen(conn, self.settings)
         log.info("active on queue %r, listening on channel %r", name, self.settings.channel_name)
         queue = Queue(conn, name, self.settings.batch_limit, self.settings.secret_key)
+        awake = Awake(conn, name, self.policy)
+        awake.note_writers()  # a predecessor that died awake may have left some
         self._drain(queue, "start")
         self.attempt = 0  # healthy: the next failure starts the backoff afresh
         if self.drain_only:
@@ -106,14 +111,39 @@ class Collector:
             return sum(1 for _ in conn.notifies(timeout=timeout, stop_after=stop_after))
 
         while not self.stop:
-            wake, notifications = wait_for_batch(wait, self.policy, self.stop)
+            policy = self.policy
+            if awake.pending:
+                policy = dataclasses.replace(policy, healthcheck_s=min(PENDING_POLL_S, policy.healthcheck_s))
+            wake, notifications = wait_for_batch(wait, policy, self.stop)
             if wake is Wake.STOP:
                 break
+            if wake is Wake.HEALTHCHECK and awake.pending:
+                if awake.writers_done():
+                    self._drain(queue, "writers that may have skipped NOTIFY ended")
+                continue
             if wake is Wake.HEALTHCHECK:
                 log.debug("health check: no notification for %.0f s, reading the queue",
                           self.policy.healthcheck_s)
-            self._drain(queue, f"{notifications} notifications" if wake is Wake.BATCH else "health check")
+            self._awake_cycle(conn, queue, awake,
+                              f"{notifications} notifications" if wake is Wake.BATCH else "health check")
         return self._stopped()
+
+    def _awake_cycle(self, conn: psycopg.Connection, queue: Queue, awake: Awake, reason: str) -> None:
+        """Read, and keep reading on our own schedule while tokens keep coming (inserts skip
+        their NOTIFY meanwhile); then go back to sleep safely (see collector/awake.py)."""
+        awake.take()
+        try:
+            self._drain(queue, reason)
+            while awake.wait_for_batch(self.stop):
+                self._drain(queue, "awake")
+        finally:
+            awake.release()
+        awake.note_writers()
+        # Notifications received so far are covered by the read below: drop them, so that
+        # they do not start another round for nothing.
+        for _ in conn.notifies(timeout=0):
+            pass
+        self._drain(queue, "going to sleep")
 
     def _drain(self, queue: Queue, reason: str) -> None:
         result = queue.drain(self.output, self.stop)

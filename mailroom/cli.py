@@ -9,9 +9,11 @@ from collections.abc import Callable, Mapping, Sequence
 
 import psycopg
 
-from mailroom import migrate, settings
+from mailroom import migrate, settings, templates_cmd
 from mailroom.db import describe
 from mailroom.logs import setup_logging
+from mailroom import pipeline, prune, verify  # app-side commands: verify, prune, run
+from mailroom import demo  # `mailroom demo` (make demo)
 
 log = logging.getLogger("mailroom")
 
@@ -31,11 +33,42 @@ def _cmd_migrate(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
 
 
 COMMANDS: dict[str, tuple[str, tuple[str, ...], Handler, Callable[[argparse.ArgumentParser], None]]] = {
+    "templates": (
+        "push the SES email templates (create or update), or render one locally",
+        templates_cmd.PUSH_VARIABLES + templates_cmd.RENDER_VARIABLES[:1],
+        templates_cmd.handle,
+        templates_cmd.add_arguments,
+    ),
     "migrate": (
         "apply the schema migrations (idempotent); --rollback undoes the last one",
         ("MAILROOM_DATABASE_URL", "MAILROOM_LOG_LEVEL"),
         _cmd_migrate,
         lambda p: p.add_argument("--rollback", action="store_true", help="undo the last applied migration"),
+    ),
+    "verify": (
+        "check a signed token from a link: print its secret (hex) and exit 0, or exit 1 with the reason",
+        verify.VERIFY_VARIABLES,
+        verify.cli_main,
+        verify.add_cli_arguments,
+    ),
+    "prune": (
+        "delete tokens consumed or expired more than MAILROOM_PRUNE_AFTER ago, in small batches",
+        prune.PRUNE_VARIABLES,
+        prune.cli_main,
+        prune.add_cli_arguments,
+    ),
+    "run": (
+        "run `collector | sender` supervised: exit non-zero when either dies; SIGTERM stops both",
+        tuple(dict.fromkeys(settings.COLLECTOR_VARIABLES + settings.SENDER_VARIABLES)),
+        pipeline.cli_main,
+        pipeline.add_cli_arguments,
+    ),
+    "demo": (
+        "the whole job on a throwaway database (embedded unless MAILROOM_DATABASE_URL is set), "
+        "no AWS: shows the emails, then stops everything",
+        demo.DEMO_VARIABLES,
+        demo.cli_main,
+        demo.add_cli_arguments,
     ),
 }
 

@@ -8,11 +8,17 @@ first batch that comes back short.
 
 from __future__ import annotations
 
+import argparse
 import logging
+import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 
 import psycopg
+
+from mailroom import settings
+from mailroom.db import connect, describe
 
 log = logging.getLogger("mailroom.prune")
 
@@ -47,3 +53,40 @@ def prune(conn: psycopg.Connection, retention_s: float, batch_size: int = DEFAUL
         if count < batch_size:
             break
     return PruneResult(deleted=deleted, batches=batches)
+
+
+# `mailroom prune` (wired up in mailroom/cli.py).
+
+PRUNE_VARIABLES = ("MAILROOM_DATABASE_URL", "MAILROOM_PRUNE_AFTER", "MAILROOM_LOG_LEVEL")
+
+
+def _batch_size(raw: str) -> int:
+    try:
+        value = int(raw, 10)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{raw!r} is invalid; expected a positive whole number")
+    return value
+
+
+def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--batch-size", type=_batch_size, default=DEFAULT_BATCH_SIZE, metavar="N",
+                        help=f"most tokens deleted per transaction [default: {DEFAULT_BATCH_SIZE}]")
+
+
+def cli_main(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    """Prune everything due and print how many tokens were deleted."""
+    values = settings.read(environ, "MAILROOM_DATABASE_URL", "MAILROOM_PRUNE_AFTER")
+    url, retention_s = values["MAILROOM_DATABASE_URL"], values["MAILROOM_PRUNE_AFTER"]
+    with connect(url, application_name="mailroom prune") as conn:
+        try:
+            result = prune(conn, retention_s, args.batch_size)
+        except psycopg.errors.UndefinedFunction:
+            print("mailroom prune: the database has no mailroom_prune(); run `mailroom migrate` first",
+                  file=sys.stderr)
+            return 1
+    print(f"deleted {result.deleted} tokens consumed or expired more than {retention_s:g} s ago "
+          f"in {result.batches} batches")
+    log.info("pruned %d tokens on %s", result.deleted, describe(url))
+    return 0

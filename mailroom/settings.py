@@ -343,3 +343,12 @@ class SenderSettings:
             log_level=v["MAILROOM_LOG_LEVEL"],
         )
 
+
+
+def markdown_table() -> str:
+    """The README's configuration table, generated so that it cannot drift from the code."""
+    rows = ["| Variable | Default | Meaning |", "| --- | --- | --- |"]
+    for var in VARIABLES.values():
+        default = "*(required)*" if var.default is None else ("*(empty)*" if var.default == "" else f"`{var.default}`")
+        rows.append(f"| `{var.name}` | {default} | {var.meaning.replace('|', '/')} |")
+    return "\n".join(rows)

@@ -48,7 +48,7 @@ class InvalidToken(ValueError):
 
 
 def is_code(code: str) -> bool:
-    return bool(_CODE.match(code))
+    return bool(_CODE.fullmatch(code))  # not match: '$' would accept a trailing LF
 
 
 def _message(action: Action, secret: bytes, code: str) -> bytes:

@@ -64,8 +64,10 @@ def _field(value: str) -> str:
 
 
 def encode_record(record: Record) -> str:
+    # Secret and code never need quotes when valid; quoting them anyway keeps a bad value
+    # from turning into extra fields (records) on the line.
     return ",".join((str(int(record.action)), _field(record.email), _field(record.login),
-                     record.secret, record.code))
+                     _field(record.secret), _field(record.code)))
 
 
 def encode_line(records: Iterable[Record]) -> bytes:
@@ -182,7 +184,7 @@ def _record(fields: list[bytes]) -> Record:
     email = _text(email_raw, "email")
     if not email:
         raise ValueError("email is empty")
-    if not _EMAIL.match(email):
+    if not _EMAIL.fullmatch(email):  # fullmatch: '$' alone lets a trailing LF through
         raise ValueError("email is not an address of the form local@domain")
     login = _text(login_raw, "username")
     try:

@@ -17,6 +17,9 @@ from typing import Any
 from mailroom.wire import Record
 
 
+_JSON = json.JSONEncoder(ensure_ascii=False)
+
+
 def utc_now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
@@ -47,7 +50,7 @@ class Outputs:
 
     def _append(self, fd: int, rows: list[dict[str, Any]]) -> None:
         if rows:
-            data = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode("utf-8")
+            data = "".join([_JSON.encode(r) + "\n" for r in rows]).encode("utf-8")
             with self._lock:
                 os.write(fd, data)
 
@@ -73,8 +76,8 @@ class Outputs:
         return path
 
 
-def delivery_row(record: Record, **fields: Any) -> dict[str, Any]:
-    return {"time": utc_now(), "action": record.action.db_name, "recipient": record.email, **fields}
+def delivery_row(record: Record, time: str | None = None, **fields: Any) -> dict[str, Any]:
+    return {"time": time or utc_now(), "action": record.action.db_name, "recipient": record.email, **fields}
 
 
 def reject_row(reason: str, record: dict[str, Any] | list[str] | tuple[str, ...], **fields: Any) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from mailroom.signing import Action
 from mailroom.wire import Record
 
 TEMPLATE_VARIABLES = ("login", "login_html", "secret", "code", "app_url")
+_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))  # built once: it runs per record
 
 
 def template_data(record: Record) -> str:
@@ -24,7 +25,7 @@ def template_data(record: Record) -> str:
             "secret": record.secret}
     if record.action is Action.PASSWORD_RECOVERY:
         data["code"] = record.code
-    return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    return _JSON.encode(data)
 
 
 def default_template_data(app_url: str) -> str:

@@ -22,18 +22,23 @@ SELECT pg_try_advisory_lock(hashtextextended('mailroom:' || %(queue)s, 0))
 -- consumed, or whose account is not in the status the action needs; those entries are
 -- consumed without output. The number of rows returned is the number claimed: a chunk
 -- of only unsendable tokens is not the end of the queue.
+-- `after` only lets a long drain start its index scan past the entries it has just
+-- deleted (dead until vacuumed, they would make each chunk slower than the last); it is
+-- never progress: a drain ends only with a chunk read from `after` = 0 (see queue.py).
+-- The claimed rows are deleted by ctid (a TID scan: no second index probe); the ctids
+-- cannot change in between because the subquery holds their row locks.
 WITH claimed AS (
     DELETE FROM job_tokens
-    WHERE job = %(queue)s
-      AND token = ANY (ARRAY(
-          SELECT q.token FROM job_tokens q
-          WHERE q.job = %(queue)s
+    WHERE ctid = ANY (ARRAY(
+          SELECT q.ctid FROM job_tokens q
+          WHERE q.job = %(queue)s AND q.token > %(after)s
           ORDER BY q.token
           LIMIT %(limit)s
           FOR UPDATE SKIP LOCKED))
     RETURNING token
 )
-SELECT coalesce(t.consumed_at IS NULL
+SELECT c.token,
+       coalesce(t.consumed_at IS NULL
                 AND t.expires_at > now()
                 AND a.status = CASE t.action WHEN 'activation' THEN 'provisioned'::account_status
                                              ELSE 'active'::account_status END,
@@ -51,3 +56,29 @@ ORDER BY c.token
 -- name: backlog
 -- What this queue has yet to read (for operators and tests).
 SELECT count(*) FROM job_tokens WHERE job = %(queue)s
+
+-- name: take_awake_lock
+-- Awake: while this session holds the exclusive lock, the tokens trigger (whose shared
+-- try-lock then fails) queues tokens without sending NOTIFY; see collector/awake.py.
+SELECT pg_advisory_lock(mailroom_awake_lock(%(queue)s))
+
+-- name: release_awake_lock
+SELECT pg_advisory_unlock(mailroom_awake_lock(%(queue)s))
+
+-- name: queue_writers
+-- The transactions (virtual ids) other than ours that hold a write lock on job_tokens now:
+-- every one that queued a token and may have skipped its NOTIFY while we were awake.
+SELECT coalesce(array_agg(DISTINCT virtualtransaction), '{}')
+FROM pg_locks
+WHERE locktype = 'relation' AND relation = 'job_tokens'::regclass AND mode = 'RowExclusiveLock'
+  AND pid IS DISTINCT FROM pg_backend_pid()
+
+-- name: still_running
+-- Which of those transactions have not ended yet (each holds its own virtualxid lock).
+SELECT coalesce(array_agg(virtualxid), '{}')
+FROM pg_locks
+WHERE locktype = 'virtualxid' AND virtualxid = ANY (%(vxids)s)
+
+-- name: queued_at_least
+-- How many entries the queue holds, counting no further than `limit`.
+SELECT count(*) FROM (SELECT 1 FROM job_tokens WHERE job = %(queue)s LIMIT %(limit)s) s

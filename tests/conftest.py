@@ -19,7 +19,6 @@ import contextlib
 import os
 import shutil
 import sys
-import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -84,17 +83,17 @@ def pg_admin_url() -> Iterator[str]:
         if _usable(candidate):
             yield candidate
             return
+    from mailroom.embedded import EmbeddedUnavailable, embedded_postgres  # the demo's, stopped on the way out
+
     try:
-        import pgserver
-    except ImportError:
-        pytest.fail(HOW_TO_PROVIDE, pytrace=False)
-    datadir = tempfile.mkdtemp(prefix="mailroom-pgserver-")
-    server = pgserver.get_server(datadir, cleanup_mode="stop")
+        server_cm = embedded_postgres(prefix="mailroom-test-pg-")
+        server = server_cm.__enter__()
+    except EmbeddedUnavailable as exc:
+        pytest.fail(f"{HOW_TO_PROVIDE}\n({exc})", pytrace=False)
     try:
-        yield server.get_uri()
+        yield server.url
     finally:
-        server.cleanup()
-        shutil.rmtree(datadir, ignore_errors=True)
+        server_cm.__exit__(None, None, None)
 
 
 def _drop(admin_url: str, name: str) -> None:
@@ -180,3 +179,60 @@ def chdir(path: Path) -> Iterator[None]:
         yield
     finally:
         os.chdir(old)
+
+
+# -- moto_server: an SES emulator in its own process, for tests that run the real programs ----
+
+FAKE_AWS_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_REGION": "us-east-1",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def moto_server(tmp_path: Path) -> Iterator[str]:
+    """The endpoint URL of a fresh `moto_server` on a free 127.0.0.1 port (stopped afterwards).
+
+    Point a program at it with AWS_ENDPOINT_URL_SES (or AWS_ENDPOINT_URL) plus FAKE_AWS_ENV.
+    """
+    import subprocess
+    import time
+    import urllib.error
+    import urllib.request
+
+    port = _free_port()
+    log_path = tmp_path / "moto_server.log"
+    with open(log_path, "wb") as log_file:
+        proc = subprocess.Popen([script("moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+                                stdout=log_file, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(url + "/moto-api/", timeout=1):
+                    break
+            except (urllib.error.URLError, ConnectionError, OSError):
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail("moto_server did not start:\n" + log_path.read_text(errors="replace"),
+                                pytrace=False)
+                time.sleep(0.05)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

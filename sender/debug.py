@@ -1,0 +1,47 @@
+"""The debug provider: prints each bulk send it would make to stdout, and calls nothing.
+
+No AWS call and no credentials. Where the local templates exist, each message's rendered
+subject and text body is printed too, so a developer sees the email itself.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+from typing import TextIO
+
+from mailroom.signing import Action
+from sender.provider import BulkSend, DestinationResult
+from sender.templates import EmailTemplate
+
+RULE = "=" * 72
+
+
+class DebugProvider:
+    def __init__(self, out: TextIO | None = None, templates: dict[Action, EmailTemplate] | None = None) -> None:
+        self.out = out or sys.stdout
+        self.templates = templates
+        self._lock = threading.Lock()
+
+    def send_bulk(self, send: BulkSend) -> list[DestinationResult]:
+        n = len(send.destinations)
+        lines = [RULE,
+                 f"bulk send: {n} {send.action.db_name} email{'s' if n != 1 else ''} (debug: nothing is sent)",
+                 f"  template:          {send.template}",
+                 f"  configuration set: {send.config_set or '(none)'}",
+                 f"  source:            {send.source}",
+                 f"  default data:      {send.default_data}"]
+        template = self.templates.get(send.action) if self.templates else None
+        defaults = json.loads(send.default_data)
+        for i, dest in enumerate(send.destinations, 1):
+            lines.append(f"  [{i}/{n}] to {dest.email}")
+            lines.append(f"        data:    {dest.data}")
+            if template is not None:
+                message = template.render({**defaults, **json.loads(dest.data)})
+                lines.append(f"        subject: {message['subject']}")
+                lines.extend("        | " + row if row else "        |" for row in message["text"].rstrip("\n").split("\n"))
+        with self._lock:
+            self.out.write("\n".join(lines) + "\n")
+            self.out.flush()
+        return [DestinationResult("Success") for _ in send.destinations]

@@ -1,0 +1,228 @@
+"""A durable journal of what the sender has read but not finished, so a crash loses nothing.
+
+Layout: `<output>/journal/seg-<ns>.jsonl`, JSON lines of four kinds:
+- `{"k":"L","id","at","r":[[action,email,login,secret,code],...],"n":[indices]?}` a line's
+  valid records, written and fsync'ed before any of them is sent (`at`: when it was read);
+- `{"k":"D","id","n":[...],"h":[...]}` those records were delivered (`h`: secret hashes);
+- `{"k":"R","id","n":[...]}` those records were finished otherwise (rejected, duplicate);
+- `{"k":"S","h":[...],"at":[...]}` hashes of secrets delivered recently, carried over.
+
+On start every segment is read (a torn last line from a crash is skipped), the unfinished
+records and the recent deliveries are written to a fresh segment, fsync'ed, and only then
+are the old segments deleted; a crash in between leaves both, and replaying both gives the
+same state (entries are keyed by line id and index). The same compaction runs whenever the
+active segment grows by `rotate_bytes` past what was carried into it, so the journal stays as small as the work in hand.
+
+Completions are written without fsync: a process crash keeps them (the kernel has them);
+only a power loss can forget one, which means a duplicate, never a loss.
+
+Recent deliveries are remembered as 64-bit hashes of the signed secret (never the secret),
+for `dedup_window` seconds and at most `dedup_max` of them, so that a line the collector
+emits again after a crash is not sent twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mailroom.signing import Action
+from mailroom.wire import Record
+from sender.outputs import open_append, private_dir
+
+log = logging.getLogger("sender.journal")
+
+
+def secret_hash(secret: str) -> int:
+    return int.from_bytes(hashlib.blake2b(secret.encode("ascii", "replace"), digest_size=8).digest(), "big")
+
+
+@dataclass
+class PendingLine:
+    read_at: float
+    records: dict[int, Record] = field(default_factory=dict)
+
+
+class Journal:
+    def __init__(self, directory: Path, dedup_window: float = 1800.0, dedup_max: int = 20_000,
+                 rotate_bytes: int = 8 << 20, clock: Callable[[], float] = time.time) -> None:
+        self.directory = private_dir(Path(directory))
+        self.dedup_window = dedup_window
+        self.dedup_max = dedup_max
+        self.rotate_bytes = rotate_bytes
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._pending: dict[str, PendingLine] = {}
+        self._delivered: dict[int, float] = {}  # insertion-ordered: oldest first
+        self._fd = -1
+        self._size = 0
+        self._carried = 0
+        self._prefix = f"{time.time_ns():x}"
+        self._next = 0
+        self.skipped_entries = 0
+
+    # -- start-up -----------------------------------------------------------------------
+    def recover(self) -> list[tuple[str, float, list[tuple[int, Record]]]]:
+        """Replay every segment; return the unfinished records per line, oldest first."""
+        with self._lock:
+            old = self._segments()
+            for path in old:
+                self._replay(path)
+            self._compact(old)
+            return [(line_id, p.read_at, sorted(p.records.items())) for line_id, p in self._pending.items()]
+
+    def _segments(self) -> list[Path]:
+        return sorted(self.directory.glob("seg-*.jsonl"))
+
+    def _replay(self, path: Path) -> None:
+        with open(path, "rb") as f:
+            for raw in f:
+                try:
+                    entry = json.loads(raw)
+                    self._apply(entry)
+                except (ValueError, KeyError, TypeError, IndexError):
+                    self.skipped_entries += 1  # a torn write at a crash: nothing was acted on it
+
+    def _apply(self, e: dict) -> None:
+        kind = e["k"]
+        if kind == "L":
+            rows = e["r"]
+            indices = e.get("n") or range(len(rows))
+            line = self._pending.setdefault(e["id"], PendingLine(float(e["at"])))
+            for i, row in zip(indices, rows):
+                line.records[i] = Record(Action(int(row[0])), row[1], row[2], row[3], row[4])
+        elif kind in ("D", "R"):
+            line = self._pending.get(e["id"])
+            if line is not None:
+                for i in e["n"]:
+                    line.records.pop(i, None)
+                if not line.records:
+                    del self._pending[e["id"]]
+            if kind == "D":
+                at = float(e.get("t", self.clock()))
+                for h in e.get("h", ()):
+                    self._remember(int(h, 16), at)
+        elif kind == "S":
+            for h, at in zip(e["h"], e["at"]):
+                self._remember(int(h, 16), float(at))
+
+    def _remember(self, h: int, at: float) -> None:
+        self._delivered.pop(h, None)
+        self._delivered[h] = at
+        while len(self._delivered) > self.dedup_max:
+            del self._delivered[next(iter(self._delivered))]
+
+    def _compact(self, old: Iterable[Path]) -> None:
+        """Write the live state to a new segment, make it durable, then drop the old ones."""
+        now = self.clock()
+        while self._delivered and next(iter(self._delivered.values())) < now - self.dedup_window:
+            del self._delivered[next(iter(self._delivered))]
+        path = self.directory / f"seg-{time.time_ns():020d}.jsonl"
+        fd = open_append(path)
+        size = 0
+
+        def write(entries: list[dict]) -> None:  # a piece at a time: no large transient strings
+            nonlocal size
+            data = "".join(json.dumps(e, ensure_ascii=False, separators=(",", ":")) + "\n" for e in entries).encode()
+            size += os.write(fd, data)
+
+        lines = list(self._pending.items())
+        for i in range(0, len(lines), 200):
+            entries = []
+            for line_id, line in lines[i:i + 200]:
+                items = sorted(line.records.items())
+                entries.append({"k": "L", "id": line_id, "at": line.read_at, "n": [i for i, _ in items],
+                                "r": [_row(r) for _, r in items]})
+            write(entries)
+        recent = list(self._delivered.items())
+        for i in range(0, len(recent), 1000):
+            chunk = recent[i:i + 1000]
+            write([{"k": "S", "h": [f"{h:016x}" for h, _ in chunk], "at": [round(a, 3) for _, a in chunk]}])
+        del recent, lines
+        os.fsync(fd)
+        self._fsync_dir()
+        if self._fd >= 0:
+            os.close(self._fd)
+        self._fd, self._size, self._carried = fd, size, size
+        for p in old:
+            if p != path:
+                p.unlink(missing_ok=True)
+        self._fsync_dir()
+
+    def _fsync_dir(self) -> None:
+        dfd = os.open(self.directory, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+
+    # -- running ------------------------------------------------------------------------
+    def new_line_id(self) -> str:
+        self._next += 1
+        return f"{self._prefix}.{self._next}"
+
+    def append_lines(self, lines: list[tuple[str, float, list[Record]]]) -> None:
+        """Journal whole lines durably (one fsync for the group) before any of them is sent."""
+        if not lines:
+            return
+        data = "".join(
+            json.dumps({"k": "L", "id": line_id, "at": round(at, 3), "r": [_row(r) for r in records]},
+                       ensure_ascii=False, separators=(",", ":")) + "\n"
+            for line_id, at, records in lines).encode()
+        with self._lock:
+            for line_id, at, records in lines:
+                self._pending[line_id] = PendingLine(at, dict(enumerate(records)))
+            os.write(self._fd, data)
+            os.fsync(self._fd)
+            self._size += len(data)
+
+    def finished(self, delivered: list[tuple[str, int, str]], other: list[tuple[str, int]]) -> None:
+        """Record completions: (line id, index, secret) delivered; (line id, index) otherwise."""
+        now = self.clock()
+        by_line_d: dict[str, tuple[list[int], list[str]]] = {}
+        for line_id, index, secret in delivered:
+            n, h = by_line_d.setdefault(line_id, ([], []))
+            n.append(index)
+            h.append(f"{secret_hash(secret):016x}")
+        by_line_r: dict[str, list[int]] = {}
+        for line_id, index in other:
+            by_line_r.setdefault(line_id, []).append(index)
+        entries = [{"k": "D", "id": i, "n": n, "h": h, "t": round(now, 3)} for i, (n, h) in by_line_d.items()]
+        entries += [{"k": "R", "id": i, "n": n} for i, n in by_line_r.items()]
+        if not entries:
+            return
+        data = "".join(json.dumps(e, separators=(",", ":")) + "\n" for e in entries).encode()
+        with self._lock:
+            os.write(self._fd, data)
+            self._size += len(data)
+            for e in entries:
+                self._apply(e)
+            if self._size - self._carried > self.rotate_bytes:
+                self._compact(self._segments())
+
+    def recently_delivered(self, secret: str) -> bool:
+        h = secret_hash(secret)
+        with self._lock:
+            at = self._delivered.get(h)
+            return at is not None and at >= self.clock() - self.dedup_window
+
+    def unfinished_count(self) -> int:
+        with self._lock:
+            return sum(len(p.records) for p in self._pending.values())
+
+    def close(self) -> None:
+        with self._lock:
+            if self._fd >= 0:
+                os.close(self._fd)
+                self._fd = -1
+
+
+def _row(r: Record) -> list[object]:
+    return [int(r.action), r.email, r.login, r.secret, r.code]

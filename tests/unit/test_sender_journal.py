@@ -1,0 +1,114 @@
+"""The sender's journal: what was read and not finished survives a crash; nothing is sent twice."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import time
+from pathlib import Path
+
+from mailroom.signing import Action
+from mailroom.wire import encode_line
+from sender.journal import Journal
+from sender.provider import BulkSend, DestinationResult
+from test_sender import jsonl, record, run_sender
+
+
+class Recording:
+    def __init__(self) -> None:
+        self.emails: list[str] = []
+
+    def send_bulk(self, send: BulkSend) -> list[DestinationResult]:
+        self.emails += [d.email for d in send.destinations]
+        return [DestinationResult("Success", "m")] * len(send.destinations)
+
+
+def segments(directory: Path) -> list[Path]:
+    return sorted(directory.glob("seg-*.jsonl"))
+
+
+def test_unfinished_records_are_recovered_and_finished_ones_are_not(tmp_path):
+    j = Journal(tmp_path)
+    assert j.recover() == []
+    a, b = j.new_line_id(), j.new_line_id()
+    j.append_lines([(a, 100.0, [record(1), record(2)]), (b, 101.0, [record(3)])])
+    j.finished([(a, 0, record(1).secret)], [(b, 0)])
+    j.close()
+    again = Journal(tmp_path)
+    assert again.recover() == [(a, 100.0, [(1, record(2))])]
+    assert again.recently_delivered(record(1).secret)
+
+
+def test_a_torn_last_line_is_tolerated_and_old_segments_are_compacted_away(tmp_path):
+    j = Journal(tmp_path)
+    j.recover()
+    a = j.new_line_id()
+    now = round(time.time(), 3)
+    j.append_lines([(a, now, [record(1), record(2)])])
+    j.finished([(a, 0, record(1).secret)], [])
+    j.close()
+    with open(segments(tmp_path)[-1], "ab") as f:
+        f.write(b'{"k":"D","id":"' + a.encode() + b'","n":[1],"h":["ab')  # the crash tore this write
+    again = Journal(tmp_path)
+    assert again.recover() == [(a, now, [(1, record(2))])]
+    assert again.skipped_entries == 1
+    assert again.recently_delivered(record(1).secret)
+    assert len(segments(tmp_path)) == 1  # the old segment is gone, its live state carried over
+    text = segments(tmp_path)[0].read_text()
+    assert record(1).secret not in text and record(2).secret in text
+
+
+def test_the_journal_rotates_and_stays_as_small_as_the_work_in_hand(tmp_path):
+    j = Journal(tmp_path, rotate_bytes=4096)
+    j.recover()
+    for i in range(200):
+        line = j.new_line_id()
+        j.append_lines([(line, time.time(), [record(i)])])
+        j.finished([(line, 0, record(i).secret)], [])
+    assert len(segments(tmp_path)) == 1
+    assert segments(tmp_path)[0].read_text().count('"k":"L"') < 50  # finished lines were dropped
+    assert j.recently_delivered(record(5).secret) and j.unfinished_count() == 0
+
+
+def test_the_output_directory_and_journal_are_private(tmp_path):
+    out = tmp_path / "out"
+    run_sender(out, Recording(), encode_line([record(1)]))
+    assert stat.S_IMODE(out.stat().st_mode) == 0o700
+    assert stat.S_IMODE((out / "journal").stat().st_mode) == 0o700
+    for path in [out / "deliveries.jsonl", out / "rejects.jsonl", *segments(out / "journal")]:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_a_line_emitted_again_is_not_sent_again(tmp_path):
+    provider = Recording()
+    line = encode_line([record(1), record(2, Action.PASSWORD_RECOVERY)])
+    run_sender(tmp_path, provider, line + line)  # the same line twice in one run
+    run_sender(tmp_path, provider, line)  # and again after a restart (the collector re-emitted it)
+    assert sorted(provider.emails) == [record(1).email, record(2).email]
+    rows = jsonl(tmp_path / "deliveries.jsonl")
+    assert [r["status"] for r in rows].count("Duplicate") == 4
+
+
+def test_on_start_unfinished_records_are_sent_and_late_ones_rejected(tmp_path):
+    j = Journal(tmp_path / "journal")
+    j.recover()
+    fresh, late = j.new_line_id(), j.new_line_id()
+    j.append_lines([(fresh, time.time() - 5, [record(1)]), (late, time.time() - 3600, [record(2)])])
+    j.close()
+    provider = Recording()
+    run_sender(tmp_path, provider, None)
+    assert provider.emails == [record(1).email]
+    rejects = jsonl(tmp_path / "rejects.jsonl")
+    assert [(r["reason"], r["record"]["email"]) for r in rejects] == [
+        ("deadline passed while the sender was down", record(2).email)]
+    assert Journal(tmp_path / "journal").recover() == []
+
+
+def test_journal_entries_are_json_lines(tmp_path):
+    j = Journal(tmp_path)
+    j.recover()
+    j.append_lines([(j.new_line_id(), 1.0, [record(1, login='a "quoted", {{x}} Zoë')])])
+    for line in segments(tmp_path)[0].read_text().splitlines():
+        json.loads(line)
+    assert os.path.getsize(segments(tmp_path)[0]) > 0

@@ -1,0 +1,166 @@
+"""Property tests of the wire format (mailroom.wire) and a fuzz of the sender's reader.
+
+The sender reads with `logical_lines` (physical lines -> logical ones) and `decode_line`;
+these are what is fuzzed here.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+from mailroom import wire
+from mailroom.signing import Action, sign
+
+KEY = bytes.fromhex("5f" * 32)
+# Local settings, not a global profile: other test modules keep theirs.
+WIRE = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+# Any Unicode scalar value: everything but the surrogates, which UTF-8 cannot carry.
+ANY_CHAR = st.characters(blacklist_categories=("Cs",))
+ANY_TEXT = st.text(ANY_CHAR, max_size=wire.MAX_FIELD_CHARS)
+# The shape the decoder accepts for an email: local@domain, no '@' and no whitespace in either.
+ADDRESS_CHAR = ANY_CHAR.filter(lambda c: c != "@" and not c.isspace())
+EMAIL_SHAPE = re.compile(r"[^@\s]+@[^@\s]+")
+
+
+@st.composite
+def emails(draw: st.DrawFn) -> str:
+    local = draw(st.text(ADDRESS_CHAR, min_size=1, max_size=126))
+    domain = draw(st.text(ADDRESS_CHAR, min_size=1, max_size=wire.MAX_FIELD_CHARS - 1 - len(local)))
+    return f"{local}@{domain}"
+
+
+@st.composite
+def records(draw: st.DrawFn, email: st.SearchStrategy[str] | None = None) -> wire.Record:
+    action = draw(st.sampled_from(list(Action)))
+    code = draw(st.from_regex(r"[0-9]{5}", fullmatch=True))
+    secret = draw(st.binary(min_size=32, max_size=32))
+    return wire.Record(action=action, email=draw(emails() if email is None else email), login=draw(ANY_TEXT),
+                       secret=sign(KEY, action, secret, code), code=code)
+
+
+BATCHES = st.lists(records(), min_size=1, max_size=10)
+
+
+def read(data: bytes) -> tuple[list[wire.Record], list[wire.Rejected]]:
+    """What the sender's reader makes of a byte stream: physical lines split on LF only."""
+    good: list[wire.Record] = []
+    bad: list[wire.Rejected] = []
+    for item in wire.logical_lines(io.BytesIO(data)):
+        if isinstance(item, wire.Rejected):
+            bad.append(item)
+            continue
+        found, rejected = wire.decode_line(item)
+        good += found
+        bad += rejected
+    return good, bad
+
+
+@WIRE
+@given(BATCHES)
+def test_any_batch_round_trips_through_encoder_reader_and_decoder(batch: list[wire.Record]) -> None:
+    logical = list(wire.logical_lines(io.BytesIO(wire.encode_line(batch))))
+    assert len(logical) == 1 and isinstance(logical[0], bytes)
+    assert wire.decode_line(logical[0]) == (batch, [])
+
+
+@WIRE
+@given(st.lists(BATCHES, min_size=1, max_size=5))
+def test_a_stream_of_batches_reads_back_record_for_record(batches: list[list[wire.Record]]) -> None:
+    stream = b"".join(wire.encode_line(b) for b in batches)
+    assert read(stream) == ([r for b in batches for r in b], [])
+
+
+@WIRE
+@given(st.lists(ANY_TEXT, min_size=1, max_size=12))
+def test_any_text_fields_round_trip_through_quoting_and_line_joining(fields: list[str]) -> None:
+    line = ",".join(wire._field(f) for f in fields).encode("utf-8") + b"\n"
+    logical = list(wire.logical_lines(io.BytesIO(line)))
+    assert len(logical) == 1 and isinstance(logical[0], bytes)
+    assert wire.split_fields(logical[0]) == [f.encode("utf-8") for f in fields]
+
+
+@WIRE
+@given(records(email=st.text(ANY_CHAR, min_size=1, max_size=wire.MAX_FIELD_CHARS)))
+@example(wire.Record(Action.ACTIVATION, "a@b\n", "x", sign(KEY, Action.ACTIVATION, bytes(32), "12345"), "12345"))
+def test_an_email_is_accepted_exactly_when_it_has_the_address_shape(record: wire.Record) -> None:
+    good, bad = read(wire.encode_line([record]))
+    if EMAIL_SHAPE.fullmatch(record.email):
+        assert (good, bad) == ([record], [])
+    else:
+        assert good == [] and len(bad) == 1 and "email" in bad[0].reason
+
+
+@WIRE
+@given(records(), st.text(ANY_CHAR, min_size=1, max_size=8))
+@example(wire.Record(Action.ACTIVATION, "a@b", "x", sign(KEY, Action.ACTIVATION, bytes(32), "12345"), "12345"),
+         "12345\n")
+def test_a_code_is_accepted_exactly_when_it_is_5_ascii_digits(record: wire.Record, code: str) -> None:
+    good, bad = read(wire.encode_line([wire.Record(record.action, record.email, record.login, record.secret, code)]))
+    if re.fullmatch(r"[0-9]{5}", code):
+        assert len(good) == 1 and bad == []
+    else:
+        assert good == [] and len(bad) == 1 and "code" in bad[0].reason
+
+
+@WIRE
+@given(st.binary(max_size=3000))
+def test_the_reader_never_raises_on_arbitrary_bytes_and_gives_every_rejection_a_reason(data: bytes) -> None:
+    _, bad = read(data)
+    assert all(r.reason.strip() for r in bad)
+
+
+@WIRE
+@given(st.lists(st.binary(max_size=300), max_size=20))
+def test_the_reader_never_raises_on_arbitrary_lines(lines: list[bytes]) -> None:
+    _, bad = read(b"\n".join(lines))
+    assert all(r.reason.strip() for r in bad)
+
+
+# Garbage a line at a time. Without a double quote it cannot open a quoted field that
+# would run on into the next lines, so every good line must come through untouched.
+GARBAGE_LINE = st.binary(max_size=300).map(lambda b: b.replace(b"\n", b"").replace(b'"', b""))
+
+
+@WIRE
+@given(st.lists(st.one_of(BATCHES.map(lambda b: ("good", b)), GARBAGE_LINE.map(lambda g: ("garbage", g))),
+                max_size=12))
+def test_good_lines_interleaved_with_garbage_lines_all_come_through(items: list[tuple[str, object]]) -> None:
+    stream = b"".join(wire.encode_line(v) if kind == "good" else v + b"\n" for kind, v in items)  # type: ignore[arg-type]
+    good, bad = read(stream)
+    assert good == [r for kind, v in items if kind == "good" for r in v]  # type: ignore[union-attr]
+    assert all(r.reason.strip() for r in bad)
+    # Every garbage line that is not blank is rejected (a line is never dropped silently).
+    nonblank = [v for kind, v in items if kind == "garbage" and v.strip()]  # type: ignore[union-attr]
+    assert len(bad) >= len(nonblank)
+
+
+@WIRE
+@given(st.binary(max_size=300).map(lambda b: b'"' + b.replace(b"\n", b"")), st.lists(BATCHES, min_size=1, max_size=10))
+def test_after_a_stray_quote_the_reader_resynchronises_within_a_bounded_window(
+        garbage: bytes, some: list[list[wire.Record]]) -> None:
+    window = len(garbage) + 1 + wire.MAX_QUOTED_FIELD_BYTES
+    batches, size = [], 0
+    while size < 2 * window:  # enough good lines to run well past the window
+        for batch in some:
+            batches.append(batch)
+            size += len(wire.encode_line(batch))
+    lines = [wire.encode_line(b) for b in batches]
+    good, bad = read(garbage + b"\n" + b"".join(lines))
+    assert bad and all(r.reason.strip() for r in bad)
+    # No record is made up or altered: what comes through is a subsequence of what was sent...
+    sent = iter([r for b in batches for r in b])
+    assert all(any(r == s for s in sent) for r in good)
+    # ...and every line that starts past the window in which the stray quote may swallow
+    # input (MAX_QUOTED_FIELD_BYTES, plus the line it gives up in) comes through.
+    window += max(len(line) for line in lines)
+    offset, late = len(garbage) + 1, []
+    for batch, line in zip(batches, lines):
+        if offset >= window:
+            late += batch
+        offset += len(line)
+    assert late and good[len(good) - len(late):] == late
