@@ -91,6 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["verify"]:
+        argv = verify.protect_token_argument(argv)
     args = build_parser().parse_args(argv)
     environ = settings.load_environment()
     try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import re
 import sys
 from collections.abc import Mapping
 
@@ -51,6 +52,7 @@ def verify_link_token(key: bytes, token: str, action: Action | str | int, code: 
 # `mailroom verify`: the command-line face of verify_link_token (wired up in mailroom/cli.py).
 
 VERIFY_VARIABLES = ("MAILROOM_SECRET_KEY", "MAILROOM_LOG_LEVEL")
+_TOKEN_ARGUMENT = re.compile(r"[A-Za-z0-9_-]{86}")
 
 
 def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
@@ -59,6 +61,15 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--action", required=True, choices=[a.db_name for a in Action],
                         help="what the link is for")
     parser.add_argument("--code", help="the 5-digit code the user was sent (password_recovery)")
+
+
+def protect_token_argument(argv: list[str]) -> list[str]:
+    """Move a signed token that starts with '-' (1 in 64 do) behind '--' so argparse does
+    not take it for an option: `mailroom verify -AbC…` works as the user typed it."""
+    if "--" in argv:
+        return argv
+    tokens = [a for a in argv if a.startswith("-") and _TOKEN_ARGUMENT.fullmatch(a)]
+    return [a for a in argv if a not in tokens] + (["--", *tokens] if tokens else [])
 
 
 def cli_main(args: argparse.Namespace, environ: Mapping[str, str]) -> int:

@@ -47,6 +47,14 @@ def test_verify_prints_the_secret_of_a_valid_activation_token(env: dict[str, str
     assert token not in done.stderr
 
 
+def test_verify_takes_a_token_that_starts_with_a_dash_as_typed(env: dict[str, str], tmp_path: Path) -> None:
+    secret = next(bytes([i]) * 32 for i in range(256)
+                  if sign(KEY, Action.ACTIVATION, bytes([i]) * 32, CODE).startswith("-"))
+    token = sign(KEY, Action.ACTIVATION, secret, CODE)
+    done = _mailroom(env, "verify", token, "--action", "activation", cwd=tmp_path)
+    assert (done.returncode, done.stdout) == (0, secret.hex() + "\n"), done.stderr
+
+
 def test_verify_a_recovery_token_needs_the_right_code(env: dict[str, str], tmp_path: Path) -> None:
     token = sign(KEY, Action.PASSWORD_RECOVERY, SECRET, CODE)
     ok = _mailroom(env, "verify", token, "--action", "password_recovery", "--code", CODE, cwd=tmp_path)

@@ -14,6 +14,7 @@ from collector_helpers import CollectorProcess, add_accounts, collector_env
 from conftest import script
 
 AWAKE_HELD = ("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND mode = 'ExclusiveLock' "
+              "AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
               "AND ((classid::bigint << 32) | objid::bigint) = mailroom_awake_lock('mailroom')")
 
 
