@@ -26,6 +26,7 @@ died while awake may have left transactions that skipped their NOTIFY.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import psycopg
 
@@ -47,9 +48,12 @@ class Awake:
         self.queue_name = queue_name
         self.policy = policy
         self.pending: list[str] = []  # writers that may have skipped their NOTIFY
+        self.warned = False  # said once per connection that the awake lock was not to be had
 
-    def take(self) -> None:
-        self.conn.execute(_query("take_awake_lock"), {"queue": self.queue_name})
+    def take(self) -> bool:
+        """Try to become awake; False (stay in notification mode) if the lock is held."""
+        row = self.conn.execute(_query("take_awake_lock"), {"queue": self.queue_name}).fetchone()
+        return bool(row and row[0])
 
     def release(self) -> None:
         self.conn.execute(_query("release_awake_lock"), {"queue": self.queue_name})
@@ -67,7 +71,7 @@ class Awake:
         self.pending = list(row[0] if row else [])
         return not self.pending
 
-    def wait_for_batch(self, stop: StopFlag, clock=time.monotonic) -> bool:
+    def wait_for_batch(self, stop: StopFlag, clock: Callable[[], float] = time.monotonic) -> bool:
         """While awake: True when it is time to read, False to go back to sleep (nothing
         queued for BATCH_TIMEOUT, or a stop signal)."""
         limit = self.policy.limit

@@ -9,6 +9,9 @@ notifications of a transaction into one; the trigger sends one per statement). S
    BATCH_TIMEOUT has passed since the first, whichever is sooner.
 3. The caller then drains the queue until it is empty.
 
+This is the rule while the collector sleeps; awake (collector/awake.py) it applies the same
+rule to queued tokens, since inserts then send no notification.
+
 Waits are cut into short slices so that a stop signal is seen within SLICE_S.
 """
 

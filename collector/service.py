@@ -3,7 +3,8 @@
 Any `psycopg.OperationalError` (the database went away, the backend was terminated, a
 health check failed) closes the connection and starts over with capped exponential
 backoff and jitter, logging each attempt. Starting over always means: take the standby
-lock, register the queue, LISTEN, then drain whatever accumulated, then wait.
+lock, register the queue, LISTEN, note the writers that may have skipped a NOTIFY, then
+drain whatever accumulated, then wait. A wake-up reads in awake mode (collector/awake.py).
 """
 
 from __future__ import annotations
@@ -131,13 +132,18 @@ class Collector:
     def _awake_cycle(self, conn: psycopg.Connection, queue: Queue, awake: Awake, reason: str) -> None:
         """Read, and keep reading on our own schedule while tokens keep coming (inserts skip
         their NOTIFY meanwhile); then go back to sleep safely (see collector/awake.py)."""
-        awake.take()
+        took = awake.take()
+        if not took and not awake.warned:
+            awake.warned = True
+            log.warning("could not take the awake lock of queue %r (a session still holds it shared): "
+                        "reading on notifications only, inserts keep sending NOTIFY", awake.queue_name)
         try:
             self._drain(queue, reason)
-            while awake.wait_for_batch(self.stop):
+            while took and awake.wait_for_batch(self.stop):
                 self._drain(queue, "awake")
         finally:
-            awake.release()
+            if took:
+                awake.release()
         awake.note_writers()
         # Notifications received so far are covered by the read below: drop them, so that
         # they do not start another round for nothing.

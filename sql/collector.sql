@@ -60,7 +60,10 @@ SELECT count(*) FROM job_tokens WHERE job = %(queue)s
 -- name: take_awake_lock
 -- Awake: while this session holds the exclusive lock, the tokens trigger (whose shared
 -- try-lock then fails) queues tokens without sending NOTIFY; see collector/awake.py.
-SELECT pg_advisory_lock(mailroom_awake_lock(%(queue)s))
+-- A try, never a wait: an app session whose statement was cancelled between the
+-- trigger's shared try-lock and its unlock keeps that shared lock until it disconnects,
+-- and waiting on it would stop all mail. Not awake only means inserts keep notifying.
+SELECT pg_try_advisory_lock(mailroom_awake_lock(%(queue)s))
 
 -- name: release_awake_lock
 SELECT pg_advisory_unlock(mailroom_awake_lock(%(queue)s))
@@ -71,6 +74,7 @@ SELECT pg_advisory_unlock(mailroom_awake_lock(%(queue)s))
 SELECT coalesce(array_agg(DISTINCT virtualtransaction), '{}')
 FROM pg_locks
 WHERE locktype = 'relation' AND relation = 'job_tokens'::regclass AND mode = 'RowExclusiveLock'
+  AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
   AND pid IS DISTINCT FROM pg_backend_pid()
 
 -- name: still_running

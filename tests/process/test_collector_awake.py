@@ -121,3 +121,20 @@ def test_it_stays_awake_while_tokens_keep_coming_and_emits_them_all(
     assert sorted(r.login for r in got) == sorted(logins)
     assert held > 0  # it was awake (inserts skipped their NOTIFY) for part of the stream
     _wait(lambda: not _awake(db), 10, "the collector to go back to sleep")
+
+
+def test_a_shared_awake_lock_left_behind_by_an_app_session_does_not_stop_the_mail(
+        tmp_path: Path, env: dict[str, str], procs: list[CollectorProcess], database_url: str,
+        db: psycopg.Connection) -> None:
+    # A statement cancelled between the trigger's shared try-lock and its unlock leaves the
+    # session holding the lock shared: the collector must not wait for it.
+    with psycopg.connect(database_url, autocommit=True) as leaky:
+        leaky.execute("SELECT pg_advisory_lock_shared(mailroom_awake_lock('mailroom'))")
+        collector = CollectorProcess(script("collector"), env, tmp_path / "collector.log")
+        procs.append(collector)
+        collector.wait_for_log("listening on channel")
+        for n in range(1, 4):
+            add_accounts(db, f"leak{n}-", 1)
+            assert [r.login for r in collector.records(1, timeout=10)] == [f"leak{n}-1"]
+        assert not _awake(db)
+        collector.wait_for_log("could not take the awake lock")
