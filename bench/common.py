@@ -123,16 +123,15 @@ class Children:
                 proc.wait()
 
 
-def wait_with_rusage(proc: subprocess.Popen, timeout: float) -> tuple[int, int, float]:
-    """Wait for `proc` (at most `timeout` s, then SIGKILL) and return (exit status, peak RSS
-    in KiB, CPU seconds used). The peak is the kernel's own (wait4's ru_maxrss), so it is
-    exact rather than sampled."""
+def wait_with_rusage(proc: subprocess.Popen, timeout: float) -> tuple[int, float]:
+    """Wait for `proc` (at most `timeout` s, then SIGKILL) and return (exit status, CPU
+    seconds it used, from wait4). For memory see RssSampler."""
     deadline = time.monotonic() + timeout
     while True:
         pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
         if pid:
             proc.returncode = os.waitstatus_to_exitcode(status)
-            return proc.returncode, usage.ru_maxrss, usage.ru_utime + usage.ru_stime
+            return proc.returncode, usage.ru_utime + usage.ru_stime
         if time.monotonic() > deadline:
             proc.kill()
             pid, status, usage = os.wait4(proc.pid, 0)
@@ -141,8 +140,8 @@ def wait_with_rusage(proc: subprocess.Popen, timeout: float) -> tuple[int, int, 
         time.sleep(0.005)
 
 
-def stop_with_rusage(proc: subprocess.Popen, timeout: float = 15.0) -> tuple[int, int, float]:
-    """SIGTERM `proc` and return (exit status, peak RSS in KiB, CPU seconds)."""
+def stop_with_rusage(proc: subprocess.Popen, timeout: float = 15.0) -> tuple[int, float]:
+    """SIGTERM `proc` and return (exit status, CPU seconds)."""
     if proc.returncode is None:
         proc.send_signal(signal.SIGTERM)
     return wait_with_rusage(proc, timeout)
@@ -218,14 +217,22 @@ def load_average() -> str:
 
 
 class RssSampler:
-    """Samples a process's resident set (VmRSS) every `every` s: the shape over the run
-    shows whether memory grows with the work done or levels off."""
+    """Samples a child's memory from /proc/<pid>/status every `every` s until it exits.
 
-    def __init__(self, pid: int, every: float = 0.25) -> None:
+    The peak is VmHWM, the kernel's high-water mark of the resident set of the program's
+    own address space, so a short spike between two samples still counts; only growth in
+    the last `every` s before exit could be missed. (wait4's ru_maxrss is no use here:
+    Linux carries the parent's resident set at fork/exec time into the child's ru_maxrss,
+    so it reports the harness's size, not the program's.) VmRSS over time shows whether
+    memory grows with the work done or levels off.
+    """
+
+    def __init__(self, pid: int, every: float = 0.02) -> None:
         import threading
 
         self.pid, self.every = pid, every
-        self.samples: list[tuple[float, float]] = []  # (seconds since start, MB)
+        self.samples: list[tuple[float, float]] = []  # (seconds since start, VmRSS MB)
+        self.peak_mb = 0.0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"rss-{pid}", daemon=True)
         self._thread.start()
@@ -235,16 +242,18 @@ class RssSampler:
         path = Path(f"/proc/{self.pid}/status")
         while not self._stop.is_set():
             try:
-                for line in path.read_text().splitlines():
-                    if line.startswith("VmRSS:"):
-                        self.samples.append((time.monotonic() - started, int(line.split()[1]) * 1024 / 1e6))
-                        break
-            except (OSError, ValueError):
-                pass
+                fields = dict(line.split(":", 1) for line in path.read_text().splitlines() if ":" in line)
+                if fields.get("State", "").strip().startswith("Z"):  # exited, not reaped yet
+                    return
+                rss = int(fields["VmRSS"].split()[0]) * 1024 / 1e6
+                self.peak_mb = max(self.peak_mb, int(fields["VmHWM"].split()[0]) * 1024 / 1e6)
+                self.samples.append((time.monotonic() - started, rss))
+            except (OSError, KeyError, ValueError, IndexError):
+                return  # gone
             self._stop.wait(self.every)
 
     def stop(self) -> str:
-        """Stop, and describe the curve: RSS at 0, 25, 50, 75 and 100 % of the samples."""
+        """Stop sampling, and describe the curve: VmRSS at 0, 25, 50, 75 and 100 % of the run."""
         self._stop.set()
         self._thread.join()
         if not self.samples:

@@ -75,6 +75,19 @@ def _sample_awake(url: str, stop: threading.Event, samples: list[bool]) -> None:
             samples.append(conn.execute(AWAKE_HELD, (QUEUE,)).fetchone()[0] > 0)
 
 
+def _wait_until_consuming(url: str, collector: subprocess.Popen, timeout: float = 30.0) -> None:
+    """Return once the collector has read a probe token: it is connected, active and reading."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("INSERT INTO accounts (email, login) VALUES ('probe@example.com', 'probe')")
+        deadline = time.monotonic() + timeout
+        while conn.execute("SELECT count(*) FROM job_tokens").fetchone()[0]:
+            if collector.poll() is not None:
+                raise RuntimeError(f"collector exited with {collector.returncode} before pgbench started")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the collector did not read a probe token within {timeout:.0f} s")
+            time.sleep(0.02)
+
+
 def measure(variant: str, clients: int, seconds: float, script_path: Path) -> tuple[float, str]:
     """tps of one variant on a fresh database, and a note."""
     with bench_database(variant.replace("-", "")) as url, Children() as kids:
@@ -93,9 +106,7 @@ def measure(variant: str, clients: int, seconds: float, script_path: Path) -> tu
                         "(each checks the lock)")
         collector = kids.start([script("collector")], stdout=subprocess.DEVNULL,
                                env=program_env(MAILROOM_DATABASE_URL=url))
-        time.sleep(1.0)  # connected, LISTENing
-        if collector.poll() is not None:
-            raise RuntimeError(f"collector exited with {collector.returncode} before pgbench started")
+        _wait_until_consuming(url, collector)
         stop, samples = threading.Event(), []
         sampler = threading.Thread(target=_sample_awake, args=(url, stop, samples), daemon=True)
         sampler.start()

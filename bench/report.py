@@ -106,6 +106,9 @@ def write_markdown(path: Path, figures: list[Figure], machine: dict[str, str], l
             "addresses. With 50 destinations per call and 50 ms per answer, C calls in flight can carry "
             "at most C x 1,000 emails/s.",
             "5. **Memory**: the peak RSS of the collector (in 1) and the sender (in 4) is the kernel's "
-            "`ru_maxrss` from `wait4`, exact rather than sampled; MB = 10^6 bytes.",
+            "high-water mark `VmHWM` from `/proc/<pid>/status`, read every 20 ms until the program exits "
+            "(`ru_maxrss` from `wait4` is not used: Linux counts the parent's resident set at spawn time "
+            "into it). VmRSS at 0/25/50/75/100 % of the run shows whether it grows with the backlog. "
+            "MB = 10^6 bytes.",
             ""]
     path.write_text("\n".join(out))

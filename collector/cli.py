@@ -54,7 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging("collector", config.log_level)
     stop = StopFlag()
     install(stop)
-    return Collector(config, LineWriter(sys.stdout.fileno()), stop, drain_only=args.drain).run()
+    return Collector(config, LineWriter(sys.stdout.fileno(), stop), stop, drain_only=args.drain).run()
 
 
 if __name__ == "__main__":

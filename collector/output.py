@@ -3,17 +3,57 @@
 A line is handed to the kernel in full before `write_line` returns, so the caller may
 commit right after. A reader that went away shows up as BrokenPipeError (Python ignores
 SIGPIPE), which the caller turns into a rollback and a non-zero exit.
+
+When stdout is a pipe, "handed to the kernel" is not enough: bytes still sitting in the
+pipe die with the reader (a sender killed with SIGKILL), and the chunk they came from
+would already be committed. So `write_line` also waits until the reader has taken every
+byte out of the pipe. The sender takes a line out of the pipe only after it has journaled
+it with fsync (sender/reader.py), so a commit then means the line is durable on the
+other side. If the reader goes away while we wait, BrokenPipeError: the chunk rolls back.
+If a stop signal comes while the reader holds back, it gets STOP_GRACE_S to take the line;
+then StoppedUnread: the chunk rolls back and the collector exits 0. Should the reader take
+the line after all, those tokens are sent twice, which the sender's journal absorbs.
 """
 
 from __future__ import annotations
 
+import array
+import errno
+import fcntl
 import os
+import select
+import stat
+import termios
+import time
+
+from collector.signals import StopFlag
+
+# The reader normally takes a line within a millisecond or two (one journal fsync): poll
+# often at first; a reader that holds back (the sender is full) is polled every 10 ms.
+DRAIN_POLL_MIN_S = 0.0001
+DRAIN_POLL_MAX_S = 0.001
+DRAIN_POLL_SLOW_S = 0.01
+DRAIN_POLL_SLOW_AFTER_S = 0.1
+STOP_GRACE_S = 1.0
+
+
+class StoppedUnread(Exception):
+    """A stop signal came and the reader did not take the line in time: roll back."""
+
+
+def _is_pipe(fd: int) -> bool:
+    try:
+        return stat.S_ISFIFO(os.fstat(fd).st_mode)
+    except OSError:
+        return False
 
 
 class LineWriter:
-    def __init__(self, fd: int = 1) -> None:
+    def __init__(self, fd: int = 1, stop: StopFlag | None = None) -> None:
         self.fd = fd
+        self.stop = stop
         self.lines = 0
+        self.pipe = _is_pipe(fd)
 
     def write_line(self, line: bytes) -> None:
         view = memoryview(line)
@@ -21,6 +61,32 @@ class LineWriter:
             written = os.write(self.fd, view)
             view = view[written:]
         self.lines += 1
+        if self.pipe:
+            self.wait_until_read()
+
+    def wait_until_read(self) -> None:
+        """Return once the pipe is empty (the reader took the line); BrokenPipeError if the
+        reader is gone first. Linux reports the bytes queued in a pipe (FIONREAD) on either
+        end, and POLLERR on the write end once no reader is left."""
+        queued = array.array("i", [0])
+        poller = select.poll()
+        poller.register(self.fd, 0)  # POLLERR and POLLHUP are always reported
+        delay = DRAIN_POLL_MIN_S
+        slow_at = time.monotonic() + DRAIN_POLL_SLOW_AFTER_S
+        give_up: float | None = None
+        while True:
+            fcntl.ioctl(self.fd, termios.FIONREAD, queued, True)
+            if queued[0] == 0:
+                return
+            if poller.poll(0):
+                raise BrokenPipeError(errno.EPIPE, os.strerror(errno.EPIPE))
+            if self.stop:
+                give_up = give_up or time.monotonic() + STOP_GRACE_S
+                if time.monotonic() >= give_up:
+                    raise StoppedUnread("stopped while the reader had not taken the last line")
+            time.sleep(delay)
+            delay = min(delay * 2, DRAIN_POLL_MAX_S) if delay < DRAIN_POLL_MAX_S or time.monotonic() < slow_at \
+                else DRAIN_POLL_SLOW_S
 
     def detach(self) -> None:
         """Point the descriptor at /dev/null so nothing writes to a dead pipe at exit
@@ -30,3 +96,4 @@ class LineWriter:
             os.dup2(devnull, self.fd)
         finally:
             os.close(devnull)
+        self.pipe = False

@@ -21,7 +21,7 @@ from mailroom.settings import CollectorSettings
 from collector.awake import Awake
 from collector.batching import BatchPolicy, Wake, wait_for_batch
 from collector.connection import open_connection, register_and_listen, try_lock
-from collector.output import LineWriter
+from collector.output import LineWriter, StoppedUnread
 from collector.queue import OutputClosed, Queue
 from collector.signals import StopFlag
 
@@ -58,6 +58,10 @@ class Collector:
                 status = self._serve(conn)
                 if status is not None:
                     return status
+            except StoppedUnread as exc:
+                log.info("%s: rolled back its chunk (the tokens stay queued) and stopping", exc)
+                self.output.detach()
+                return EXIT_OK
             except OutputClosed as exc:
                 log.error("%s: the reader of stdout is gone; rolled back the chunk of %d tokens, "
                           "they stay queued for the next collector", exc, exc.claimed)

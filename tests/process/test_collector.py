@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import array
+import fcntl
 import signal
 import subprocess
+import termios
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -277,3 +280,27 @@ def test_help_lists_every_setting_and_the_drain_flag(base_env: dict[str, str]) -
     for name in settings.COLLECTOR_VARIABLES:
         assert name in text
     assert "--drain" in text
+
+
+def test_sigterm_while_the_reader_holds_back_rolls_the_chunk_back_and_exits_0(
+        start_collector: StartCollector, db: psycopg.Connection) -> None:
+    # The reader keeps the pipe open but takes nothing: the collector may not commit the
+    # line it wrote, and a stop signal must still end it promptly, with the chunk rolled back.
+    collector = _active(start_collector(read_stdout=False))
+    add_accounts(db, "held", 3)
+    collector.wait_for_log("listening on channel")
+    deadline = time.monotonic() + 10
+    assert collector.proc.stdout is not None
+    queued = array.array("i", [0])
+    while queued[0] == 0:
+        assert time.monotonic() < deadline, "the collector never wrote its line"
+        time.sleep(0.05)
+        fcntl.ioctl(collector.proc.stdout.fileno(), termios.FIONREAD, queued, True)
+    time.sleep(0.3)
+    assert backlog(db) == 3  # written, not committed
+    started = time.monotonic()
+    collector.proc.send_signal(signal.SIGTERM)
+    assert collector.proc.wait(timeout=10) == 0
+    assert time.monotonic() - started < 5
+    assert backlog(db) == 3  # rolled back: the next collector emits them
+    assert "rolled back its chunk" in collector.log()
