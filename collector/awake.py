@@ -36,6 +36,8 @@ from collector.batching import BatchPolicy
 from collector.signals import StopFlag
 
 AWAKE_POLL_S = 0.025
+TAKE_TRIES = 20
+TAKE_PAUSE_S = 0.001
 
 
 def _query(name: str) -> str:
@@ -51,9 +53,17 @@ class Awake:
         self.warned = False  # said once per connection that the awake lock was not to be had
 
     def take(self) -> bool:
-        """Try to become awake; False (stay in notification mode) if the lock is held."""
-        row = self.conn.execute(_query("take_awake_lock"), {"queue": self.queue_name}).fetchone()
-        return bool(row and row[0])
+        """Try to become awake; False (stay in notification mode) if the lock stays held.
+
+        Each insert holds the lock shared for a moment (between its trigger's try and
+        unlock), so under load a single try often fails for nothing: try a few times.
+        """
+        for _ in range(TAKE_TRIES):
+            row = self.conn.execute(_query("take_awake_lock"), {"queue": self.queue_name}).fetchone()
+            if row and row[0]:
+                return True
+            time.sleep(TAKE_PAUSE_S)
+        return False
 
     def release(self) -> None:
         self.conn.execute(_query("release_awake_lock"), {"queue": self.queue_name})
