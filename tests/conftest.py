@@ -236,3 +236,19 @@ def moto_server(tmp_path: Path) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def prepare_moto_ses(env: dict[str, str], moto_server: str, workdir: Path, source: str):  # -> SES client
+    """Make moto_server ready for the real sender: verify `source` and push both templates
+    with the real `mailroom templates push`; return a boto3 SES client on moto_server."""
+    import subprocess
+
+    import boto3
+
+    ses = boto3.client("ses", endpoint_url=moto_server, region_name=FAKE_AWS_ENV["AWS_REGION"],
+                       aws_access_key_id="testing", aws_secret_access_key="testing")
+    ses.verify_email_identity(EmailAddress=source)
+    pushed = subprocess.run([script("mailroom"), "templates", "push"], env=env, cwd=workdir,
+                            capture_output=True, text=True, timeout=60)
+    assert pushed.returncode == 0, pushed.stderr
+    return ses

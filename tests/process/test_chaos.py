@@ -36,13 +36,11 @@ import urllib.request
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-import boto3
 import psycopg
 import pytest
 
-from conftest import FAKE_AWS_ENV, TEST_KEY_HEX, script
+from conftest import FAKE_AWS_ENV, TEST_KEY_HEX, prepare_moto_ses, script
 from mailroom.signing import Action, sign
 
 ACCOUNTS = 10_000
@@ -258,17 +256,6 @@ def _pipeline_env(base_env: dict[str, str], database_url: str, moto_server: str,
             "MAILROOM_LOG_LEVEL": "info"}
 
 
-def _prepare_ses(env: dict[str, str], moto_server: str, workdir: Path) -> Any:
-    """Verify the source identity and push both templates; return a boto3 SES client."""
-    ses = boto3.client("ses", endpoint_url=moto_server, region_name=FAKE_AWS_ENV["AWS_REGION"],
-                       aws_access_key_id="testing", aws_secret_access_key="testing")
-    ses.verify_email_identity(EmailAddress=SOURCE)
-    pushed = subprocess.run([script("mailroom"), "templates", "push"], env=env, cwd=workdir,
-                            capture_output=True, text=True, timeout=60)
-    assert pushed.returncode == 0, pushed.stderr
-    return ses
-
-
 def test_no_token_is_lost_while_collector_and_sender_are_killed_and_the_connection_cut(
         database_url: str, db: psycopg.Connection, base_env: dict[str, str], tmp_path: Path,
         moto_server: str) -> None:
@@ -276,7 +263,7 @@ def test_no_token_is_lost_while_collector_and_sender_are_killed_and_the_connecti
     rng = random.Random(seed)
     output = tmp_path / "output"
     env = _pipeline_env(base_env, database_url, moto_server, output)
-    ses = _prepare_ses(env, moto_server, tmp_path)
+    ses = prepare_moto_ses(env, moto_server, tmp_path, SOURCE)
 
     faults = (["kill collector"] * COLLECTOR_KILLS + ["kill sender"] * SENDER_KILLS
               + ["terminate backend"] * BACKEND_TERMINATIONS)
@@ -378,7 +365,7 @@ def test_lines_waiting_in_the_pipe_survive_a_sender_sigkill(
     pipe, which the sender does only after journaling it), so the restarted pair sends
     every one of them."""
     env = _pipeline_env(base_env, database_url, moto_server, tmp_path / "output")
-    _prepare_ses(env, moto_server, tmp_path)
+    prepare_moto_ses(env, moto_server, tmp_path, SOURCE)
     orch = Orchestrator(env, tmp_path)
     count = 200  # 20 lines of 10: about 26 KB, well within a pipe's 64 KiB
     try:

@@ -20,12 +20,11 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import boto3
 import psycopg
 import pytest
 
 from mailroom.verify import verify_link_token
-from conftest import FAKE_AWS_ENV, TEST_KEY_HEX, script
+from conftest import FAKE_AWS_ENV, TEST_KEY_HEX, prepare_moto_ses, script
 
 WRITERS = 4
 ACCOUNTS_PER_WRITER = 20
@@ -262,12 +261,7 @@ def test_ses_pipeline_against_moto_server_delivers_each_email_once_and_stops_on_
         moto_server: str) -> None:
     env = {**pipeline_env(base_env, database_url, tmp_path), **FAKE_AWS_ENV,
            "MAILROOM_DEBUG": "false", "AWS_ENDPOINT_URL_SES": moto_server}
-    ses = boto3.client("ses", endpoint_url=moto_server, region_name=FAKE_AWS_ENV["AWS_REGION"],
-                       aws_access_key_id="testing", aws_secret_access_key="testing")
-    ses.verify_email_identity(EmailAddress=SOURCE)
-    pushed = subprocess.run([script("mailroom"), "templates", "push"], env=env, cwd=tmp_path,
-                            capture_output=True, text=True, timeout=60)
-    assert pushed.returncode == 0, pushed.stderr
+    ses = prepare_moto_ses(env, moto_server, tmp_path, SOURCE)
     assert {t["Name"] for t in ses.list_templates()["TemplatesMetadata"]} == {"activationv1", "passwordrecoveryv1"}
 
     deliveries = tmp_path / "output" / "deliveries.jsonl"
