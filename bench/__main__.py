@@ -57,7 +57,7 @@ def suite(quick: bool) -> list[Figure]:
         figures += _guard("2 live", f"live --rate 10 --batch-timeout {timeout}",
                           lambda t=timeout: live.run(1, seconds, 10, 10, t, f"light load 10 tokens/s, "
                                                                               f"BATCH_TIMEOUT={t}"))
-    figures += _guard("3 insert cost", "insert", lambda: insert_cost.run(4, 5 if quick else 15, 1 if quick else 3))
+    figures += _guard("3 insert cost", "insert", lambda: insert_cost.run(4, 5 if quick else 15, 1 if quick else 5))
     for records, concurrency in ((big, 4), (big, 8), (small, 4), (small, 8)):
         figures += _guard("4 sender", f"sender --records {records} --concurrency {concurrency}",
                           lambda r=records, c=concurrency: sender_rate.run(r, c))

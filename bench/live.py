@@ -2,19 +2,22 @@
 
 Writer threads (one connection each, autocommit: one account per transaction) insert as
 fast as they can, or at a fixed total rate, for a while. The commit time of each account
-is taken right after its INSERT returns. The collector's stdout is read here, each line
-timestamped on arrival, then forwarded to the sender's stdin (debug mode: it prints each
-email to a file). Latency per token = arrival of its line - its commit. Pipeline
-throughput = emails printed by the sender / (last printed - first commit).
+is taken right after its INSERT returns. The collector's stdout goes through
+bench/relay.py, a process of its own that timestamps what it reads and forwards it to the
+sender's stdin (debug mode: it prints each email to a file). Latency per token = arrival of
+its line at the relay - its commit. Pipeline throughput = emails printed by the sender /
+(last printed - first commit).
 
-The harness is one Python process (writers, relay, watcher): on a small machine it is
-itself part of the load, which the figures include.
+The harness (writers, watcher) and the relay run on the same machine: on a small machine
+they are themselves part of the load, which the figures include.
 """
 
 from __future__ import annotations
 
-import queue
+import bisect
+import io
 import re
+import sys
 import subprocess
 import tempfile
 import threading
@@ -32,54 +35,31 @@ _SENT = re.compile(rb"^\s+\[\d+/\d+\] to (\S+)$", re.MULTILINE)
 INSERT = "INSERT INTO accounts (email, login) VALUES (%s, %s)"
 
 
-class Relay:
-    """collector stdout -> (timestamp each line, note its emails) -> sender stdin.
-
-    Reading and forwarding are separate threads joined by an unbounded queue, so a slow
-    sender (a full pipe) does not delay the timestamps: they measure the collector alone.
-    """
-
-    def __init__(self, source, sink) -> None:
-        self.source, self.sink = source, sink
-        self.arrival: dict[str, float] = {}
-        self.lines = 0
-        self._queue: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
-        self._threads = [threading.Thread(target=self._read, name="relay-read", daemon=True),
-                         threading.Thread(target=self._forward, name="relay-forward", daemon=True)]
-
-    def start(self) -> None:
-        for t in self._threads:
-            t.start()
-
-    def join(self, timeout: float) -> None:
-        for t in self._threads:
-            t.join(timeout)
-
-    def _read(self) -> None:
-        arrival = self.arrival
-        try:
-            for line in self.source:
-                now = time.monotonic()
-                self.lines += 1
-                fields = split_fields(line.rstrip(b"\n"))
-                for i in range(1, len(fields), 5):
-                    arrival.setdefault(fields[i].decode(), now)
-                self._queue.put(line)
-        finally:
-            self._queue.put(None)
-
-    def _forward(self) -> None:
-        try:
-            while (line := self._queue.get()) is not None:
-                self.sink.write(line)
-                self.sink.flush()
-        except (BrokenPipeError, ValueError):
-            pass
-        finally:
-            try:
-                self.sink.close()
-            except BrokenPipeError:
-                pass
+def relay_arrivals(log: Path) -> tuple[dict[str, float], int]:
+    """From bench/relay.py's log: when each email's line reached the relay, and how many lines."""
+    data = log.read_bytes()
+    stream, ends, times = bytearray(), [], []
+    pos = 0
+    while pos < len(data):
+        eol = data.index(b"\n", pos)
+        stamp, size = data[pos:eol].split()
+        chunk = data[eol + 1:eol + 1 + int(size)]
+        pos = eol + 1 + int(size)
+        stream += chunk
+        ends.append(len(stream))
+        times.append(float(stamp))
+    arrival: dict[str, float] = {}
+    offset, lines = 0, 0
+    for line in io.BytesIO(bytes(stream)):
+        offset += len(line)
+        if not line.endswith(b"\n"):
+            break
+        lines += 1
+        at = times[bisect.bisect_left(ends, offset)]
+        fields = split_fields(line.rstrip(b"\n"))
+        for i in range(1, len(fields), 5):
+            arrival.setdefault(fields[i].decode(), at)
+    return arrival, lines
 
 
 class SenderWatcher(threading.Thread):
@@ -162,9 +142,12 @@ def run(writers: int, seconds: float, rate: float | None, batch_limit: int, batc
             sender = kids.start([script("sender")], stdin=subprocess.PIPE, stdout=sink,
                                 env=program_env(MAILROOM_DEBUG="true", MAILROOM_SES_MAX_SEND_RATE=1000000,
                                                 MAILROOM_SES_OUTPUT_PATH=Path(tmp) / "sender"))
+        relay_log = Path(tmp) / "relay.log"
+        relay = kids.start([sys.executable, "-m", "bench.relay", str(relay_log)], stdin=collector.stdout,
+                           stdout=sender.stdin, env=program_env())
+        collector.stdout.close()  # the relay holds the pipes now
+        sender.stdin.close()
         collector_rss, sender_rss = RssSampler(collector.pid, 0.1), RssSampler(sender.pid, 0.1)
-        relay = Relay(collector.stdout, sender.stdin)
-        relay.start()
         watcher = SenderWatcher(sender_out)
         watcher.start()
 
@@ -172,7 +155,7 @@ def run(writers: int, seconds: float, rate: float | None, batch_limit: int, batc
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute(INSERT, ("warmup@example.com", "warmup"))
         deadline = time.monotonic() + batch_timeout_ms / 1000 + 30
-        while "warmup@example.com" not in relay.arrival or watcher.sent < 1:
+        while "warmup@example.com" not in watcher.printed:
             if time.monotonic() > deadline or collector.poll() is not None or sender.poll() is not None:
                 raise RuntimeError("the warm-up token did not come through collector | sender")
             time.sleep(0.01)
@@ -201,19 +184,20 @@ def run(writers: int, seconds: float, rate: float | None, batch_limit: int, batc
                 break
             time.sleep(0.02)
         _, collector_cpu = stop_with_rusage(collector)
-        relay.join(30)
+        relay.wait(30)
         sender_status, sender_cpu = wait_with_rusage(sender, 60)
         collector_rss.stop()
         sender_rss.stop()
         watcher.done.set()
         watcher.join()
+        arrival, relay_lines = relay_arrivals(relay_log)
 
     if errors:
         raise RuntimeError("writer failed: " + "; ".join(errors))
-    latencies = sorted(relay.arrival[e] - t for e, t in commits.items() if e in relay.arrival)
+    latencies = sorted(arrival[e] - t for e, t in commits.items() if e in arrival)
     end_to_end = sorted(watcher.printed[e] - t for e, t in commits.items() if e in watcher.printed)
     e50, e99, emax = (percentile(end_to_end, p) * 1000 for p in (50, 99, 100))
-    missing = sum(1 for e in commits if e not in relay.arrival)
+    missing = sum(1 for e in commits if e not in arrival)
     delivered = watcher.sent - base_sent
     # Sustained: what the sender printed between 10 % and 90 % of the writers' window (the
     # tail after the writers stop waits for BATCH_TIMEOUT by design and is reported apart).
@@ -224,7 +208,7 @@ def run(writers: int, seconds: float, rate: float | None, batch_limit: int, batc
     details = {"committed": committed, "delivered": delivered, "missing_on_collector_stdout": missing,
                "writer_commits_per_s": round(committed / (writers_done - start_at), 1),
                "tail_after_writers_s": round(watcher.last - writers_done, 3) if watcher.last else None,
-               "collector_lines": relay.lines, "sender_status": sender_status,
+               "collector_lines": relay_lines, "sender_status": sender_status,
                "collector_peak_mb": round(collector_rss.peak_mb, 1), "sender_peak_mb": round(sender_rss.peak_mb, 1),
                "collector_cpu_s": round(collector_cpu, 2), "sender_cpu_s": round(sender_cpu, 2)}
     check = (f"{committed:,} committed, {delivered:,} printed by the sender, {missing} never seen on the "
