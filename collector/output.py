@@ -1,18 +1,19 @@
 """Writing batch lines to stdout: straight to the file descriptor, nothing buffered.
 
-A line is handed to the kernel in full before `write_line` returns, so the caller may
-commit right after. A reader that went away shows up as BrokenPipeError (Python ignores
-SIGPIPE), which the caller turns into a rollback and a non-zero exit.
+A line is handed to the kernel in full before `write_line` returns. A reader that went
+away shows up as BrokenPipeError (Python ignores SIGPIPE), which the caller turns into a
+rollback and a non-zero exit.
 
 When stdout is a pipe, "handed to the kernel" is not enough: bytes still sitting in the
-pipe die with the reader (a sender killed with SIGKILL), and the chunk they came from
-would already be committed. So `write_line` also waits until the reader has taken every
-byte out of the pipe. The sender takes a line out of the pipe only after it has journaled
-it with fsync (sender/reader.py), so a commit then means the line is durable on the
-other side. If the reader goes away while we wait, BrokenPipeError: the chunk rolls back.
-If a stop signal comes while the reader holds back, it gets STOP_GRACE_S to take the line;
-then StoppedUnread: the chunk rolls back and the collector exits 0. Should the reader take
-the line after all, those tokens are sent twice, which the sender's journal absorbs.
+pipe die with the reader (a sender killed with SIGKILL), and the chunks they came from
+would already be committed. So before each commit the caller calls `wait_until_read`,
+which returns once the reader has taken every byte out of the pipe. The sender takes a
+line out of the pipe only after it has journaled it with fsync (sender/reader.py), so a
+commit then means the lines are durable on the other side. If the reader goes away while
+we wait, BrokenPipeError: the transaction rolls back. If a stop signal comes while the
+reader holds back, it gets STOP_GRACE_S to take the lines; then StoppedUnread: the
+transaction rolls back and the collector exits 0. Should the reader take the lines after
+all, those tokens are sent twice, which the sender's journal absorbs.
 """
 
 from __future__ import annotations
@@ -61,13 +62,14 @@ class LineWriter:
             written = os.write(self.fd, view)
             view = view[written:]
         self.lines += 1
-        if self.pipe:
-            self.wait_until_read()
 
     def wait_until_read(self) -> None:
-        """Return once the pipe is empty (the reader took the line); BrokenPipeError if the
-        reader is gone first. Linux reports the bytes queued in a pipe (FIONREAD) on either
-        end, and POLLERR on the write end once no reader is left."""
+        """Before a commit: return once the pipe is empty (the reader took every line);
+        BrokenPipeError if the reader is gone first. Linux reports the bytes queued in a
+        pipe (FIONREAD) on either end, and POLLERR on the write end once no reader is left.
+        Not a pipe (a file): nothing to wait for."""
+        if not self.pipe:
+            return
         queued = array.array("i", [0])
         poller = select.poll()
         poller.register(self.fd, 0)  # POLLERR and POLLHUP are always reported

@@ -1,11 +1,17 @@
-"""One chunk of the queue: claim, sign, write, and only then commit.
+"""Chunks of the queue: claim, sign, write, and only then commit.
 
-A chunk is one statement (`claim_chunk` in sql/collector.sql) in one transaction. It
-deletes up to BATCH_LIMIT entries of this consumer's queue and returns what to emit. The
-line is written and flushed to stdout before COMMIT: if the write fails, the transaction
-rolls back and every claimed entry is still there for the next collector (at-least-once).
-If the process dies after the write and before the commit, the next collector emits that
-chunk again: the only way a duplicate is produced.
+A chunk is one statement (`claim_chunk` in sql/collector.sql) and one line: it deletes up
+to BATCH_LIMIT entries of this consumer's queue and returns what to emit. Up to
+CHUNKS_PER_COMMIT chunks share a transaction; their lines are written to stdout, and
+COMMIT comes only once the reader has taken them all (collector/output.py): if anything
+fails first, the transaction rolls back and every claimed entry is still there for the
+next collector (at-least-once). If the process dies after the reader took the lines and
+before the commit, the next collector emits those chunks again: the only way a duplicate
+is produced, and the sender's journal recognises it.
+
+Why several chunks a transaction: the sender takes a line out of the pipe only after its
+journal fsync, so waiting for the reader once per line would cost one fsync per line;
+once per transaction, the sender journals the transaction's lines with one fsync.
 """
 
 from __future__ import annotations
@@ -22,6 +28,8 @@ from mailroom.wire import Record, encode_line
 
 from collector.output import LineWriter
 from collector.signals import StopFlag
+
+CHUNKS_PER_COMMIT = 10
 
 log = logging.getLogger("collector.queue")
 
@@ -64,24 +72,6 @@ class Queue:
                 out.append(Record(action, email, login, sign(key, action, bytes(secret), code), code))
         return out
 
-    def chunk(self, output: LineWriter, after: int = 0) -> tuple[int, int, int]:
-        """Claim and emit one chunk of entries with token id > `after`.
-
-        Return (claimed, emitted, highest token id claimed). Commits only after the write.
-        """
-        params = {"queue": self._queue_name, "after": Int8(after), "limit": Int8(self.batch_limit)}
-        with self.conn.transaction():
-            cur = self._cursor
-            cur.execute(self._claim, params, prepare=True)
-            rows = cur.fetchall()
-            records = self.records(rows)
-            if records:
-                try:
-                    output.write_line(encode_line(records))
-                except OSError as exc:  # EPIPE: the reader is gone. Leaving the block rolls back.
-                    raise OutputClosed(exc, len(rows)) from exc
-        return len(rows), len(records), (rows[-1][0] if rows else after)
-
     def drain(self, output: LineWriter, stop: StopFlag) -> DrainResult:
         """Read chunks, with no pause between them, until the queue is empty or a stop
         signal arrives.
@@ -95,17 +85,35 @@ class Queue:
         """
         result = DrainResult()
         after = 0
+        cur = self._cursor
         while True:
-            claimed, emitted, last = self.chunk(output, after)
-            result.chunks += 1
-            result.claimed += claimed
-            result.emitted += emitted
-            result.lines += 1 if emitted else 0
-            if stop:
+            claimed_here, done = 0, False
+            try:
+                with self.conn.transaction():
+                    for _ in range(CHUNKS_PER_COMMIT):
+                        params = {"queue": self._queue_name, "after": Int8(after), "limit": Int8(self.batch_limit)}
+                        cur.execute(self._claim, params, prepare=True)
+                        rows = cur.fetchall()
+                        claimed_here += len(rows)
+                        records = self.records(rows)
+                        if records:
+                            output.write_line(encode_line(records))
+                        result.chunks += 1
+                        result.claimed += len(rows)
+                        result.emitted += len(records)
+                        result.lines += 1 if records else 0
+                        if stop:
+                            done = True
+                            break
+                        if len(rows) == self.batch_limit:
+                            after = rows[-1][0]
+                        elif after == 0:
+                            done = True
+                            break
+                        else:
+                            after = 0
+                    output.wait_until_read()
+            except OSError as exc:  # EPIPE: the reader is gone. Leaving the block rolled back.
+                raise OutputClosed(exc, claimed_here) from exc
+            if done:
                 return result
-            if claimed == self.batch_limit:
-                after = last
-            elif after == 0:
-                return result
-            else:
-                after = 0
