@@ -327,3 +327,42 @@ def test_run_with_the_real_programs_delivers_a_token_that_verifies_and_consumes(
     secret = bytes.fromhex(verified.stdout.strip())
     assert db.execute("SELECT mailroom_consume_token(%s, NULL)", (secret,)).fetchone() == (account,)
     assert db.execute("SELECT status::text FROM accounts WHERE id = %s", (account,)).fetchone() == ("active",)
+
+
+# ---------------------------------------------------------------- mailroom migrate / --help
+
+def test_migrate_builds_the_schema_on_an_empty_database_is_idempotent_and_rolls_back(
+        base_env: dict[str, str], empty_database_url: str, tmp_path: Path) -> None:
+    env = {**base_env, "MAILROOM_DATABASE_URL": empty_database_url}
+    first = _mailroom(env, "migrate", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.startswith("applied: 0001_schema")
+    again = _mailroom(env, "migrate", cwd=tmp_path)
+    assert (again.returncode, again.stdout) == (0, "applied: nothing (schema is up to date)\n")
+    with psycopg.connect(empty_database_url, autocommit=True) as conn:
+        conn.execute("INSERT INTO accounts (email, login) VALUES ('m@example.com', 'm')")
+        assert conn.execute("SELECT count(*) FROM tokens").fetchone() == (1,)  # the trigger chain works
+    last = first.stdout.removeprefix("applied: ").strip().split(", ")[-1]
+    back = _mailroom(env, "migrate", "--rollback", cwd=tmp_path)
+    assert (back.returncode, back.stdout) == (0, f"rolled back: {last}\n")
+    assert _mailroom(env, "migrate", cwd=tmp_path).stdout == f"applied: {last}\n"
+
+
+def test_migrate_against_an_unreachable_database_says_so_and_exits_1(base_env: dict[str, str],
+                                                                     tmp_path: Path) -> None:
+    env = {**base_env, "MAILROOM_DATABASE_URL": "postgresql://nobody:secretpw@127.0.0.1:1/none?connect_timeout=2"}
+    done = _mailroom(env, "migrate", cwd=tmp_path)
+    assert done.returncode == 1 and "cannot reach the database" in done.stderr
+    assert "secretpw" not in done.stderr
+
+
+def test_mailroom_help_lists_every_command_and_every_variable_it_reads(base_env: dict[str, str],
+                                                                       tmp_path: Path) -> None:
+    from mailroom.cli import COMMANDS
+
+    done = _mailroom(base_env, "--help", cwd=tmp_path)
+    assert done.returncode == 0
+    for name, (_, variables, _, _) in COMMANDS.items():
+        assert name in done.stdout
+        for variable in variables:
+            assert variable in done.stdout, variable
