@@ -30,8 +30,7 @@ def template_data(record: Record) -> str:
 
 def default_template_data(app_url: str) -> str:
     """DefaultTemplateData: every variable has a value, so SES never fails on a missing one."""
-    return json.dumps({"login": "", "login_html": "", "secret": "", "code": "", "app_url": app_url},
-                      ensure_ascii=False, separators=(",", ":"))
+    return _JSON.encode({**dict.fromkeys(TEMPLATE_VARIABLES, ""), "app_url": app_url})
 
 
 @dataclass(frozen=True)
