@@ -192,6 +192,38 @@ FAKE_AWS_ENV = {
 }
 
 
+SES_SOURCE = "noreply@example.com"
+
+
+@pytest.fixture
+def fake_aws(monkeypatch: pytest.MonkeyPatch) -> None:
+    """FAKE_AWS_ENV in this process, and no other AWS_* variable from the developer's shell."""
+    for name in [k for k in os.environ if k.startswith("AWS_")]:
+        monkeypatch.delenv(name)
+    for name, value in FAKE_AWS_ENV.items():
+        monkeypatch.setenv(name, value)
+
+
+@pytest.fixture
+def moto_ses(fake_aws: None) -> Iterator[object]:
+    """In-process moto SES (mock_aws) with SES_SOURCE verified and both templates created;
+    yields the sender's own boto3 client (sender.ses.make_client)."""
+    from moto import mock_aws
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.ses.models import ses_backends
+
+    from sender.ses import make_client
+
+    with mock_aws():
+        client = make_client()
+        ses_backends[DEFAULT_ACCOUNT_ID]["us-east-1"].sent_messages.clear()
+        client.verify_email_identity(EmailAddress=SES_SOURCE)
+        for name in ("activationv1", "passwordrecoveryv1"):
+            client.create_template(Template={"TemplateName": name, "SubjectPart": "s {{login}}",
+                                             "TextPart": "t {{login}} {{secret}}", "HtmlPart": "h {{{login_html}}}"})
+        yield client
+
+
 def _free_port() -> int:
     import socket
 

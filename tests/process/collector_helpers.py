@@ -16,6 +16,8 @@ import psycopg
 
 from mailroom.wire import Record, Rejected, decode_line, logical_lines
 
+from collector import connection
+
 COLLECTOR_APPLICATION_NAME = "mailroom-collector"
 
 
@@ -139,8 +141,7 @@ def terminate_collector_backends(db: psycopg.Connection) -> int:
 
 
 def backlog(db: psycopg.Connection, queue_name: str = "mailroom") -> int:
-    row = db.execute("SELECT count(*) FROM job_tokens WHERE job = %s", (queue_name,)).fetchone()
-    return int(row[0]) if row else 0
+    return connection.backlog(db, queue_name)
 
 
 

@@ -13,7 +13,6 @@ from urllib.parse import parse_qs
 
 import pytest
 from botocore.awsrequest import AWSResponse
-from moto import mock_aws
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.ses.models import ses_backends
 
@@ -25,15 +24,14 @@ from sender.journal import Journal
 from sender.outputs import Outputs
 from sender.provider import BulkSend, DestinationResult
 from sender.retry import RetryPolicy
-from sender.ses import SesProvider, make_client
+from sender.ses import SesProvider
+
+from conftest import SES_SOURCE
 
 KEY = bytes(range(32))
-SOURCE = "noreply@example.com"
+SOURCE = SES_SOURCE
 FAST = RetryPolicy(Backoff(0.001, 0.01), quota_delay=0.05)
 TRICKY_LOGINS = ['say "hi"', "back\\slash", "{{login}} {{{secret}}}", "Zoë 山田 🚀", "a,b\nc", "<b>x</b>"]
-FAKE_AWS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing",
-            "AWS_REGION": "us-east-1", "AWS_DEFAULT_REGION": "us-east-1"}
-
 
 def record(i: int, action: Action = Action.ACTIVATION, login: str | None = None) -> Record:
     secret = hashlib.sha256(f"secret {i}".encode()).digest()
@@ -112,20 +110,9 @@ def statuses_xml(statuses: list[str]) -> bytes:
 
 
 @pytest.fixture
-def ses(monkeypatch: pytest.MonkeyPatch):
+def ses(moto_ses):
     """A boto3 SES client on moto, with the source verified and both templates created."""
-    for name in [k for k in os.environ if k.startswith("AWS_")]:
-        monkeypatch.delenv(name)
-    for name, value in FAKE_AWS.items():
-        monkeypatch.setenv(name, value)
-    with mock_aws():
-        client = make_client()
-        ses_backends[DEFAULT_ACCOUNT_ID]["us-east-1"].sent_messages.clear()
-        client.verify_email_identity(EmailAddress=SOURCE)
-        for name in ("activationv1", "passwordrecoveryv1"):
-            client.create_template(Template={"TemplateName": name, "SubjectPart": "s {{login}}",
-                                             "TextPart": "t {{login}} {{secret}}", "HtmlPart": "h {{{login_html}}}"})
-        yield client
+    return moto_ses
 
 
 def sent(client: object) -> list:

@@ -8,7 +8,6 @@ import os
 
 import pytest
 from botocore.stub import Stubber
-from moto import mock_aws
 
 from mailroom.signing import Action
 from sender import templates
@@ -16,9 +15,9 @@ from sender.debug import DebugProvider
 from sender.provider import BulkSend, CallFailed, Destination, default_template_data
 from sender.ses import SesProvider, make_client
 
-SOURCE = "noreply@example.com"
-FAKE_AWS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing",
-            "AWS_REGION": "us-east-1"}
+from conftest import SES_SOURCE
+
+SOURCE = SES_SOURCE
 
 
 def bulk(n: int, action: Action = Action.ACTIVATION) -> BulkSend:
@@ -34,17 +33,7 @@ def provider(request, monkeypatch):
     if request.param == "debug":
         yield DebugProvider(io.StringIO(), templates.load_all())
         return
-    for name in [k for k in os.environ if k.startswith("AWS_")]:
-        monkeypatch.delenv(name)
-    for name, value in FAKE_AWS.items():
-        monkeypatch.setenv(name, value)
-    with mock_aws():
-        client = make_client()
-        client.verify_email_identity(EmailAddress=SOURCE)
-        for name in ("activationv1", "passwordrecoveryv1"):
-            client.create_template(Template={"TemplateName": name, "SubjectPart": "s", "TextPart": "t {{login}}",
-                                             "HtmlPart": "h"})
-        yield SesProvider(client)
+    yield SesProvider(request.getfixturevalue("moto_ses"))
 
 
 @pytest.mark.parametrize("n", [1, 50])
@@ -75,9 +64,7 @@ def test_debug_output_shows_the_call_each_destination_and_the_rendered_email():
     assert len([line for line in text.splitlines() if line.lstrip().startswith("data:")]) == 2
 
 
-def test_ses_api_errors_and_missing_answers_become_call_failures(monkeypatch):
-    for name, value in FAKE_AWS.items():
-        monkeypatch.setenv(name, value)
+def test_ses_api_errors_and_missing_answers_become_call_failures(fake_aws):
     client = make_client()
     with Stubber(client) as stub:
         stub.add_client_error("send_bulk_templated_email", "Throttling", "Daily message quota exceeded.", 400)
