@@ -94,6 +94,26 @@ class PipePeek:
                 pass
 
 
+class _HeldReads:
+    """Plain reads behind PipePeek's interface, for stdin that is not a pipe (or no tee):
+    what was read is held until taken, so one loop serves both."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self._held = b""
+
+    def peek(self, limit: int) -> bytes:
+        if not self._held:
+            self._held = os.read(self.fd, limit)
+        return self._held
+
+    def take(self, n: int) -> None:
+        self._held = self._held[n:]
+
+    def close(self) -> None:
+        pass
+
+
 class ChunkedLines:
     """Physical lines (with their LF) from a file descriptor; `drained` when no full line is buffered."""
 
@@ -104,38 +124,15 @@ class ChunkedLines:
         self.peeker = PipePeek.open(fd)
 
     def __iter__(self) -> Iterator[bytes]:
-        if self.peeker is not None:
-            try:
-                yield from self._peeking(self.peeker)
-            finally:
-                self.peeker.close()
-            return
-        buf = b""
-        while True:
-            if not self.before_read():
-                return
-            chunk = os.read(self.fd, CHUNK)
-            if not chunk:
-                if buf:
-                    self.drained = True
-                    yield buf
-                return
-            buf += chunk
-            if b"\n" not in chunk:
-                if len(buf) > MAX_LINE_BYTES:
-                    self.drained, line, buf = True, buf, b""
-                    yield line
-                continue
-            lines = buf.split(b"\n")
-            buf = lines.pop()
-            last = len(lines) - 1
-            for i, line in enumerate(lines):
-                self.drained = i == last
-                yield line + b"\n"
+        source = self.peeker or _HeldReads(self.fd)
+        try:
+            yield from self._peeking(source)
+        finally:
+            source.close()
 
-    def _peeking(self, peeker: PipePeek) -> Iterator[bytes]:
-        """Like reading, but whole lines leave the pipe only when the next read is asked
-        for: by then the caller has journaled them. A line's first part may be taken
+    def _peeking(self, peeker: PipePeek | _HeldReads) -> Iterator[bytes]:
+        """Whole lines leave the source only when the next read is asked for: by then the
+        caller has journaled them (with a pipe, that is what the collector waits for). A line's first part may be taken
         earlier (no LF yet, nothing to journal): its chunk cannot have been committed,
         since the collector commits only once the whole line has left the pipe."""
         buf = b""  # taken out of the pipe, no LF yet
