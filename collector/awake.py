@@ -25,6 +25,7 @@ died while awake may have left transactions that skipped their NOTIFY.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 
@@ -34,6 +35,8 @@ from mailroom.db import queries
 
 from collector.batching import BatchPolicy
 from collector.signals import StopFlag
+
+log = logging.getLogger("collector")
 
 AWAKE_POLL_S = 0.025
 TAKE_TRIES = 20
@@ -63,6 +66,10 @@ class Awake:
             if row and row[0]:
                 return True
             time.sleep(TAKE_PAUSE_S)
+        if not self.warned:
+            self.warned = True
+            log.warning("could not take the awake lock of queue %r (a session still holds it shared): "
+                        "reading on notifications only, inserts keep sending NOTIFY", self.queue_name)
         return False
 
     def release(self) -> None:

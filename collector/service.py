@@ -137,10 +137,6 @@ class Collector:
         """Read, and keep reading on our own schedule while tokens keep coming (inserts skip
         their NOTIFY meanwhile); then go back to sleep safely (see collector/awake.py)."""
         took = awake.take()
-        if not took and not awake.warned:
-            awake.warned = True
-            log.warning("could not take the awake lock of queue %r (a session still holds it shared): "
-                        "reading on notifications only, inserts keep sending NOTIFY", awake.queue_name)
         try:
             self._drain(queue, reason)
             while took and awake.wait_for_batch(self.stop):
