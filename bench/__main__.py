@@ -50,27 +50,41 @@ def suite(quick: bool) -> list[Figure]:
     seconds = 5 if quick else 20
     figures: list[Figure] = []
     for tokens, limit in ((big, 50), (big, 10), (small, 50), (small, 10)):
-        figures += _guard("1 drain", f"drain --tokens {tokens} --batch-limit {limit}",
-                          lambda t=tokens, l=limit: drain.run(t, l))
-    figures += _guard("2 live", "live --writers 4", lambda: live.run(4, seconds, None, 10, 5000, "4 writers, full speed"))
+        figures += _guard(
+            "1 drain", f"drain --tokens {tokens} --batch-limit {limit}", lambda t=tokens, l=limit: drain.run(t, l)
+        )
+    figures += _guard(
+        "2 live", "live --writers 4", lambda: live.run(4, seconds, None, 10, 5000, "4 writers, full speed")
+    )
     for timeout in (5000, 100):
-        figures += _guard("2 live", f"live --rate 10 --batch-timeout {timeout}",
-                          lambda t=timeout: live.run(1, seconds, 10, 10, t, f"light load 10 tokens/s, "
-                                                                              f"BATCH_TIMEOUT={t}"))
+        figures += _guard(
+            "2 live",
+            f"live --rate 10 --batch-timeout {timeout}",
+            lambda t=timeout: live.run(1, seconds, 10, 10, t, f"light load 10 tokens/s, BATCH_TIMEOUT={t}"),
+        )
     figures += _guard("3 insert cost", "insert", lambda: insert_cost.run(4, 5 if quick else 15, 1 if quick else 5))
     for records, concurrency in ((big, 4), (big, 8), (small, 4), (small, 8)):
-        figures += _guard("4 sender", f"sender --records {records} --concurrency {concurrency}",
-                          lambda r=records, c=concurrency: sender_rate.run(r, c))
+        figures += _guard(
+            "4 sender",
+            f"sender --records {records} --concurrency {concurrency}",
+            lambda r=records, c=concurrency: sender_rate.run(r, c),
+        )
     return figures
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = parser.add_subparsers(dest="command")
     p = sub.add_parser("all", help="every benchmark; writes BENCHMARKS.md (the default command)")
-    p.add_argument("--quick", action="store_true", help="smaller sizes, to check the harness (writes nothing "
-                                                        "unless --output is given)")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="smaller sizes, to check the harness (writes nothing unless --output is given)",
+    )
     p.add_argument("--output", type=Path, default=None, help="where to write the report [BENCHMARKS.md]")
     p = sub.add_parser("drain", help="1: collector --drain of a committed backlog (and its peak RSS)")
     p.add_argument("--tokens", type=int, default=100_000)
@@ -100,10 +114,16 @@ def main(argv: list[str] | None = None) -> int:
     elif command == "drain":
         figures = _guard("1 drain", "drain", lambda: drain.run(args.tokens, args.batch_limit))
     elif command == "live":
-        label = f"{args.writers} writers, " + (f"{args.rate:g} tokens/s" if args.rate else "full speed") \
+        label = (
+            f"{args.writers} writers, "
+            + (f"{args.rate:g} tokens/s" if args.rate else "full speed")
             + f", BATCH_TIMEOUT={args.batch_timeout}"
-        figures = _guard("2 live", "live", lambda: live.run(args.writers, args.seconds, args.rate, args.batch_limit,
-                                                             args.batch_timeout, label))
+        )
+        figures = _guard(
+            "2 live",
+            "live",
+            lambda: live.run(args.writers, args.seconds, args.rate, args.batch_limit, args.batch_timeout, label),
+        )
     elif command == "insert":
         figures = _guard("3 insert cost", "insert", lambda: insert_cost.run(args.clients, args.seconds, args.rounds))
     else:
@@ -113,8 +133,9 @@ def main(argv: list[str] | None = None) -> int:
     if command == "all" and output is None and not (args.command and args.quick):
         output = ROOT / "BENCHMARKS.md"
     if output is not None:
-        write_markdown(output, figures, machine(), started_load, load_average(),
-                       quick=bool(args.command and args.quick))
+        write_markdown(
+            output, figures, machine(), started_load, load_average(), quick=bool(args.command and args.quick)
+        )
         print(f"bench: wrote {output}", file=sys.stderr)
     return 1 if any(f.value is None for f in figures) else 0
 

@@ -36,8 +36,9 @@ CHANNEL = "token_insert"
 
 
 def server_url() -> str:
-    return (os.environ.get("MAILROOM_BENCH_DATABASE_URL") or os.environ.get("MAILROOM_TEST_DATABASE_URL")
-            or DEFAULT_SERVER)
+    return (
+        os.environ.get("MAILROOM_BENCH_DATABASE_URL") or os.environ.get("MAILROOM_TEST_DATABASE_URL") or DEFAULT_SERVER
+    )
 
 
 def script(name: str) -> str:
@@ -73,16 +74,18 @@ def seed_accounts(url: str, count: int, prefix: str = "seed") -> float:
     built up over time. Returns the seconds it took."""
     started = time.monotonic()
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("INSERT INTO accounts (email, login) "
-                     "SELECT %s || g || '@example.com', %s || g FROM generate_series(1, %s) g",
-                     (prefix, prefix, count))
+        conn.execute(
+            "INSERT INTO accounts (email, login) "
+            "SELECT %s || g || '@example.com', %s || g FROM generate_series(1, %s) g",
+            (prefix, prefix, count),
+        )
         conn.execute("VACUUM ANALYZE accounts")
         conn.execute("VACUUM ANALYZE tokens")
         conn.execute("VACUUM ANALYZE job_tokens")
     return time.monotonic() - started
 
 
-def program_env(**overrides: str | int | float) -> dict[str, str]:
+def program_env(**overrides: str | float) -> dict[str, str]:
     """The environment of a child program: ours without any MAILROOM_*/AWS_* variable
     (nothing leaks in from the shell or a .env), plus `overrides`."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MAILROOM_", "AWS_"))}
@@ -99,8 +102,7 @@ class Children:
     def __init__(self) -> None:
         self.procs: list[subprocess.Popen] = []
 
-    def start(self, args: list[str], *, env: Mapping[str, str], cwd: Path | None = None,
-              **kwargs) -> subprocess.Popen:
+    def start(self, args: list[str], *, env: Mapping[str, str], cwd: Path | None = None, **kwargs) -> subprocess.Popen:
         proc = subprocess.Popen(args, env=dict(env), cwd=cwd or ROOT, **kwargs)
         self.procs.append(proc)
         return proc
@@ -195,9 +197,12 @@ def machine() -> dict[str, str]:
         with psycopg.connect(server_url(), autocommit=True, connect_timeout=5) as conn:
             pg = conn.execute("SELECT version()").fetchone()[0]
             pg_settings = ", ".join(
-                f"{name}={value}" for name, value in conn.execute(
+                f"{name}={value}"
+                for name, value in conn.execute(
                     "SELECT name, setting || coalesce(unit, '') FROM pg_settings WHERE name = ANY(%s) ORDER BY name",
-                    (["fsync", "synchronous_commit", "wal_sync_method", "shared_buffers", "max_connections"],)))
+                    (["fsync", "synchronous_commit", "wal_sync_method", "shared_buffers", "max_connections"],),
+                )
+            )
     except psycopg.Error as exc:
         pg, pg_settings = f"unreachable ({str(exc).strip().splitlines()[0]})", ""
     return {

@@ -15,10 +15,17 @@ import threading
 import time
 from pathlib import Path
 
+from bench.common import (
+    Children,
+    Figure,
+    RssSampler,
+    bench_database,
+    program_env,
+    script,
+    seed_accounts,
+    wait_with_rusage,
+)
 from mailroom.wire import decode_line
-
-from bench.common import (Children, Figure, RssSampler, bench_database, program_env, script, seed_accounts,
-                          wait_with_rusage)
 
 TIMEOUT_S = 600.0
 
@@ -80,24 +87,53 @@ def run(tokens: int, batch_limit: int) -> list[Figure]:
     to_last = seen.get("last", ended) - started
     first_to_last = seen.get("last", ended) - seen.get("first", started)
     ok = records == tokens and distinct == tokens and rejected == 0
-    check = (f"output checked: {lines:,} lines, {records:,} records, {distinct:,} distinct accounts, "
-             f"{rejected} rejected" + ("" if ok else f" -- MISMATCH, expected {tokens:,}"))
-    details = {"seed_s": round(seed_s, 2), "wall_s": round(wall, 3), "start_to_last_line_s": round(to_last, 3),
-               "first_to_last_line_s": round(first_to_last, 3),
-               "collector_cpu_s": round(cpu_s, 2), "collector_cpu_share_of_wall": f"{cpu_s / wall:.0%}",
-               "lines": lines, "records": records, "distinct": distinct, "rejected": rejected}
+    check = (
+        f"output checked: {lines:,} lines, {records:,} records, {distinct:,} distinct accounts, "
+        f"{rejected} rejected" + ("" if ok else f" -- MISMATCH, expected {tokens:,}")
+    )
+    details = {
+        "seed_s": round(seed_s, 2),
+        "wall_s": round(wall, 3),
+        "start_to_last_line_s": round(to_last, 3),
+        "first_to_last_line_s": round(first_to_last, 3),
+        "collector_cpu_s": round(cpu_s, 2),
+        "collector_cpu_share_of_wall": f"{cpu_s / wall:.0%}",
+        "lines": lines,
+        "records": records,
+        "distinct": distinct,
+        "rejected": rejected,
+    }
     figures = [
-        Figure("1 drain", f"{tokens:,} tokens, BATCH_LIMIT={batch_limit}: start to exit", tokens / wall,
-               "tokens/s", command, target=">= 20,000 tokens/s" if batch_limit == 50 else "(reported)",
-               met=(tokens / wall >= 20000 and ok) if batch_limit == 50 else None,
-               note=f"{wall:.2f} s including interpreter start-up; " + check, details=details),
-        Figure("1 drain", f"{tokens:,} tokens, BATCH_LIMIT={batch_limit}: start to last line", tokens / to_last,
-               "tokens/s", command,
-               note=f"{to_last:.2f} s; first to last line {first_to_last:.2f} s "
-                    f"({tokens / first_to_last if first_to_last > 0 else float('nan'):,.0f} tokens/s)"),
-        Figure("5 memory", f"collector peak RSS, --drain of {tokens:,}, BATCH_LIMIT={batch_limit}",
-               rss.peak_mb, "MB", command, target="<= 60 MB, flat", met=rss.peak_mb <= 60,
-               note=f"peak = VmHWM; VmRSS over the run: {rss_curve}"),
+        Figure(
+            "1 drain",
+            f"{tokens:,} tokens, BATCH_LIMIT={batch_limit}: start to exit",
+            tokens / wall,
+            "tokens/s",
+            command,
+            target=">= 20,000 tokens/s" if batch_limit == 50 else "(reported)",
+            met=(tokens / wall >= 20000 and ok) if batch_limit == 50 else None,
+            note=f"{wall:.2f} s including interpreter start-up; " + check,
+            details=details,
+        ),
+        Figure(
+            "1 drain",
+            f"{tokens:,} tokens, BATCH_LIMIT={batch_limit}: start to last line",
+            tokens / to_last,
+            "tokens/s",
+            command,
+            note=f"{to_last:.2f} s; first to last line {first_to_last:.2f} s "
+            f"({tokens / first_to_last if first_to_last > 0 else float('nan'):,.0f} tokens/s)",
+        ),
+        Figure(
+            "5 memory",
+            f"collector peak RSS, --drain of {tokens:,}, BATCH_LIMIT={batch_limit}",
+            rss.peak_mb,
+            "MB",
+            command,
+            target="<= 60 MB, flat",
+            met=rss.peak_mb <= 60,
+            note=f"peak = VmHWM; VmRSS over the run: {rss_curve}",
+        ),
     ]
     if not ok:
         figures[0].met = False

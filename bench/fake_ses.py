@@ -49,8 +49,14 @@ class Stats:
 
     def as_json(self) -> bytes:
         with self.lock:
-            return json.dumps({"destinations": self.destinations, "distinct": len(self.addresses),
-                               "calls": self.calls, "other_actions": self.other_actions}).encode()
+            return json.dumps(
+                {
+                    "destinations": self.destinations,
+                    "distinct": len(self.addresses),
+                    "calls": self.calls,
+                    "other_actions": self.other_actions,
+                }
+            ).encode()
 
 
 def _respond_xml(handler: BaseHTTPRequestHandler, status: int, body: str) -> None:
@@ -97,27 +103,37 @@ def make_handler(stats: Stats, delay: float, max_send_rate: float) -> type[BaseH
                 addresses = [by_index[i] for i in sorted(by_index)]
                 time.sleep(delay)
                 stats.record(addresses)
-                members = "".join(f"<member><Status>Success</Status><MessageId>{uuid.uuid4()}</MessageId></member>"
-                                  for _ in addresses)
-                _respond_xml(self, 200,
-                             f'<SendBulkTemplatedEmailResponse xmlns="{XMLNS}"><SendBulkTemplatedEmailResult>'
-                             f"<Status>{members}</Status></SendBulkTemplatedEmailResult>"
-                             f"<ResponseMetadata><RequestId>{request_id}</RequestId></ResponseMetadata>"
-                             f"</SendBulkTemplatedEmailResponse>")
+                members = "".join(
+                    f"<member><Status>Success</Status><MessageId>{uuid.uuid4()}</MessageId></member>" for _ in addresses
+                )
+                _respond_xml(
+                    self,
+                    200,
+                    f'<SendBulkTemplatedEmailResponse xmlns="{XMLNS}"><SendBulkTemplatedEmailResult>'
+                    f"<Status>{members}</Status></SendBulkTemplatedEmailResult>"
+                    f"<ResponseMetadata><RequestId>{request_id}</RequestId></ResponseMetadata>"
+                    f"</SendBulkTemplatedEmailResponse>",
+                )
             elif action == "GetSendQuota":
-                _respond_xml(self, 200,
-                             f'<GetSendQuotaResponse xmlns="{XMLNS}"><GetSendQuotaResult>'
-                             f"<Max24HourSend>100000000.0</Max24HourSend><MaxSendRate>{max_send_rate}</MaxSendRate>"
-                             f"<SentLast24Hours>0.0</SentLast24Hours></GetSendQuotaResult>"
-                             f"<ResponseMetadata><RequestId>{request_id}</RequestId></ResponseMetadata>"
-                             f"</GetSendQuotaResponse>")
+                _respond_xml(
+                    self,
+                    200,
+                    f'<GetSendQuotaResponse xmlns="{XMLNS}"><GetSendQuotaResult>'
+                    f"<Max24HourSend>100000000.0</Max24HourSend><MaxSendRate>{max_send_rate}</MaxSendRate>"
+                    f"<SentLast24Hours>0.0</SentLast24Hours></GetSendQuotaResult>"
+                    f"<ResponseMetadata><RequestId>{request_id}</RequestId></ResponseMetadata>"
+                    f"</GetSendQuotaResponse>",
+                )
             else:
                 with stats.lock:
                     stats.other_actions[action] = stats.other_actions.get(action, 0) + 1
-                _respond_xml(self, 400,
-                             f'<ErrorResponse xmlns="{XMLNS}"><Error><Type>Sender</Type><Code>InvalidAction</Code>'
-                             f"<Message>the fake SES does not implement {action!r}</Message></Error>"
-                             f"<RequestId>{request_id}</RequestId></ErrorResponse>")
+                _respond_xml(
+                    self,
+                    400,
+                    f'<ErrorResponse xmlns="{XMLNS}"><Error><Type>Sender</Type><Code>InvalidAction</Code>'
+                    f"<Message>the fake SES does not implement {action!r}</Message></Error>"
+                    f"<RequestId>{request_id}</RequestId></ErrorResponse>",
+                )
 
     return Handler
 

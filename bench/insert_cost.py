@@ -39,8 +39,9 @@ import psycopg
 from bench.common import QUEUE, Children, Figure, bench_database, program_env, script, stop_with_rusage
 
 PGBENCH = "pgbench"
-TRANSACTION = ("INSERT INTO accounts (email, login) "
-               "VALUES (gen_random_uuid()::text || '@example.com', gen_random_uuid()::text);\n")
+TRANSACTION = (
+    "INSERT INTO accounts (email, login) VALUES (gen_random_uuid()::text || '@example.com', gen_random_uuid()::text);\n"
+)
 
 # The migrated function minus its NOTIFY loop: tokens are still queued in job_tokens.
 WITHOUT_NOTIFY = """
@@ -67,8 +68,21 @@ COLLECTOR_ENV = {"MAILROOM_BATCH_TIMEOUT": 1000, "MAILROOM_HEALTHCHECK_INTERVAL"
 
 
 def _pgbench(url: str, clients: int, seconds: float, script_path: Path) -> float:
-    args = [PGBENCH, "-n", "-M", "prepared", "-c", str(clients), "-j", str(min(clients, 2)),
-            "-T", str(int(seconds)), "-f", str(script_path), url]
+    args = [
+        PGBENCH,
+        "-n",
+        "-M",
+        "prepared",
+        "-c",
+        str(clients),
+        "-j",
+        str(min(clients, 2)),
+        "-T",
+        str(int(seconds)),
+        "-f",
+        str(script_path),
+        url,
+    ]
     done = subprocess.run(args, capture_output=True, text=True, timeout=seconds + 120)
     if done.returncode != 0:
         raise RuntimeError(f"pgbench failed ({done.returncode}): {done.stderr.strip()[-500:]}")
@@ -111,11 +125,16 @@ def measure(variant: str, clients: int, seconds: float, script_path: Path) -> tu
         if variant == "awake-held":
             with psycopg.connect(url, autocommit=True) as holder:
                 holder.execute("SELECT pg_advisory_lock(mailroom_awake_lock(%s))", (QUEUE,))
-                return (_pgbench(url, clients, seconds, script_path),
-                        "no collector; a session holds the awake lock throughout, so no insert NOTIFYs "
-                        "(each checks the lock)")
-        collector = kids.start([script("collector")], stdout=subprocess.DEVNULL,
-                               env=program_env(MAILROOM_DATABASE_URL=url, **COLLECTOR_ENV))
+                return (
+                    _pgbench(url, clients, seconds, script_path),
+                    "no collector; a session holds the awake lock throughout, so no insert NOTIFYs "
+                    "(each checks the lock)",
+                )
+        collector = kids.start(
+            [script("collector")],
+            stdout=subprocess.DEVNULL,
+            env=program_env(MAILROOM_DATABASE_URL=url, **COLLECTOR_ENV),
+        )
         _wait_until_consuming(url, collector)
         stop, samples = threading.Event(), []
         sampler = threading.Thread(target=_sample_awake, args=(url, stop, samples), daemon=True)
@@ -132,17 +151,20 @@ def measure(variant: str, clients: int, seconds: float, script_path: Path) -> tu
             backlog = conn.execute("SELECT count(*) FROM job_tokens").fetchone()[0]
         _, cpu_s = stop_with_rusage(collector)
         awake = sum(samples) / len(samples) if samples else 0.0
-        note = (f"{'NOTIFY removed, ' if variant.startswith('no-notify') else ''}collector running; awake lock held in {awake:.0%} of {len(samples)} samples"
-                "; "
-                f"{backlog:,} tokens unread when pgbench stopped; the collector process used {cpu_s:.1f} s of "
-                f"CPU (its PostgreSQL backend's work is not counted)")
+        note = (
+            f"{'NOTIFY removed, ' if variant.startswith('no-notify') else ''}collector running; awake lock held in {awake:.0%} of {len(samples)} samples"
+            "; "
+            f"{backlog:,} tokens unread when pgbench stopped; the collector process used {cpu_s:.1f} s of "
+            f"CPU (its PostgreSQL backend's work is not counted)"
+        )
         return tps, note
 
 
 def run(clients: int, seconds: float, rounds: int) -> list[Figure]:
     if shutil.which(PGBENCH) is None:
-        raise RuntimeError("pgbench is not on PATH; install PostgreSQL's client programs "
-                           "(Debian: apt-get install postgresql-client)")
+        raise RuntimeError(
+            "pgbench is not on PATH; install PostgreSQL's client programs (Debian: apt-get install postgresql-client)"
+        )
     command = f".venv/bin/python -m bench insert --clients {clients} --seconds {seconds:g} --rounds {rounds}"
     results: dict[str, list[float]] = {v: [] for v in VARIANTS}
     notes: dict[str, str] = {}
@@ -156,17 +178,57 @@ def run(clients: int, seconds: float, rounds: int) -> list[Figure]:
     best = {v: sorted(r)[len(r) // 2] for v, r in results.items()}  # median
     bare = best["no-notify"]
     consumed = best["no-notify+collector"]
-    figures = [Figure("3 insert cost", f"pgbench tps, {clients} clients, {seconds:g} s: {v}", best[v], "tps",
-                      command, note=notes[v] + (f"; rounds: {', '.join(f'{x:,.0f}' for x in results[v])}"
-                                                 if rounds > 1 else ""))
-               for v in VARIANTS]
-    figures.append(Figure("3 insert cost", "ratio collector / no-notify+collector", 100 * best["collector"] / consumed,
-                          "%", command, target=">= 85 %", met=best["collector"] / consumed >= 0.85,
-                          note="both with the collector consuming on the same 2 cores; only the NOTIFY differs"))
-    figures.append(Figure("3 insert cost", "ratio collector / no-notify", 100 * best["collector"] / bare, "%",
-                          command, note="for context: includes the consuming collector's share of the 2 cores"))
-    figures.append(Figure("3 insert cost", "ratio notify-always / no-notify", 100 * best["notify-always"] / bare,
-                          "%", command, note="for context: the cost of a NOTIFY per insert"))
-    figures.append(Figure("3 insert cost", "ratio awake-held / no-notify", 100 * best["awake-held"] / bare,
-                          "%", command, note="for context: the ceiling of the awake mode (the lock check only)"))
+    figures = [
+        Figure(
+            "3 insert cost",
+            f"pgbench tps, {clients} clients, {seconds:g} s: {v}",
+            best[v],
+            "tps",
+            command,
+            note=notes[v] + (f"; rounds: {', '.join(f'{x:,.0f}' for x in results[v])}" if rounds > 1 else ""),
+        )
+        for v in VARIANTS
+    ]
+    figures.append(
+        Figure(
+            "3 insert cost",
+            "ratio collector / no-notify+collector",
+            100 * best["collector"] / consumed,
+            "%",
+            command,
+            target=">= 85 %",
+            met=best["collector"] / consumed >= 0.85,
+            note="both with the collector consuming on the same 2 cores; only the NOTIFY differs",
+        )
+    )
+    figures.append(
+        Figure(
+            "3 insert cost",
+            "ratio collector / no-notify",
+            100 * best["collector"] / bare,
+            "%",
+            command,
+            note="for context: includes the consuming collector's share of the 2 cores",
+        )
+    )
+    figures.append(
+        Figure(
+            "3 insert cost",
+            "ratio notify-always / no-notify",
+            100 * best["notify-always"] / bare,
+            "%",
+            command,
+            note="for context: the cost of a NOTIFY per insert",
+        )
+    )
+    figures.append(
+        Figure(
+            "3 insert cost",
+            "ratio awake-held / no-notify",
+            100 * best["awake-held"] / bare,
+            "%",
+            command,
+            note="for context: the ceiling of the awake mode (the lock check only)",
+        )
+    )
     return figures

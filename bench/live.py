@@ -17,8 +17,8 @@ from __future__ import annotations
 import bisect
 import io
 import re
-import sys
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -26,10 +26,18 @@ from pathlib import Path
 
 import psycopg
 
+from bench.common import (
+    Children,
+    Figure,
+    RssSampler,
+    bench_database,
+    percentile,
+    program_env,
+    script,
+    stop_with_rusage,
+    wait_with_rusage,
+)
 from mailroom.wire import split_fields
-
-from bench.common import (Children, Figure, RssSampler, bench_database, percentile, program_env, script,
-                          stop_with_rusage, wait_with_rusage)
 
 _SENT = re.compile(rb"^\s+\[\d+/\d+\] to (\S+)$", re.MULTILINE)
 INSERT = "INSERT INTO accounts (email, login) VALUES (%s, %s)"
@@ -43,7 +51,7 @@ def relay_arrivals(log: Path) -> tuple[dict[str, float], int]:
     while pos < len(data):
         eol = data.index(b"\n", pos)
         stamp, size = data[pos:eol].split()
-        chunk = data[eol + 1:eol + 1 + int(size)]
+        chunk = data[eol + 1 : eol + 1 + int(size)]
         pos = eol + 1 + int(size)
         stream += chunk
         ends.append(len(stream))
@@ -108,8 +116,15 @@ class SenderWatcher(threading.Thread):
             time.sleep(0.005)
 
 
-def _writer(url: str, prefix: str, stop: threading.Event, commits: dict[str, float], interval: float | None,
-            start_at: float, errors: list[str]) -> None:
+def _writer(
+    url: str,
+    prefix: str,
+    stop: threading.Event,
+    commits: dict[str, float],
+    interval: float | None,
+    start_at: float,
+    errors: list[str],
+) -> None:
     try:
         with psycopg.connect(url, autocommit=True) as conn:
             k = 0
@@ -127,24 +142,45 @@ def _writer(url: str, prefix: str, stop: threading.Event, commits: dict[str, flo
         errors.append(f"{prefix}: {exc}")
 
 
-def run(writers: int, seconds: float, rate: float | None, batch_limit: int, batch_timeout_ms: int,
-        label: str) -> list[Figure]:
-    command = (f".venv/bin/python -m bench live --writers {writers} --seconds {seconds:g}"
-               + (f" --rate {rate:g}" if rate else "")
-               + f" --batch-limit {batch_limit} --batch-timeout {batch_timeout_ms}")
-    with bench_database("live") as url, tempfile.TemporaryDirectory(prefix="mailroom-bench-") as tmp, \
-            Children() as kids:
+def run(
+    writers: int, seconds: float, rate: float | None, batch_limit: int, batch_timeout_ms: int, label: str
+) -> list[Figure]:
+    command = (
+        f".venv/bin/python -m bench live --writers {writers} --seconds {seconds:g}"
+        + (f" --rate {rate:g}" if rate else "")
+        + f" --batch-limit {batch_limit} --batch-timeout {batch_timeout_ms}"
+    )
+    with (
+        bench_database("live") as url,
+        tempfile.TemporaryDirectory(prefix="mailroom-bench-") as tmp,
+        Children() as kids,
+    ):
         sender_out = Path(tmp) / "sender.out"
-        collector = kids.start([script("collector")], stdout=subprocess.PIPE,
-                               env=program_env(MAILROOM_DATABASE_URL=url, MAILROOM_BATCH_LIMIT=batch_limit,
-                                               MAILROOM_BATCH_TIMEOUT=batch_timeout_ms))
+        collector = kids.start(
+            [script("collector")],
+            stdout=subprocess.PIPE,
+            env=program_env(
+                MAILROOM_DATABASE_URL=url, MAILROOM_BATCH_LIMIT=batch_limit, MAILROOM_BATCH_TIMEOUT=batch_timeout_ms
+            ),
+        )
         with sender_out.open("wb") as sink:
-            sender = kids.start([script("sender")], stdin=subprocess.PIPE, stdout=sink,
-                                env=program_env(MAILROOM_DEBUG="true", MAILROOM_SES_MAX_SEND_RATE=1000000,
-                                                MAILROOM_SES_OUTPUT_PATH=Path(tmp) / "sender"))
+            sender = kids.start(
+                [script("sender")],
+                stdin=subprocess.PIPE,
+                stdout=sink,
+                env=program_env(
+                    MAILROOM_DEBUG="true",
+                    MAILROOM_SES_MAX_SEND_RATE=1000000,
+                    MAILROOM_SES_OUTPUT_PATH=Path(tmp) / "sender",
+                ),
+            )
         relay_log = Path(tmp) / "relay.log"
-        relay = kids.start([sys.executable, "-m", "bench.relay", str(relay_log)], stdin=collector.stdout,
-                           stdout=sender.stdin, env=program_env())
+        relay = kids.start(
+            [sys.executable, "-m", "bench.relay", str(relay_log)],
+            stdin=collector.stdout,
+            stdout=sender.stdin,
+            env=program_env(),
+        )
         collector.stdout.close()  # the relay holds the pipes now
         sender.stdin.close()
         collector_rss, sender_rss = RssSampler(collector.pid, 0.1), RssSampler(sender.pid, 0.1)
@@ -166,10 +202,22 @@ def run(writers: int, seconds: float, rate: float | None, batch_limit: int, batc
         stop = threading.Event()
         interval = writers / rate if rate else None
         start_at = time.monotonic()
-        threads = [threading.Thread(target=_writer, daemon=True,
-                                    args=(url, f"w{i}", stop, commits, interval,
-                                          start_at + (i * interval / writers if interval else 0), errors))
-                   for i in range(writers)]
+        threads = [
+            threading.Thread(
+                target=_writer,
+                daemon=True,
+                args=(
+                    url,
+                    f"w{i}",
+                    stop,
+                    commits,
+                    interval,
+                    start_at + (i * interval / writers if interval else 0),
+                    errors,
+                ),
+            )
+            for i in range(writers)
+        ]
         for t in threads:
             t.start()
         stop.wait(seconds)
@@ -205,27 +253,52 @@ def run(writers: int, seconds: float, rate: float | None, batch_limit: int, batc
     early, late = start_at + 0.1 * window, start_at + 0.9 * window
     sustained = (watcher.sent_at(late) - watcher.sent_at(early)) / (late - early)
     p50, p99, worst = (percentile(latencies, p) * 1000 for p in (50, 99, 100))
-    details = {"committed": committed, "delivered": delivered, "missing_on_collector_stdout": missing,
-               "writer_commits_per_s": round(committed / (writers_done - start_at), 1),
-               "tail_after_writers_s": round(watcher.last - writers_done, 3) if watcher.last else None,
-               "collector_lines": relay_lines, "sender_status": sender_status,
-               "collector_peak_mb": round(collector_rss.peak_mb, 1), "sender_peak_mb": round(sender_rss.peak_mb, 1),
-               "collector_cpu_s": round(collector_cpu, 2), "sender_cpu_s": round(sender_cpu, 2)}
-    check = (f"{committed:,} committed, {delivered:,} printed by the sender, {missing} never seen on the "
-             f"collector's stdout")
+    details = {
+        "committed": committed,
+        "delivered": delivered,
+        "missing_on_collector_stdout": missing,
+        "writer_commits_per_s": round(committed / (writers_done - start_at), 1),
+        "tail_after_writers_s": round(watcher.last - writers_done, 3) if watcher.last else None,
+        "collector_lines": relay_lines,
+        "sender_status": sender_status,
+        "collector_peak_mb": round(collector_rss.peak_mb, 1),
+        "sender_peak_mb": round(sender_rss.peak_mb, 1),
+        "collector_cpu_s": round(collector_cpu, 2),
+        "sender_cpu_s": round(sender_cpu, 2),
+    }
+    check = (
+        f"{committed:,} committed, {delivered:,} printed by the sender, {missing} never seen on the collector's stdout"
+    )
     limit_ms = batch_timeout_ms + 50
     figures = []
     if rate is None:
-        figures.append(Figure("2 live", f"{label}: pipeline throughput", sustained, "tokens/s", command,
-                              note=f"printed by the sender between 10 % and 90 % of the {window:.1f} s window; "
-                                   f"the writers committed {details['writer_commits_per_s']:,} tx/s; the last "
-                                   f"email was printed {details['tail_after_writers_s']} s after the writers "
-                                   f"stopped (the last tokens wait up to BATCH_TIMEOUT); " + check,
-                              details=details))
-    figures.append(Figure("2 live", f"{label}: commit-to-line latency p50 / p99 / max", p99, "ms (p99)", command,
-                          target=f"p99 <= {limit_ms} ms" if rate else "(reported)",
-                          met=(p99 <= limit_ms and missing == 0) if rate else None,
-                          note=f"p50 {p50:.1f} ms, p99 {p99:.1f} ms, max {worst:.1f} ms over {len(latencies):,} tokens; "
-                               f"commit to the sender's printed email (end to end, 5 ms polls): p50 {e50:.1f} ms, "
-                               f"p99 {e99:.1f} ms, max {emax:.1f} ms; " + check, details=details))
+        figures.append(
+            Figure(
+                "2 live",
+                f"{label}: pipeline throughput",
+                sustained,
+                "tokens/s",
+                command,
+                note=f"printed by the sender between 10 % and 90 % of the {window:.1f} s window; "
+                f"the writers committed {details['writer_commits_per_s']:,} tx/s; the last "
+                f"email was printed {details['tail_after_writers_s']} s after the writers "
+                f"stopped (the last tokens wait up to BATCH_TIMEOUT); " + check,
+                details=details,
+            )
+        )
+    figures.append(
+        Figure(
+            "2 live",
+            f"{label}: commit-to-line latency p50 / p99 / max",
+            p99,
+            "ms (p99)",
+            command,
+            target=f"p99 <= {limit_ms} ms" if rate else "(reported)",
+            met=(p99 <= limit_ms and missing == 0) if rate else None,
+            note=f"p50 {p50:.1f} ms, p99 {p99:.1f} ms, max {worst:.1f} ms over {len(latencies):,} tokens; "
+            f"commit to the sender's printed email (end to end, 5 ms polls): p50 {e50:.1f} ms, "
+            f"p99 {e99:.1f} ms, max {emax:.1f} ms; " + check,
+            details=details,
+        )
+    )
     return figures

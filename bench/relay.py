@@ -24,7 +24,7 @@ def main() -> int:
             view = memoryview(data)
             try:
                 while view:
-                    view = view[os.write(1, view):]
+                    view = view[os.write(1, view) :]
             except BrokenPipeError:
                 return 1
     return 0

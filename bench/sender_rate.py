@@ -21,10 +21,9 @@ import time
 import urllib.request
 from pathlib import Path
 
+from bench.common import KEY_HEX, Children, Figure, RssSampler, program_env, script, stop_with_rusage, wait_with_rusage
 from mailroom.signing import Action, sign
 from mailroom.wire import Record, encode_line
-
-from bench.common import KEY_HEX, Children, Figure, RssSampler, program_env, script, stop_with_rusage, wait_with_rusage
 
 RATE = 5000
 DELAY_S = 0.05
@@ -36,8 +35,15 @@ def write_input(path: Path, records: int, per_line: int) -> None:
         batch: list[Record] = []
         for i in range(records):
             code = f"{secrets.randbelow(100000):05d}"
-            batch.append(Record(Action.ACTIVATION, f"s{i}@example.com", f"s{i}",
-                                sign(key, Action.ACTIVATION, secrets.token_bytes(32), code), code))
+            batch.append(
+                Record(
+                    Action.ACTIVATION,
+                    f"s{i}@example.com",
+                    f"s{i}",
+                    sign(key, Action.ACTIVATION, secrets.token_bytes(32), code),
+                    code,
+                )
+            )
             if len(batch) == per_line:
                 f.write(encode_line(batch))
                 batch = []
@@ -72,18 +78,36 @@ def run(records: int, concurrency: int, per_line: int = 50) -> list[Figure]:
         tmp_path = Path(tmp)
         lines = tmp_path / "input.lines"
         write_input(lines, records, per_line)
-        fake = kids.start([sys.executable, "-m", "bench.fake_ses", "--port", "0", "--delay", str(DELAY_S),
-                           "--max-send-rate", str(RATE)], env=os.environ, stdout=subprocess.PIPE, text=True)
+        fake = kids.start(
+            [
+                sys.executable,
+                "-m",
+                "bench.fake_ses",
+                "--port",
+                "0",
+                "--delay",
+                str(DELAY_S),
+                "--max-send-rate",
+                str(RATE),
+            ],
+            env=os.environ,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         port = int(fake.stdout.readline().strip().rsplit(":", 1)[1])
         stderr_path = tmp_path / "sender.stderr"
-        env = program_env(AWS_ENDPOINT_URL_SES=f"http://127.0.0.1:{port}", AWS_ACCESS_KEY_ID="bench",
-                          AWS_SECRET_ACCESS_KEY="bench", AWS_REGION="us-east-1",
-                          MAILROOM_SES_MAX_SEND_RATE=RATE, MAILROOM_SES_CONCURRENCY=concurrency,
-                          MAILROOM_SES_OUTPUT_PATH=tmp_path / "out")
+        env = program_env(
+            AWS_ENDPOINT_URL_SES=f"http://127.0.0.1:{port}",
+            AWS_ACCESS_KEY_ID="bench",
+            AWS_SECRET_ACCESS_KEY="bench",
+            AWS_REGION="us-east-1",
+            MAILROOM_SES_MAX_SEND_RATE=RATE,
+            MAILROOM_SES_CONCURRENCY=concurrency,
+            MAILROOM_SES_OUTPUT_PATH=tmp_path / "out",
+        )
         with lines.open("rb") as stdin, stderr_path.open("wb") as stderr:
             started = time.monotonic()
-            sender = kids.start([script("sender")], env=env, stdin=stdin, stdout=subprocess.DEVNULL,
-                                stderr=stderr)
+            sender = kids.start([script("sender")], env=env, stdin=stdin, stdout=subprocess.DEVNULL, stderr=stderr)
             rss = RssSampler(sender.pid)
             status, cpu_s = wait_with_rusage(sender, records / 200 + 120)
             wall = time.monotonic() - started
@@ -95,20 +119,36 @@ def run(records: int, concurrency: int, per_line: int = 50) -> list[Figure]:
             raise RuntimeError(f"sender exited with status {status}:\n{tail}")
     rate = sustained_rate(stats["calls"], records)
     ok = stats["destinations"] == records and stats["distinct"] == records
-    check = (f"fake SES received {stats['destinations']:,} destinations ({stats['distinct']:,} distinct) "
-             f"in {len(stats['calls']):,} calls" + ("" if ok else f" -- MISMATCH, expected {records:,}"))
+    check = (
+        f"fake SES received {stats['destinations']:,} destinations ({stats['distinct']:,} distinct) "
+        f"in {len(stats['calls']):,} calls" + ("" if ok else f" -- MISMATCH, expected {records:,}")
+    )
     if stats["other_actions"]:
         check += f"; other actions: {stats['other_actions']}"
     return [
-        Figure("4 sender", f"{records:,} emails, MAILROOM_SES_CONCURRENCY={concurrency}: sustained", rate,
-               "emails/s", command, target=">= 4,000 emails/s", met=rate >= 4000 and ok,
-               note=f"10-90 % of the total; whole run {records / wall:,.0f} emails/s in {wall:.1f} s "
-                    f"(start-up included); CPU used: sender {cpu_s:.1f} s ({cpu_s / wall:.0%} of one core), fake SES "
-                    f"{fake_cpu_s:.1f} s; "
-                    f"ceiling with {concurrency} calls of 50 in flight and 50 ms answers: "
-                    f"{min(concurrency * 50 / DELAY_S, RATE):,.0f} emails/s; " + check,
-               details={"sender_cpu_s": round(cpu_s, 2), "wall_s": round(wall, 2), "calls": len(stats["calls"])}),
-        Figure("5 memory", f"sender peak RSS, {records:,} emails, concurrency {concurrency}",
-               rss.peak_mb, "MB", command, target="<= 60 MB, flat", met=rss.peak_mb <= 60,
-               note=f"peak = VmHWM; VmRSS over the run: {rss_curve}"),
+        Figure(
+            "4 sender",
+            f"{records:,} emails, MAILROOM_SES_CONCURRENCY={concurrency}: sustained",
+            rate,
+            "emails/s",
+            command,
+            target=">= 4,000 emails/s",
+            met=rate >= 4000 and ok,
+            note=f"10-90 % of the total; whole run {records / wall:,.0f} emails/s in {wall:.1f} s "
+            f"(start-up included); CPU used: sender {cpu_s:.1f} s ({cpu_s / wall:.0%} of one core), fake SES "
+            f"{fake_cpu_s:.1f} s; "
+            f"ceiling with {concurrency} calls of 50 in flight and 50 ms answers: "
+            f"{min(concurrency * 50 / DELAY_S, RATE):,.0f} emails/s; " + check,
+            details={"sender_cpu_s": round(cpu_s, 2), "wall_s": round(wall, 2), "calls": len(stats["calls"])},
+        ),
+        Figure(
+            "5 memory",
+            f"sender peak RSS, {records:,} emails, concurrency {concurrency}",
+            rss.peak_mb,
+            "MB",
+            command,
+            target="<= 60 MB, flat",
+            met=rss.peak_mb <= 60,
+            note=f"peak = VmHWM; VmRSS over the run: {rss_curve}",
+        ),
     ]

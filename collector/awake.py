@@ -31,10 +31,9 @@ from collections.abc import Callable
 
 import psycopg
 
-from mailroom.db import queries
-
 from collector.batching import BatchPolicy
 from collector.signals import StopFlag
+from mailroom.db import queries
 
 log = logging.getLogger("collector")
 
@@ -68,8 +67,11 @@ class Awake:
             time.sleep(TAKE_PAUSE_S)
         if not self.warned:
             self.warned = True
-            log.warning("could not take the awake lock of queue %r (a session still holds it shared): "
-                        "reading on notifications only, inserts keep sending NOTIFY", self.queue_name)
+            log.warning(
+                "could not take the awake lock of queue %r (a session still holds it shared): "
+                "reading on notifications only, inserts keep sending NOTIFY",
+                self.queue_name,
+            )
         return False
 
     def release(self) -> None:

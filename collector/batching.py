@@ -22,9 +22,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from mailroom.settings import CollectorSettings
-
 from collector.signals import StopFlag
+from mailroom.settings import CollectorSettings
 
 SLICE_S = 0.25
 
@@ -33,9 +32,9 @@ WaitForNotifications = Callable[[float, int], int]
 
 
 class Wake(enum.Enum):
-    BATCH = "batch"              # notifications arrived: read now
+    BATCH = "batch"  # notifications arrived: read now
     HEALTHCHECK = "healthcheck"  # silence for HEALTHCHECK_INTERVAL: check the connection
-    STOP = "stop"                # a stop signal arrived
+    STOP = "stop"  # a stop signal arrived
 
 
 @dataclass(frozen=True)
@@ -46,12 +45,16 @@ class BatchPolicy:
 
     @classmethod
     def from_settings(cls, settings: CollectorSettings) -> BatchPolicy:
-        return cls(limit=settings.batch_limit, timeout_s=settings.batch_timeout_ms / 1000.0,
-                   healthcheck_s=settings.healthcheck_interval_ms / 1000.0)
+        return cls(
+            limit=settings.batch_limit,
+            timeout_s=settings.batch_timeout_ms / 1000.0,
+            healthcheck_s=settings.healthcheck_interval_ms / 1000.0,
+        )
 
 
-def wait_for_batch(wait: WaitForNotifications, policy: BatchPolicy, stop: StopFlag,
-                   clock: Callable[[], float] = time.monotonic) -> tuple[Wake, int]:
+def wait_for_batch(
+    wait: WaitForNotifications, policy: BatchPolicy, stop: StopFlag, clock: Callable[[], float] = time.monotonic
+) -> tuple[Wake, int]:
     """Block until it is time to read; return why, and how many notifications were seen."""
     idle_deadline = clock() + policy.healthcheck_s
     received = 0

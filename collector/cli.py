@@ -11,12 +11,11 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from mailroom import settings
-from mailroom.logs import setup_logging
-
 from collector.output import LineWriter
 from collector.service import Collector
 from collector.signals import StopFlag, install
+from mailroom import settings
+from mailroom.logs import setup_logging
 
 DESCRIPTION = """\
 Listen for new tokens in PostgreSQL and write them to stdout as signed batch lines,
@@ -39,9 +38,12 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=settings.help_epilog(settings.COLLECTOR_VARIABLES),
     )
-    parser.add_argument("--drain", action="store_true",
-                        help="emit what is queued now, then exit 0 (does not wait for notifications, "
-                             "and fails if another collector is active on the queue)")
+    parser.add_argument(
+        "--drain",
+        action="store_true",
+        help="emit what is queued now, then exit 0 (does not wait for notifications, "
+        "and fails if another collector is active on the queue)",
+    )
     return parser
 
 

@@ -28,9 +28,16 @@ def open_connection(settings: CollectorSettings, synchronous_commit: bool) -> ps
     TCP keepalives notice a peer that vanished without closing the connection even
     between health checks.
     """
-    conn = psycopg.connect(settings.database_url, autocommit=True, application_name=APPLICATION_NAME,
-                           connect_timeout=CONNECT_TIMEOUT_S, keepalives=1, keepalives_idle=30,
-                           keepalives_interval=10, keepalives_count=3)
+    conn = psycopg.connect(
+        settings.database_url,
+        autocommit=True,
+        application_name=APPLICATION_NAME,
+        connect_timeout=CONNECT_TIMEOUT_S,
+        keepalives=1,
+        keepalives_idle=30,
+        keepalives_interval=10,
+        keepalives_count=3,
+    )
     if not synchronous_commit:
         # Losing the last consumer commits in a database crash only makes the collector
         # emit those chunks again (at-least-once); it never loses a token. See the README.
@@ -46,12 +53,12 @@ def try_lock(conn: psycopg.Connection, queue_name: str) -> bool:
 
 def register_and_listen(conn: psycopg.Connection, settings: CollectorSettings) -> None:
     """Register the queue (idempotent) and LISTEN on its channel, before any drain."""
-    conn.execute(queries("collector.sql")["register_queue"],
-                 {"queue": settings.queue_name, "channel": settings.channel_name})
+    conn.execute(
+        queries("collector.sql")["register_queue"], {"queue": settings.queue_name, "channel": settings.channel_name}
+    )
     conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(settings.channel_name)))
 
 
 def backlog(conn: psycopg.Connection, queue_name: str) -> int:
     row = conn.execute(queries("collector.sql")["backlog"], {"queue": queue_name}).fetchone()
     return int(row[0]) if row else 0
-

@@ -87,8 +87,11 @@ class LineWriter:
                 if time.monotonic() >= give_up:
                     raise StoppedUnread("stopped while the reader had not taken the last line")
             time.sleep(delay)
-            delay = min(delay * 2, DRAIN_POLL_MAX_S) if delay < DRAIN_POLL_MAX_S or time.monotonic() < slow_at \
+            delay = (
+                min(delay * 2, DRAIN_POLL_MAX_S)
+                if delay < DRAIN_POLL_MAX_S or time.monotonic() < slow_at
                 else DRAIN_POLL_SLOW_S
+            )
 
     def detach(self) -> None:
         """Point the descriptor at /dev/null so nothing writes to a dead pipe at exit

@@ -22,12 +22,11 @@ from dataclasses import dataclass
 import psycopg
 from psycopg.types.numeric import Int8
 
+from collector.output import LineWriter
+from collector.signals import StopFlag
 from mailroom.db import queries
 from mailroom.signing import Action, sign
 from mailroom.wire import Record, encode_line
-
-from collector.output import LineWriter
-from collector.signals import StopFlag
 
 CHUNKS_PER_COMMIT = 10
 

@@ -14,16 +14,15 @@ import logging
 
 import psycopg
 
-from mailroom.backoff import Backoff
-from mailroom.db import describe
-from mailroom.settings import CollectorSettings
-
 from collector.awake import Awake
 from collector.batching import BatchPolicy, Wake, wait_for_batch
 from collector.connection import open_connection, register_and_listen, try_lock
 from collector.output import LineWriter, StoppedUnread
 from collector.queue import OutputClosed, Queue
 from collector.signals import StopFlag
+from mailroom.backoff import Backoff
+from mailroom.db import describe
+from mailroom.settings import CollectorSettings
 
 log = logging.getLogger("collector")
 
@@ -36,8 +35,15 @@ EXIT_FAILURE = 1
 
 
 class Collector:
-    def __init__(self, settings: CollectorSettings, output: LineWriter, stop: StopFlag, *,
-                 drain_only: bool = False, synchronous_commit: bool = False) -> None:
+    def __init__(
+        self,
+        settings: CollectorSettings,
+        output: LineWriter,
+        stop: StopFlag,
+        *,
+        drain_only: bool = False,
+        synchronous_commit: bool = False,
+    ) -> None:
         self.settings = settings
         self.output = output
         self.stop = stop
@@ -53,8 +59,9 @@ class Collector:
             conn: psycopg.Connection | None = None
             try:
                 conn = open_connection(self.settings, self.synchronous_commit)
-                log.info("connected to %s%s", self.where,
-                         f" after {self.attempt} failed attempts" if self.attempt else "")
+                log.info(
+                    "connected to %s%s", self.where, f" after {self.attempt} failed attempts" if self.attempt else ""
+                )
                 status = self._serve(conn)
                 if status is not None:
                     return status
@@ -63,8 +70,12 @@ class Collector:
                 self.output.detach()
                 return EXIT_OK
             except OutputClosed as exc:
-                log.error("%s: the reader of stdout is gone; rolled back the chunk of %d tokens, "
-                          "they stay queued for the next collector", exc, exc.claimed)
+                log.error(
+                    "%s: the reader of stdout is gone; rolled back the chunk of %d tokens, "
+                    "they stay queued for the next collector",
+                    exc,
+                    exc.claimed,
+                )
                 self.output.detach()
                 return EXIT_FAILURE
             except psycopg.OperationalError as exc:
@@ -72,8 +83,11 @@ class Collector:
                     break
                 log.warning("database connection failed (%s): %s", self.where, _first_line(exc))
             except psycopg.Error as exc:
-                log.error("database error on %s: %s (is the schema migrated? run `mailroom migrate`)",
-                          self.where, _first_line(exc))
+                log.error(
+                    "database error on %s: %s (is the schema migrated? run `mailroom migrate`)",
+                    self.where,
+                    _first_line(exc),
+                )
                 return EXIT_FAILURE
             finally:
                 if conn is not None:
@@ -127,10 +141,10 @@ class Collector:
                     self._drain(queue, "writers that may have skipped NOTIFY ended")
                 continue
             if wake is Wake.HEALTHCHECK:
-                log.debug("health check: no notification for %.0f s, reading the queue",
-                          self.policy.healthcheck_s)
-            self._awake_cycle(conn, queue, awake,
-                              f"{notifications} notifications" if wake is Wake.BATCH else "health check")
+                log.debug("health check: no notification for %.0f s, reading the queue", self.policy.healthcheck_s)
+            self._awake_cycle(
+                conn, queue, awake, f"{notifications} notifications" if wake is Wake.BATCH else "health check"
+            )
         return self._stopped()
 
     def _awake_cycle(self, conn: psycopg.Connection, queue: Queue, awake: Awake, reason: str) -> None:
@@ -154,8 +168,14 @@ class Collector:
     def _drain(self, queue: Queue, reason: str) -> None:
         result = queue.drain(self.output, self.stop)
         if result.claimed:
-            log.info("read %d queued tokens (%s): emitted %d in %d lines, skipped %d not sendable",
-                     result.claimed, reason, result.emitted, result.lines, result.claimed - result.emitted)
+            log.info(
+                "read %d queued tokens (%s): emitted %d in %d lines, skipped %d not sendable",
+                result.claimed,
+                reason,
+                result.emitted,
+                result.lines,
+                result.claimed - result.emitted,
+            )
         else:
             log.debug("queue empty (%s)", reason)
 

@@ -1,3 +1,5 @@
-from mailroom.cli import main
 import sys
+
+from mailroom.cli import main
+
 sys.exit(main())

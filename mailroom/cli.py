@@ -9,11 +9,17 @@ from collections.abc import Callable, Mapping, Sequence
 
 import psycopg
 
-from mailroom import migrate, settings, templates_cmd
+from mailroom import (  # app-side commands: verify, prune, run
+    demo,  # `mailroom demo` (make demo)
+    migrate,
+    pipeline,
+    prune,
+    settings,
+    templates_cmd,
+    verify,
+)
 from mailroom.db import describe
 from mailroom.logs import setup_logging
-from mailroom import pipeline, prune, verify  # app-side commands: verify, prune, run
-from mailroom import demo  # `mailroom demo` (make demo)
 
 log = logging.getLogger("mailroom")
 
@@ -83,9 +89,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (summary, names, _, add_arguments) in COMMANDS.items():
-        p = sub.add_parser(name, help=summary, description=summary,
-                           formatter_class=argparse.RawDescriptionHelpFormatter,
-                           epilog=settings.help_epilog(names))
+        p = sub.add_parser(
+            name,
+            help=summary,
+            description=summary,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+            epilog=settings.help_epilog(names),
+        )
         add_arguments(p)
     return parser
 

@@ -27,11 +27,13 @@ def queries(filename: str) -> dict[str, str]:
     return named
 
 
-def connect(conninfo: str, *, autocommit: bool = True, application_name: str = "mailroom",
-            connect_timeout: int = 10) -> psycopg.Connection:
+def connect(
+    conninfo: str, *, autocommit: bool = True, application_name: str = "mailroom", connect_timeout: int = 10
+) -> psycopg.Connection:
     """A connection to MAILROOM_DATABASE_URL (a URL or key=value string)."""
-    return psycopg.connect(conninfo, autocommit=autocommit, application_name=application_name,
-                           connect_timeout=connect_timeout)
+    return psycopg.connect(
+        conninfo, autocommit=autocommit, application_name=application_name, connect_timeout=connect_timeout
+    )
 
 
 def describe(conninfo: str) -> str:

@@ -124,8 +124,10 @@ class Inbox:
                 left = deadline - time.monotonic()
                 if self.closed or left <= 0:
                     why = "the pipeline stopped" if self.closed else f"none came within {timeout:.0f} s"
-                    raise DemoError(f"no {action} email for {', '.join(missing)}: {why} "
-                                    "(the collector's and sender's logs are on stderr)")
+                    raise DemoError(
+                        f"no {action} email for {', '.join(missing)}: {why} "
+                        "(the collector's and sender's logs are on stderr)"
+                    )
                 self.cond.wait(min(left, 0.5))
 
 
@@ -145,9 +147,16 @@ class Pipeline:
     def __init__(self, env: Mapping[str, str], cwd: Path, screen: Screen, inbox: Inbox) -> None:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "mailroom", "run", "--grace", "10"],
-            env=dict(env), cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-            text=True, encoding="utf-8", errors="replace", bufsize=1,
-            start_new_session=True, preexec_fn=_die_with_parent,
+            env=dict(env),
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            text=True,
+            encoding="utf-8",
+            errors="replace",
+            bufsize=1,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
         )
         self.pid = self.proc.pid
         self._reader = threading.Thread(target=self._read, args=(screen, inbox), name="sender-stdout", daemon=True)
@@ -183,8 +192,10 @@ def _database(environ: Mapping[str, str], screen: Screen, workdir: Path) -> Iter
     """(conninfo, is_embedded): the configured database as it is, or a throwaway embedded one."""
     url = environ.get("MAILROOM_DATABASE_URL")
     if url:
-        screen.say(f"MAILROOM_DATABASE_URL is set: using that database as it is ({describe(url)}),\n"
-                   "under a queue of the demo's own that is dropped at the end")
+        screen.say(
+            f"MAILROOM_DATABASE_URL is set: using that database as it is ({describe(url)}),\n"
+            "under a queue of the demo's own that is dropped at the end"
+        )
         yield url, False
         return
     screen.say("MAILROOM_DATABASE_URL is not set: starting an embedded throwaway PostgreSQL (pgserver)")
@@ -216,36 +227,49 @@ def _sigterm_as_interrupt() -> Iterator[None]:
 def _child_env(url: str, key_hex: str, queue_name: str, workdir: Path, environ: Mapping[str, str]) -> dict[str, str]:
     """The demo's settings for the pipeline, and none of the caller's MAILROOM_* or AWS_* ones."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MAILROOM_", "AWS_"))}
-    env.update({
-        "MAILROOM_DATABASE_URL": url,
-        "MAILROOM_SECRET_KEY": key_hex,
-        "MAILROOM_QUEUE_NAME": queue_name,
-        "MAILROOM_CHANNEL_NAME": queue_name,
-        "MAILROOM_BATCH_TIMEOUT": str(BATCH_TIMEOUT_MS),
-        "MAILROOM_DEBUG": "true",
-        "MAILROOM_SES_OUTPUT_PATH": str(workdir / "output"),
-        "MAILROOM_LOG_LEVEL": environ.get("MAILROOM_LOG_LEVEL", "warning"),
-        "PYTHONUNBUFFERED": "1",
-    })
+    env.update(
+        {
+            "MAILROOM_DATABASE_URL": url,
+            "MAILROOM_SECRET_KEY": key_hex,
+            "MAILROOM_QUEUE_NAME": queue_name,
+            "MAILROOM_CHANNEL_NAME": queue_name,
+            "MAILROOM_BATCH_TIMEOUT": str(BATCH_TIMEOUT_MS),
+            "MAILROOM_DEBUG": "true",
+            "MAILROOM_SES_OUTPUT_PATH": str(workdir / "output"),
+            "MAILROOM_LOG_LEVEL": environ.get("MAILROOM_LOG_LEVEL", "warning"),
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
     return env
 
 
 def _app_side(conn: psycopg.Connection, inbox: Inbox, key: bytes, screen: Screen, tag: str) -> None:
     """What an app does: create accounts, activate one from its email, recover its password."""
     people = [(f"{login}{tag}@example.com", f"{login}{tag}", name) for login, name in PEOPLE]
-    screen.say("the app creates 3 accounts from its own connection (the activation emails follow):\n"
-               "  INSERT INTO accounts (email, login) VALUES (%s, %s), (%s, %s), (%s, %s) RETURNING id")
-    ids = {email: row[0] for (email, _, _), row in zip(people, conn.execute(
-        "INSERT INTO accounts (email, login) VALUES (%s, %s), (%s, %s), (%s, %s) RETURNING id",
-        [v for email, login, _ in people for v in (email, login)]).fetchall())}
+    screen.say(
+        "the app creates 3 accounts from its own connection (the activation emails follow):\n"
+        "  INSERT INTO accounts (email, login) VALUES (%s, %s), (%s, %s), (%s, %s) RETURNING id"
+    )
+    ids = {
+        email: row[0]
+        for (email, _, _), row in zip(
+            people,
+            conn.execute(
+                "INSERT INTO accounts (email, login) VALUES (%s, %s), (%s, %s), (%s, %s) RETURNING id",
+                [v for email, login, _ in people for v in (email, login)],
+            ).fetchall(),
+        )
+    }
     recipients = [email for email, _, _ in people]
     activations = inbox.wait_for("activation", recipients, EMAIL_WAIT_S)
 
     alice = recipients[0]
     token = activations[alice]["secret"]
-    screen.say(f"{people[0][2]} opens the activation link. The app checks the token's signature with the key\n"
-               "  (mailroom.verify.verify_link_token, or `mailroom verify --action activation -- TOKEN`)\n"
-               "and consumes it in the database:  SELECT mailroom_consume_token(secret, NULL)")
+    screen.say(
+        f"{people[0][2]} opens the activation link. The app checks the token's signature with the key\n"
+        "  (mailroom.verify.verify_link_token, or `mailroom verify --action activation -- TOKEN`)\n"
+        "and consumes it in the database:  SELECT mailroom_consume_token(secret, NULL)"
+    )
     secret = verify_link_token(key, token, "activation")
     account = conn.execute("SELECT mailroom_consume_token(%s, NULL)", [secret]).fetchone()[0]
     if account != ids[alice]:
@@ -253,12 +277,16 @@ def _app_side(conn: psycopg.Connection, inbox: Inbox, key: bytes, screen: Screen
     status = conn.execute("SELECT status FROM accounts WHERE id = %s", [account]).fetchone()[0]
     screen.say(f"  -> account {account}; its status is now {status!r}")
     again = conn.execute("SELECT mailroom_consume_token(%s, NULL)", [secret]).fetchone()[0]
-    screen.say(f"the same link opened a second time: mailroom_consume_token -> {'NULL' if again is None else again} (a token works once)")
+    screen.say(
+        f"the same link opened a second time: mailroom_consume_token -> {'NULL' if again is None else again} (a token works once)"
+    )
     if again is not None:
         raise DemoError("an activation token was consumed twice")
 
-    screen.say(f"{people[0][2]} forgot her password; the app requests a recovery:\n"
-               f"  INSERT INTO tokens (account, action) VALUES ({account}, 'password_recovery')")
+    screen.say(
+        f"{people[0][2]} forgot her password; the app requests a recovery:\n"
+        f"  INSERT INTO tokens (account, action) VALUES ({account}, 'password_recovery')"
+    )
     conn.execute("INSERT INTO tokens (account, action) VALUES (%s, 'password_recovery')", [account])
     recovery = inbox.wait_for("password_recovery", [alice], EMAIL_WAIT_S)[alice]
 
@@ -273,8 +301,10 @@ def _app_side(conn: psycopg.Connection, inbox: Inbox, key: bytes, screen: Screen
     account = conn.execute("SELECT mailroom_consume_token(%s, %s)", [secret, code]).fetchone()[0]
     if account != ids[alice]:
         raise DemoError(f"consuming the recovery token returned {account!r}, expected {ids[alice]}")
-    screen.say(f"with the code from the email ({code}) it verifies, and mailroom_consume_token(secret, code)\n"
-               f"  -> account {account}: the app now lets her choose a new password")
+    screen.say(
+        f"with the code from the email ({code}) it verifies, and mailroom_consume_token(secret, code)\n"
+        f"  -> account {account}: the app now lets her choose a new password"
+    )
 
 
 def run(environ: Mapping[str, str], out: IO[str] = sys.stdout) -> int:
@@ -285,8 +315,11 @@ def run(environ: Mapping[str, str], out: IO[str] = sys.stdout) -> int:
     queue_name = f"mailroom_demo_{run_id}"
     pipeline: Pipeline | None = None
     try:
-        with _sigterm_as_interrupt(), tempfile.TemporaryDirectory(prefix="mailroom-demo-") as tmp, \
-                _database(environ, screen, Path(tmp)) as (url, is_embedded):
+        with (
+            _sigterm_as_interrupt(),
+            tempfile.TemporaryDirectory(prefix="mailroom-demo-") as tmp,
+            _database(environ, screen, Path(tmp)) as (url, is_embedded),
+        ):
             workdir = Path(tmp)
             applied = migrate.apply(url).applied
             screen.say("migrations applied: " + (", ".join(applied) or "none needed (the schema is up to date)"))
@@ -297,14 +330,17 @@ def run(environ: Mapping[str, str], out: IO[str] = sys.stdout) -> int:
                     conn.execute("DELETE FROM job_tokens WHERE job = %s", [queue_name])
                 try:
                     inbox = Inbox()
-                    screen.say("starting `collector | sender` (mailroom run) in debug mode: MAILROOM_DEBUG=true,\n"
-                               f"MAILROOM_BATCH_TIMEOUT={BATCH_TIMEOUT_MS}, a freshly generated MAILROOM_SECRET_KEY "
-                               f"(not shown),\nMAILROOM_QUEUE_NAME={queue_name}, "
-                               f"MAILROOM_SES_OUTPUT_PATH={workdir / 'output'}")
+                    screen.say(
+                        "starting `collector | sender` (mailroom run) in debug mode: MAILROOM_DEBUG=true,\n"
+                        f"MAILROOM_BATCH_TIMEOUT={BATCH_TIMEOUT_MS}, a freshly generated MAILROOM_SECRET_KEY "
+                        f"(not shown),\nMAILROOM_QUEUE_NAME={queue_name}, "
+                        f"MAILROOM_SES_OUTPUT_PATH={workdir / 'output'}"
+                    )
                     pipeline = Pipeline(_child_env(url, key_hex, queue_name, workdir, environ), workdir, screen, inbox)
                     _app_side(conn, inbox, bytes.fromhex(key_hex), screen, "" if is_embedded else f"+{run_id}")
-                    screen.say("stopping the pipeline with SIGTERM (the collector first, then the sender "
-                               "finishes its input)")
+                    screen.say(
+                        "stopping the pipeline with SIGTERM (the collector first, then the sender finishes its input)"
+                    )
                     status, pipeline = pipeline.stop(), None
                     if status != 0:
                         raise DemoError(f"`mailroom run` exited with status {status} when stopped")
@@ -333,14 +369,16 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     parser.description = (
         "Run the whole job once, with no AWS account: a database, the migrations, `collector | sender` "
         "in debug mode with a fresh key, three accounts created by an app, one activated and one "
-        "password recovery; the emails are printed on stdout. Then everything it started is stopped.")
+        "password recovery; the emails are printed on stdout. Then everything it started is stopped."
+    )
     parser.epilog = (
         "environment variables (also read from ./.env; the environment wins):\n"
         "  MAILROOM_DATABASE_URL  [default: none: an embedded throwaway PostgreSQL (pgserver)]\n"
         "      When set, that database is used as it is (migrated; the demo's queue is dropped after).\n"
         "  MAILROOM_LOG_LEVEL  [default: warning, for the collector and sender]\n"
         "      Log level of the pipeline's processes (their logs go to stderr).\n"
-        "No other MAILROOM_* or AWS_* variable reaches the pipeline.")
+        "No other MAILROOM_* or AWS_* variable reaches the pipeline."
+    )
 
 
 def cli_main(args: argparse.Namespace, environ: Mapping[str, str]) -> int:

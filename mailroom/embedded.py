@@ -25,8 +25,10 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-INSTALL_HINT = ("the embedded PostgreSQL needs the `pgserver` package (pip install pgserver, or "
-                "`make demo`, which installs it); or set MAILROOM_DATABASE_URL to a database you have")
+INSTALL_HINT = (
+    "the embedded PostgreSQL needs the `pgserver` package (pip install pgserver, or "
+    "`make demo`, which installs it); or set MAILROOM_DATABASE_URL to a database you have"
+)
 
 
 class EmbeddedUnavailable(RuntimeError):
@@ -35,8 +37,8 @@ class EmbeddedUnavailable(RuntimeError):
 
 @dataclass(frozen=True)
 class EmbeddedServer:
-    url: str   # libpq URL of the `postgres` database (superuser `postgres`, trust auth, Unix socket)
-    pid: int   # the postmaster's pid, to check that it is gone afterwards
+    url: str  # libpq URL of the `postgres` database (superuser `postgres`, trust auth, Unix socket)
+    pid: int  # the postmaster's pid, to check that it is gone afterwards
     datadir: Path
 
 
@@ -63,8 +65,9 @@ def embedded_postgres(prefix: str = "mailroom-pg-", also_delete: Sequence[Path] 
             log = datadir / "log"
             tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
             shutil.rmtree(datadir, ignore_errors=True)
-            raise EmbeddedUnavailable(f"the embedded PostgreSQL did not start: {exc}"
-                                      + (f"\nend of its log:\n{tail}" if tail else "")) from exc
+            raise EmbeddedUnavailable(
+                f"the embedded PostgreSQL did not start: {exc}" + (f"\nend of its log:\n{tail}" if tail else "")
+            ) from exc
     pid = int(server.get_pid() or 0)
     watchdog = _start_watchdog(pid, datadir, also_delete)
     try:
@@ -115,8 +118,12 @@ def _start_watchdog(pid: int, datadir: Path, also_delete: Sequence[Path]) -> sub
     if not pid or not Path("/proc").is_dir():  # Linux only; elsewhere the finally above is all there is
         return None
     try:
-        return subprocess.Popen([sys.executable, "-c", _WATCHDOG, str(pid), str(datadir), *map(str, also_delete)],
-                                stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, start_new_session=True)
+        return subprocess.Popen(
+            [sys.executable, "-c", _WATCHDOG, str(pid), str(datadir), *map(str, also_delete)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            start_new_session=True,
+        )
     except OSError:
         return None
 

@@ -74,8 +74,13 @@ def _drain(name: str, proc: subprocess.Popen[bytes], grace_s: float) -> None:
         _stop(name, proc, grace_s)
 
 
-def supervise(upstream: Sequence[str], downstream: Sequence[str], *, grace_s: float = DEFAULT_GRACE_S,
-              names: tuple[str, str] = ("collector", "sender")) -> int:
+def supervise(
+    upstream: Sequence[str],
+    downstream: Sequence[str],
+    *,
+    grace_s: float = DEFAULT_GRACE_S,
+    names: tuple[str, str] = ("collector", "sender"),
+) -> int:
     """Run `upstream | downstream` until one exits or a signal asks us to stop; return the exit status."""
     up_name, down_name = names
     stop = threading.Event()
@@ -109,8 +114,12 @@ def supervise(upstream: Sequence[str], downstream: Sequence[str], *, grace_s: fl
             stop.wait(POLL_S)
 
         if stop.is_set():
-            log.info("received %s: stopping %s, then letting %s finish its input",
-                     signal.Signals(received[0]).name, up_name, down_name)
+            log.info(
+                "received %s: stopping %s, then letting %s finish its input",
+                signal.Signals(received[0]).name,
+                up_name,
+                down_name,
+            )
             _stop(up_name, up, grace_s)
             _drain(down_name, down, grace_s)
             failed = [(n, p.returncode) for n, p in ((up_name, up), (down_name, down)) if p.returncode != 0]
@@ -122,8 +131,12 @@ def supervise(upstream: Sequence[str], downstream: Sequence[str], *, grace_s: fl
         # collector soon follows on a broken pipe, so with both gone the sender's failure
         # is the cause to report.
         if down.poll() is None:
-            log.error("%s exited with status %d: letting %s finish its input, then exiting",
-                      up_name, exit_code(up.returncode), down_name)
+            log.error(
+                "%s exited with status %d: letting %s finish its input, then exiting",
+                up_name,
+                exit_code(up.returncode),
+                down_name,
+            )
             _drain(down_name, down, grace_s)
             # A dying sender closes the pipe a moment before it can be waited for, so the
             # collector's broken pipe may be seen first: then the sender's failure is the cause.
@@ -140,8 +153,13 @@ def supervise(upstream: Sequence[str], downstream: Sequence[str], *, grace_s: fl
                 cause = down
                 _stop(up_name, up, grace_s)
                 return exit_code(cause.returncode) or 1
-            log.error("%s exited with status %d; %s exited with status %d", down_name, exit_code(down.returncode),
-                      up_name, exit_code(up.returncode))
+            log.error(
+                "%s exited with status %d; %s exited with status %d",
+                down_name,
+                exit_code(down.returncode),
+                up_name,
+                exit_code(up.returncode),
+            )
             cause = down if down.returncode != 0 else up
         return exit_code(cause.returncode) or 1
     finally:
@@ -150,6 +168,7 @@ def supervise(upstream: Sequence[str], downstream: Sequence[str], *, grace_s: fl
 
 
 # `mailroom run` (wired up in mailroom/cli.py). The children read their own settings.
+
 
 def _grace(raw: str) -> float:
     try:
@@ -162,13 +181,19 @@ def _grace(raw: str) -> float:
 
 
 def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--collector", metavar="CMD", help="command line of the upstream process "
-                        "[default: the installed `collector`]")
-    parser.add_argument("--sender", metavar="CMD", help="command line of the downstream process "
-                        "[default: the installed `sender`]")
-    parser.add_argument("--grace", type=_grace, default=DEFAULT_GRACE_S, metavar="SECONDS",
-                        help=f"how long each process gets to stop before it is signalled again "
-                        f"[default: {DEFAULT_GRACE_S:g}]")
+    parser.add_argument(
+        "--collector", metavar="CMD", help="command line of the upstream process [default: the installed `collector`]"
+    )
+    parser.add_argument(
+        "--sender", metavar="CMD", help="command line of the downstream process [default: the installed `sender`]"
+    )
+    parser.add_argument(
+        "--grace",
+        type=_grace,
+        default=DEFAULT_GRACE_S,
+        metavar="SECONDS",
+        help=f"how long each process gets to stop before it is signalled again [default: {DEFAULT_GRACE_S:g}]",
+    )
 
 
 def cli_main(args: argparse.Namespace, environ: Mapping[str, str]) -> int:

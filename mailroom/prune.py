@@ -31,8 +31,9 @@ class PruneResult:
     batches: int
 
 
-def prune(conn: psycopg.Connection, retention_s: float, batch_size: int = DEFAULT_BATCH_SIZE,
-          max_batches: int | None = None) -> PruneResult:
+def prune(
+    conn: psycopg.Connection, retention_s: float, batch_size: int = DEFAULT_BATCH_SIZE, max_batches: int | None = None
+) -> PruneResult:
     """Delete everything due in batches of `batch_size`, committing after each one.
 
     `conn` must be in autocommit mode: a batch inside a caller's transaction would hold
@@ -71,8 +72,13 @@ def _batch_size(raw: str) -> int:
 
 
 def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--batch-size", type=_batch_size, default=DEFAULT_BATCH_SIZE, metavar="N",
-                        help=f"most tokens deleted per transaction [default: {DEFAULT_BATCH_SIZE}]")
+    parser.add_argument(
+        "--batch-size",
+        type=_batch_size,
+        default=DEFAULT_BATCH_SIZE,
+        metavar="N",
+        help=f"most tokens deleted per transaction [default: {DEFAULT_BATCH_SIZE}]",
+    )
 
 
 def cli_main(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
@@ -83,10 +89,11 @@ def cli_main(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         try:
             result = prune(conn, retention_s, args.batch_size)
         except psycopg.errors.UndefinedFunction:
-            print("mailroom prune: the database has no mailroom_prune(); run `mailroom migrate` first",
-                  file=sys.stderr)
+            print("mailroom prune: the database has no mailroom_prune(); run `mailroom migrate` first", file=sys.stderr)
             return 1
-    print(f"deleted {result.deleted} tokens consumed or expired more than {retention_s:g} s ago "
-          f"in {result.batches} batches")
+    print(
+        f"deleted {result.deleted} tokens consumed or expired more than {retention_s:g} s ago "
+        f"in {result.batches} batches"
+    )
     log.info("pruned %d tokens on %s", result.deleted, describe(url))
     return 0

@@ -117,9 +117,10 @@ def secret_key(name: str, raw: str) -> bytes:
     value = raw.strip()
     if len(value) != 64 or not _HEX.match(value):
         raise ConfigError(
-            name, f"expected 64 hex characters (a 32-byte key); got {len(value)} characters"
+            name,
+            f"expected 64 hex characters (a 32-byte key); got {len(value)} characters"
             + ("" if _HEX.match(value) else " including non-hex ones")
-            + " (generate one with: openssl rand -hex 32)"
+            + " (generate one with: openssl rand -hex 32)",
         )
     return bytes.fromhex(value)
 
@@ -154,47 +155,96 @@ def seconds(name: str, raw: str) -> float:
 VARIABLES: dict[str, Variable] = {
     v.name: v
     for v in (
-        Variable("MAILROOM_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres",
-                 "PostgreSQL connection: a libpq URL or key=value string.", nonempty, secret=True),
-        Variable("MAILROOM_SECRET_KEY", None,
-                 "HMAC-SHA256 key that signs secrets: 64 hex characters (32 bytes).", secret_key, secret=True),
-        Variable("MAILROOM_CHANNEL_NAME", "token_insert",
-                 "NOTIFY channel the collector LISTENs on (registered with its queue).", identifier),
-        Variable("MAILROOM_QUEUE_NAME", "mailroom",
-                 "Name of this consumer's queue: its progress is kept per name.", identifier),
-        Variable("MAILROOM_HEALTHCHECK_INTERVAL", "270000",
-                 "Milliseconds of silence after which the collector checks its connection "
-                 "(and reads the queue). At least MAILROOM_BATCH_TIMEOUT.", positive_int),
-        Variable("MAILROOM_BATCH_TIMEOUT", "5000",
-                 "Milliseconds after the first notification before the collector reads, "
-                 "unless MAILROOM_BATCH_LIMIT notifications come sooner.", positive_int),
-        Variable("MAILROOM_BATCH_LIMIT", "10",
-                 "Notifications that trigger a read early; also the most records per line.", positive_int),
+        Variable(
+            "MAILROOM_DATABASE_URL",
+            "postgresql://postgres@127.0.0.1:5432/postgres",
+            "PostgreSQL connection: a libpq URL or key=value string.",
+            nonempty,
+            secret=True,
+        ),
+        Variable(
+            "MAILROOM_SECRET_KEY",
+            None,
+            "HMAC-SHA256 key that signs secrets: 64 hex characters (32 bytes).",
+            secret_key,
+            secret=True,
+        ),
+        Variable(
+            "MAILROOM_CHANNEL_NAME",
+            "token_insert",
+            "NOTIFY channel the collector LISTENs on (registered with its queue).",
+            identifier,
+        ),
+        Variable(
+            "MAILROOM_QUEUE_NAME",
+            "mailroom",
+            "Name of this consumer's queue: its progress is kept per name.",
+            identifier,
+        ),
+        Variable(
+            "MAILROOM_HEALTHCHECK_INTERVAL",
+            "270000",
+            "Milliseconds of silence after which the collector checks its connection "
+            "(and reads the queue). At least MAILROOM_BATCH_TIMEOUT.",
+            positive_int,
+        ),
+        Variable(
+            "MAILROOM_BATCH_TIMEOUT",
+            "5000",
+            "Milliseconds after the first notification before the collector reads, "
+            "unless MAILROOM_BATCH_LIMIT notifications come sooner.",
+            positive_int,
+        ),
+        Variable(
+            "MAILROOM_BATCH_LIMIT",
+            "10",
+            "Notifications that trigger a read early; also the most records per line.",
+            positive_int,
+        ),
         Variable("MAILROOM_LOG_LEVEL", "info", "Log level: debug, info, warning or error.", log_level),
-        Variable("MAILROOM_DEBUG", "false",
-                 "true: the sender prints each email to stdout instead of calling SES.", boolean),
-        Variable("MAILROOM_SES_CONFIG_SET", "default",
-                 "SES configuration set for every send; empty sends none.", text),
+        Variable(
+            "MAILROOM_DEBUG", "false", "true: the sender prints each email to stdout instead of calling SES.", boolean
+        ),
+        Variable("MAILROOM_SES_CONFIG_SET", "default", "SES configuration set for every send; empty sends none.", text),
         Variable("MAILROOM_SES_SOURCE", "noreply@localhost", "From address of every email.", email_address),
-        Variable("MAILROOM_SES_OUTPUT_PATH", "./output",
-                 "Directory of the sender's deliveries.jsonl, rejects.jsonl, journal and "
-                 "saved SES error responses.", directory),
-        Variable("MAILROOM_SES_TEMPLATE_ACTIVATION", "activationv1",
-                 "SES template for activation emails.", nonempty),
-        Variable("MAILROOM_SES_TEMPLATE_RECOVERY", "passwordrecoveryv1",
-                 "SES template for password-recovery emails.", nonempty),
-        Variable("MAILROOM_SEND_DEADLINE", "600",
-                 "Seconds after a record is read past which it is no longer sent (rejected).",
-                 positive_number),
+        Variable(
+            "MAILROOM_SES_OUTPUT_PATH",
+            "./output",
+            "Directory of the sender's deliveries.jsonl, rejects.jsonl, journal and saved SES error responses.",
+            directory,
+        ),
+        Variable("MAILROOM_SES_TEMPLATE_ACTIVATION", "activationv1", "SES template for activation emails.", nonempty),
+        Variable(
+            "MAILROOM_SES_TEMPLATE_RECOVERY",
+            "passwordrecoveryv1",
+            "SES template for password-recovery emails.",
+            nonempty,
+        ),
+        Variable(
+            "MAILROOM_SEND_DEADLINE",
+            "600",
+            "Seconds after a record is read past which it is no longer sent (rejected).",
+            positive_number,
+        ),
         Variable("MAILROOM_SES_CONCURRENCY", "4", "SES calls in flight at once.", positive_int),
-        Variable("MAILROOM_SES_MAX_SEND_RATE", "",
-                 "Most emails per second; empty: the account's MaxSendRate from GetSendQuota, "
-                 "else 14.", optional_positive_number),
-        Variable("MAILROOM_APP_URL", "http://localhost:8000",
-                 "Base URL of the links in emails (filled into the templates).", http_url),
-        Variable("MAILROOM_PRUNE_AFTER", "7d",
-                 "How long consumed or expired tokens are kept before `mailroom prune` deletes them.",
-                 seconds),
+        Variable(
+            "MAILROOM_SES_MAX_SEND_RATE",
+            "",
+            "Most emails per second; empty: the account's MaxSendRate from GetSendQuota, else 14.",
+            optional_positive_number,
+        ),
+        Variable(
+            "MAILROOM_APP_URL",
+            "http://localhost:8000",
+            "Base URL of the links in emails (filled into the templates).",
+            http_url,
+        ),
+        Variable(
+            "MAILROOM_PRUNE_AFTER",
+            "7d",
+            "How long consumed or expired tokens are kept before `mailroom prune` deletes them.",
+            seconds,
+        ),
     )
 }
 
@@ -272,9 +322,11 @@ class CollectorSettings:
     log_level: str
 
     def __repr__(self) -> str:  # never print the key or the password in the URL
-        return (f"CollectorSettings(channel_name={self.channel_name!r}, queue_name={self.queue_name!r}, "
-                f"batch_limit={self.batch_limit}, batch_timeout_ms={self.batch_timeout_ms}, "
-                f"healthcheck_interval_ms={self.healthcheck_interval_ms})")
+        return (
+            f"CollectorSettings(channel_name={self.channel_name!r}, queue_name={self.queue_name!r}, "
+            f"batch_limit={self.batch_limit}, batch_timeout_ms={self.batch_timeout_ms}, "
+            f"healthcheck_interval_ms={self.healthcheck_interval_ms})"
+        )
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> CollectorSettings:
@@ -342,7 +394,6 @@ class SenderSettings:
             app_url=v["MAILROOM_APP_URL"],
             log_level=v["MAILROOM_LOG_LEVEL"],
         )
-
 
 
 def markdown_table() -> str:

@@ -16,24 +16,38 @@ from mailroom.signing import Action
 
 PUSH_VARIABLES = ("MAILROOM_SES_TEMPLATE_ACTIVATION", "MAILROOM_SES_TEMPLATE_RECOVERY", "MAILROOM_LOG_LEVEL")
 RENDER_VARIABLES = ("MAILROOM_APP_URL", "MAILROOM_LOG_LEVEL")
-ACTION_NAMES = {"activation": Action.ACTIVATION, "1": Action.ACTIVATION,
-                "password_recovery": Action.PASSWORD_RECOVERY, "recovery": Action.PASSWORD_RECOVERY,
-                "2": Action.PASSWORD_RECOVERY}
+ACTION_NAMES = {
+    "activation": Action.ACTIVATION,
+    "1": Action.ACTIVATION,
+    "password_recovery": Action.PASSWORD_RECOVERY,
+    "recovery": Action.PASSWORD_RECOVERY,
+    "2": Action.PASSWORD_RECOVERY,
+}
 SAMPLE_LOGIN = 'Ada <b>"Lovelace"</b>'
 SAMPLE_SECRET = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8aH0JcHFNfvoS14NYH1nxRRX8Z5XBVz34bO5O-ngKuFQ"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="templates_command", required=True, metavar="SUBCOMMAND")
-    sub.add_parser("push", help="create or update both SES templates from templates/ (idempotent)",
-                   description="Create or update both SES templates from templates/ (idempotent). "
-                               "AWS is configured by boto3's standard chain (AWS_REGION, credentials, "
-                               "AWS_ENDPOINT_URL_SES).")
-    render = sub.add_parser("render", help="print a message rendered locally with sample data",
-                            description="Render ACTION's subject, text and HTML bodies locally with sample "
-                                        "data, with SES's Handlebars semantics ({{x}} escaped, {{{x}}} raw).")
-    render.add_argument("action", metavar="ACTION", choices=sorted(ACTION_NAMES),
-                        help="activation or password_recovery (also: recovery, 1, 2)")
+    sub.add_parser(
+        "push",
+        help="create or update both SES templates from templates/ (idempotent)",
+        description="Create or update both SES templates from templates/ (idempotent). "
+        "AWS is configured by boto3's standard chain (AWS_REGION, credentials, "
+        "AWS_ENDPOINT_URL_SES).",
+    )
+    render = sub.add_parser(
+        "render",
+        help="print a message rendered locally with sample data",
+        description="Render ACTION's subject, text and HTML bodies locally with sample "
+        "data, with SES's Handlebars semantics ({{x}} escaped, {{{x}}} raw).",
+    )
+    render.add_argument(
+        "action",
+        metavar="ACTION",
+        choices=sorted(ACTION_NAMES),
+        help="activation or password_recovery (also: recovery, 1, 2)",
+    )
     render.add_argument("--login", default=SAMPLE_LOGIN, help="sample login (default shows the escaping)")
 
 
@@ -48,8 +62,10 @@ def push(environ: Mapping[str, str]) -> int:
     from sender.ses import make_client
 
     names = settings.read(environ, "MAILROOM_SES_TEMPLATE_ACTIVATION", "MAILROOM_SES_TEMPLATE_RECOVERY")
-    by_action = {Action.ACTIVATION: names["MAILROOM_SES_TEMPLATE_ACTIVATION"],
-                 Action.PASSWORD_RECOVERY: names["MAILROOM_SES_TEMPLATE_RECOVERY"]}
+    by_action = {
+        Action.ACTIVATION: names["MAILROOM_SES_TEMPLATE_ACTIVATION"],
+        Action.PASSWORD_RECOVERY: names["MAILROOM_SES_TEMPLATE_RECOVERY"],
+    }
     client = make_client()
     for action, name in by_action.items():
         t = templates.load(action)
@@ -64,8 +80,8 @@ def push(environ: Mapping[str, str]) -> int:
 
 
 def sample_data(action: Action, login: str, app_url: str) -> dict[str, str]:
-    from sender.provider import default_template_data, template_data
     from mailroom.wire import Record
+    from sender.provider import default_template_data, template_data
 
     record = Record(action, "ada@example.com", login, SAMPLE_SECRET, "12345")
     return {**json.loads(default_template_data(app_url)), **json.loads(template_data(record))}
@@ -76,8 +92,8 @@ def render(action: Action, login: str, environ: Mapping[str, str]) -> int:
 
     app_url = settings.read(environ, "MAILROOM_APP_URL")["MAILROOM_APP_URL"]
     message = templates.load(action).render(sample_data(action, login, app_url))
-    print(f"Subject: {message['subject']}\n\n--- text/plain ---\n{message['text'].rstrip()}\n\n"
-          f"--- text/html ---\n{message['html'].rstrip()}")
+    print(
+        f"Subject: {message['subject']}\n\n--- text/plain ---\n{message['text'].rstrip()}\n\n"
+        f"--- text/html ---\n{message['html'].rstrip()}"
+    )
     return 0
-
-

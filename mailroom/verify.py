@@ -56,10 +56,10 @@ _TOKEN_ARGUMENT = re.compile(r"[A-Za-z0-9_-]{86}")
 
 
 def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("token", metavar="TOKEN",
-                        help="the signed token from the link; '-' reads it from stdin (keeps it out of ps)")
-    parser.add_argument("--action", required=True, choices=[a.db_name for a in Action],
-                        help="what the link is for")
+    parser.add_argument(
+        "token", metavar="TOKEN", help="the signed token from the link; '-' reads it from stdin (keeps it out of ps)"
+    )
+    parser.add_argument("--action", required=True, choices=[a.db_name for a in Action], help="what the link is for")
     parser.add_argument("--code", help="the 5-digit code the user was sent (password_recovery)")
 
 

@@ -41,8 +41,13 @@ class Record:
 
     def redacted(self) -> dict[str, object]:
         """The record as it may appear in logs and reject files."""
-        return {"action": int(self.action), "email": self.email, "login": self.login,
-                "secret": redact(self.secret), "code": self.code}
+        return {
+            "action": int(self.action),
+            "email": self.email,
+            "login": self.login,
+            "secret": redact(self.secret),
+            "code": self.code,
+        }
 
 
 @dataclass(frozen=True)
@@ -66,8 +71,15 @@ def _field(value: str) -> str:
 def encode_record(record: Record) -> str:
     # Secret and code never need quotes when valid; quoting them anyway keeps a bad value
     # from turning into extra fields (records) on the line.
-    return ",".join((str(int(record.action)), _field(record.email), _field(record.login),
-                     _field(record.secret), _field(record.code)))
+    return ",".join(
+        (
+            str(int(record.action)),
+            _field(record.email),
+            _field(record.login),
+            _field(record.secret),
+            _field(record.code),
+        )
+    )
 
 
 def encode_line(records: Iterable[Record]) -> bytes:
@@ -85,7 +97,7 @@ def _open_quote_at(line: bytes) -> int:
                 k = line.find(b'"', j)
                 if k < 0:
                     return start
-                if line[k + 1:k + 2] == b'"':
+                if line[k + 1 : k + 2] == b'"':
                     j = k + 2
                     continue
                 i = k + 1
@@ -110,7 +122,7 @@ def split_fields(line: bytes) -> list[bytes]:
                 if k < 0:
                     raise WireError(f"unterminated quoted field {len(fields) + 1}")
                 buf += line[j:k]
-                if line[k + 1:k + 2] == b'"':
+                if line[k + 1 : k + 2] == b'"':
                     buf += b'"'
                     j = k + 2
                     continue
@@ -214,12 +226,11 @@ def decode_line(line: bytes) -> tuple[list[Record], list[Rejected]]:
     except WireError as exc:
         return [], [Rejected(str(exc), (_redact_text(line),))]
     if len(fields) % FIELDS_PER_RECORD:
-        return [], [Rejected(f"{len(fields)} fields is not a multiple of {FIELDS_PER_RECORD}",
-                             (_redact_text(line),))]
+        return [], [Rejected(f"{len(fields)} fields is not a multiple of {FIELDS_PER_RECORD}", (_redact_text(line),))]
     records: list[Record] = []
     rejected: list[Rejected] = []
     for i in range(0, len(fields), FIELDS_PER_RECORD):
-        chunk = fields[i:i + FIELDS_PER_RECORD]
+        chunk = fields[i : i + FIELDS_PER_RECORD]
         try:
             records.append(_record(chunk))
         except ValueError as exc:

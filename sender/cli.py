@@ -29,9 +29,12 @@ reason. Every outcome is in deliveries.jsonl. AWS is configured by boto3's stand
 
 
 def build_parser() -> argparse.ArgumentParser:
-    return argparse.ArgumentParser(prog="sender", description=DESCRIPTION,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter,
-                                   epilog=settings.help_epilog(settings.SENDER_VARIABLES))
+    return argparse.ArgumentParser(
+        prog="sender",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=settings.help_epilog(settings.SENDER_VARIABLES),
+    )
 
 
 def build(s: settings.SenderSettings) -> Sender:
@@ -39,8 +42,9 @@ def build(s: settings.SenderSettings) -> Sender:
     try:
         outputs = Outputs(s.output_path)
     except OSError as exc:
-        raise settings.ConfigError("MAILROOM_SES_OUTPUT_PATH", f"cannot create or write {str(s.output_path)!r}: "
-                                   f"{exc.strerror or exc}") from None
+        raise settings.ConfigError(
+            "MAILROOM_SES_OUTPUT_PATH", f"cannot create or write {str(s.output_path)!r}: {exc.strerror or exc}"
+        ) from None
     if s.debug:
         provider = DebugProvider(sys.stdout, templates.load_all())
         rate = s.max_send_rate or DEBUG_DEFAULT_RATE
@@ -52,8 +56,14 @@ def build(s: settings.SenderSettings) -> Sender:
         rate = s.max_send_rate or account_send_rate(client)
     config = SendConfig(
         templates={Action.ACTIVATION: s.template_activation, Action.PASSWORD_RECOVERY: s.template_recovery},
-        source=s.source, config_set=s.config_set, app_url=s.app_url, deadline_s=s.send_deadline_s,
-        concurrency=s.concurrency, max_send_rate=rate, debug=s.debug)
+        source=s.source,
+        config_set=s.config_set,
+        app_url=s.app_url,
+        deadline_s=s.send_deadline_s,
+        concurrency=s.concurrency,
+        max_send_rate=rate,
+        debug=s.debug,
+    )
     journal = Journal(s.output_path / "journal", dedup_window=max(1800.0, 2 * s.send_deadline_s))
     return Sender(config, provider, outputs, journal)
 
@@ -67,9 +77,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         sender = build(s)
     except settings.ConfigError as exc:
         settings.exit_on_config_error("sender", exc)
-    log.info("sending %s; at most %g emails/s, %d call(s) in flight, %d destinations per call, deadline %gs",
-             "in debug mode (printing, no AWS call)" if s.debug else "through SES",
-             sender.config.max_send_rate, s.concurrency, sender.batch_size, s.send_deadline_s)
+    log.info(
+        "sending %s; at most %g emails/s, %d call(s) in flight, %d destinations per call, deadline %gs",
+        "in debug mode (printing, no AWS call)" if s.debug else "through SES",
+        sender.config.max_send_rate,
+        s.concurrency,
+        sender.batch_size,
+        s.send_deadline_s,
+    )
 
     def on_signal(signum: int, _frame: object) -> None:
         sender.stop()

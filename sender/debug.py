@@ -26,12 +26,14 @@ class DebugProvider:
 
     def send_bulk(self, send: BulkSend) -> list[DestinationResult]:
         n = len(send.destinations)
-        lines = [RULE,
-                 f"bulk send: {n} {send.action.db_name} email{'s' if n != 1 else ''} (debug: nothing is sent)",
-                 f"  template:          {send.template}",
-                 f"  configuration set: {send.config_set or '(none)'}",
-                 f"  source:            {send.source}",
-                 f"  default data:      {send.default_data}"]
+        lines = [
+            RULE,
+            f"bulk send: {n} {send.action.db_name} email{'s' if n != 1 else ''} (debug: nothing is sent)",
+            f"  template:          {send.template}",
+            f"  configuration set: {send.config_set or '(none)'}",
+            f"  source:            {send.source}",
+            f"  default data:      {send.default_data}",
+        ]
         template = self.templates.get(send.action) if self.templates else None
         defaults = json.loads(send.default_data)
         for i, dest in enumerate(send.destinations, 1):
@@ -40,7 +42,9 @@ class DebugProvider:
             if template is not None:
                 message = template.render({**defaults, **json.loads(dest.data)})
                 lines.append(f"        subject: {message['subject']}")
-                lines.extend("        | " + row if row else "        |" for row in message["text"].rstrip("\n").split("\n"))
+                lines.extend(
+                    "        | " + row if row else "        |" for row in message["text"].rstrip("\n").split("\n")
+                )
         with self._lock:
             self.out.write("\n".join(lines) + "\n")
             self.out.flush()

@@ -26,7 +26,15 @@ from mailroom.signing import Action
 from mailroom.wire import Record, Rejected
 from sender.journal import Journal
 from sender.outputs import Outputs, delivery_row, reject_row, utc_now
-from sender.provider import BulkSend, CallFailed, Destination, DestinationResult, Provider, default_template_data, template_data
+from sender.provider import (
+    BulkSend,
+    CallFailed,
+    Destination,
+    DestinationResult,
+    Provider,
+    default_template_data,
+    template_data,
+)
 from sender.ratelimit import RateLimiter
 from sender.reader import decoded_groups
 from sender.retry import RetryPolicy, Verdict, error_verdict, status_verdict
@@ -73,9 +81,17 @@ class Counts:
 
 
 class Sender:
-    def __init__(self, config: SendConfig, provider: Provider, outputs: Outputs, journal: Journal,
-                 policy: RetryPolicy | None = None, limiter: RateLimiter | None = None,
-                 clock: Callable[[], float] = time.time, max_pending: int | None = None) -> None:
+    def __init__(
+        self,
+        config: SendConfig,
+        provider: Provider,
+        outputs: Outputs,
+        journal: Journal,
+        policy: RetryPolicy | None = None,
+        limiter: RateLimiter | None = None,
+        clock: Callable[[], float] = time.time,
+        max_pending: int | None = None,
+    ) -> None:
         self.config = config
         self.provider = provider
         self.outputs = outputs
@@ -169,9 +185,15 @@ class Sender:
             self._loop(pool)
         finally:
             pool.shutdown(wait=True)
-        log.info("done: %d read, %d delivered, %d rejected, %d duplicate(s) skipped, %d retried, %d call(s)",
-                 self.counts.read, self.counts.delivered, self.counts.rejected, self.counts.duplicates,
-                 self.counts.retries, self.counts.calls)
+        log.info(
+            "done: %d read, %d delivered, %d rejected, %d duplicate(s) skipped, %d retried, %d call(s)",
+            self.counts.read,
+            self.counts.delivered,
+            self.counts.rejected,
+            self.counts.duplicates,
+            self.counts.retries,
+            self.counts.calls,
+        )
         return 1 if self.failed else 0
 
     def _loop(self, pool: ThreadPoolExecutor) -> None:
@@ -199,8 +221,11 @@ class Sender:
             while self._retries and self._retries[0][0] <= now:
                 _, _, item = heapq.heappop(self._retries)
                 self._ready[item.record.action].append(item)
-            while (not self._stopping.is_set() and len(self._inflight) < self.config.concurrency
-                   and any(self._ready.values())):
+            while (
+                not self._stopping.is_set()
+                and len(self._inflight) < self.config.concurrency
+                and any(self._ready.values())
+            ):
                 self._submit(pool, now)
 
     def _handle(self, event: tuple[Any, ...]) -> None:
@@ -220,8 +245,9 @@ class Sender:
         secret = item.record.secret
         if secret in self._in_hand_secrets or self.journal.recently_delivered(secret):
             self.counts.duplicates += 1
-            self.outputs.deliveries([delivery_row(item.record, status="Duplicate",
-                                                  error="already delivered or in hand: not sent again")])
+            self.outputs.deliveries(
+                [delivery_row(item.record, status="Duplicate", error="already delivered or in hand: not sent again")]
+            )
             self.journal.finished([], [(item.line_id, item.index)])
             self._release(1)
             return
@@ -246,8 +272,14 @@ class Sender:
             self._finish_rejected(late, "deadline passed before it could be sent", status="DeadlinePassed")
         if not batch:
             return
-        send = BulkSend(action, self.config.templates[action], self.config.source, self.config.config_set,
-                        self.default_data, [Destination(i.record.email, template_data(i.record)) for i in batch])
+        send = BulkSend(
+            action,
+            self.config.templates[action],
+            self.config.source,
+            self.config.config_set,
+            self.default_data,
+            [Destination(i.record.email, template_data(i.record)) for i in batch],
+        )
         future = pool.submit(self._call, send)
         self._inflight.add(future)
         self.counts.calls += 1
@@ -286,8 +318,9 @@ class Sender:
                     row["message_id"] = result.message_id
                 rows.append(row)
             elif verdict is Verdict.PERMANENT:
-                self._finish_rejected([item], f"SES refused it: {result.status}", status=result.status,
-                                      error=result.error or "")
+                self._finish_rejected(
+                    [item], f"SES refused it: {result.status}", status=result.status, error=result.error or ""
+                )
             else:
                 item.last_error = f"{result.status}: {result.error or ''}".rstrip(": ")
                 # the failed destinations of one call retry together, so they stay one call
@@ -296,8 +329,9 @@ class Sender:
                     delays[key] = self.policy.delay(verdict, item.attempts - 1)
                 delay = delays[key]
                 if now + delay > item.read_at + self.config.deadline_s:
-                    self._finish_rejected([item], "deadline passed while retrying", status=result.status,
-                                          error=result.error or "")
+                    self._finish_rejected(
+                        [item], "deadline passed while retrying", status=result.status, error=result.error or ""
+                    )
                 else:
                     self.counts.retries += 1
                     heapq.heappush(self._retries, (now + delay, next(self._seq), item))
@@ -313,12 +347,25 @@ class Sender:
         deliveries, rejects = [], []
         for item in items:
             detail = error or item.last_error
-            log.warning("rejected %s email to %s: %s (%s%s)", item.record.action.db_name, item.record.email,
-                        reason, status, f": {detail}" if detail else "")
-            deliveries.append(delivery_row(item.record, status=status, error=f"{reason}: {detail}" if detail else reason,
-                                           attempts=item.attempts))
-            rejects.append(reject_row(reason, item.record.redacted(), status=status, error=detail,
-                                      attempts=item.attempts))
+            log.warning(
+                "rejected %s email to %s: %s (%s%s)",
+                item.record.action.db_name,
+                item.record.email,
+                reason,
+                status,
+                f": {detail}" if detail else "",
+            )
+            deliveries.append(
+                delivery_row(
+                    item.record,
+                    status=status,
+                    error=f"{reason}: {detail}" if detail else reason,
+                    attempts=item.attempts,
+                )
+            )
+            rejects.append(
+                reject_row(reason, item.record.redacted(), status=status, error=detail, attempts=item.attempts)
+            )
             self._in_hand_secrets.pop(item.record.secret, None)
         self.outputs.deliveries(deliveries)
         self.outputs.rejects(rejects)

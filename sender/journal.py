@@ -51,8 +51,14 @@ class PendingLine:
 
 
 class Journal:
-    def __init__(self, directory: Path, dedup_window: float = 1800.0, dedup_max: int = 20_000,
-                 rotate_bytes: int = 8 << 20, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        dedup_window: float = 1800.0,
+        dedup_max: int = 20_000,
+        rotate_bytes: int = 8 << 20,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.directory = private_dir(Path(directory))
         self.dedup_window = dedup_window
         self.dedup_max = dedup_max
@@ -136,14 +142,21 @@ class Journal:
         lines = list(self._pending.items())
         for i in range(0, len(lines), 200):
             entries = []
-            for line_id, line in lines[i:i + 200]:
+            for line_id, line in lines[i : i + 200]:
                 items = sorted(line.records.items())
-                entries.append({"k": "L", "id": line_id, "at": line.read_at, "n": [i for i, _ in items],
-                                "r": [_row(r) for _, r in items]})
+                entries.append(
+                    {
+                        "k": "L",
+                        "id": line_id,
+                        "at": line.read_at,
+                        "n": [i for i, _ in items],
+                        "r": [_row(r) for _, r in items],
+                    }
+                )
             write(entries)
         recent = list(self._delivered.items())
         for i in range(0, len(recent), 1000):
-            chunk = recent[i:i + 1000]
+            chunk = recent[i : i + 1000]
             write([{"k": "S", "h": [f"{h:016x}" for h, _ in chunk], "at": [round(a, 3) for _, a in chunk]}])
         del recent, lines
         os.fsync(fd)
@@ -173,9 +186,14 @@ class Journal:
         if not lines:
             return
         data = "".join(
-            json.dumps({"k": "L", "id": line_id, "at": round(at, 3), "r": [_row(r) for r in records]},
-                       ensure_ascii=False, separators=(",", ":")) + "\n"
-            for line_id, at, records in lines).encode()
+            json.dumps(
+                {"k": "L", "id": line_id, "at": round(at, 3), "r": [_row(r) for r in records]},
+                ensure_ascii=False,
+                separators=(",", ":"),
+            )
+            + "\n"
+            for line_id, at, records in lines
+        ).encode()
         with self._lock:
             for line_id, at, records in lines:
                 self._pending[line_id] = PendingLine(at, dict(enumerate(records)))

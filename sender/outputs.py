@@ -16,12 +16,11 @@ from typing import Any
 
 from mailroom.wire import Record
 
-
 _JSON = json.JSONEncoder(ensure_ascii=False)
 
 
 def utc_now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def private_dir(path: Path) -> Path:
@@ -62,7 +61,7 @@ class Outputs:
 
     def save_error(self, body: bytes, request_id: str) -> Path:
         folder = private_dir(self.directory / "errors")
-        stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
+        stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S.%fZ")
         with self._lock:
             self._errors_seq += 1
             seq = self._errors_seq

@@ -21,8 +21,7 @@ _JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))  # built onc
 
 def template_data(record: Record) -> str:
     """ReplacementTemplateData: login, its HTML-escaped form, secret, and code for recovery."""
-    data = {"login": record.login, "login_html": html.escape(record.login, quote=True),
-            "secret": record.secret}
+    data = {"login": record.login, "login_html": html.escape(record.login, quote=True), "secret": record.secret}
     if record.action is Action.PASSWORD_RECOVERY:
         data["code"] = record.code
     return _JSON.encode(data)

@@ -136,7 +136,7 @@ class ChunkedLines:
         earlier (no LF yet, nothing to journal): its chunk cannot have been committed,
         since the collector commits only once the whole line has left the pipe."""
         buf = b""  # taken out of the pipe, no LF yet
-        owed = 0   # bytes of the lines handed on, still in the pipe
+        owed = 0  # bytes of the lines handed on, still in the pipe
         while True:
             if owed:
                 peeker.take(owed)

@@ -14,9 +14,9 @@ from mailroom.backoff import Backoff
 
 
 class Verdict(enum.Enum):
-    DONE = "done"            # delivered to SES
-    RETRY = "retry"          # worth another try soon (backoff with full jitter)
-    QUOTA = "quota"          # daily quota exhausted: wait minutes, not seconds
+    DONE = "done"  # delivered to SES
+    RETRY = "retry"  # worth another try soon (backoff with full jitter)
+    QUOTA = "quota"  # daily quota exhausted: wait minutes, not seconds
     PERMANENT = "permanent"  # will not get better: rejects.jsonl with SES's status and message
 
 
@@ -39,11 +39,21 @@ STATUS_VERDICTS: dict[str, Verdict] = {
 }
 
 # Error codes of a whole call (the API answered with an error document).
-RETRYABLE_ERRORS = frozenset({
-    "Throttling", "ThrottlingException", "RequestThrottled", "TooManyRequestsException",
-    "ServiceUnavailable", "ServiceUnavailableException", "InternalFailure", "InternalError",
-    "RequestTimeout", "RequestTimeoutException", "NetworkError",
-})
+RETRYABLE_ERRORS = frozenset(
+    {
+        "Throttling",
+        "ThrottlingException",
+        "RequestThrottled",
+        "TooManyRequestsException",
+        "ServiceUnavailable",
+        "ServiceUnavailableException",
+        "InternalFailure",
+        "InternalError",
+        "RequestTimeout",
+        "RequestTimeoutException",
+        "NetworkError",
+    }
+)
 DAILY_QUOTA_MESSAGE = "daily message quota exceeded"
 
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import logging
 import os
-from urllib.parse import urlencode
 from typing import Any
+from urllib.parse import urlencode
 
 import boto3
 import botocore.exceptions
@@ -35,17 +35,27 @@ def make_client(max_pool: int = 10) -> Any:
         # other AWS SDKs use, so it is honoured too.
         session = boto3.session.Session(region_name=os.environ["AWS_REGION"])
     if not session.region_name:
-        raise ConfigError("AWS_REGION", "is not set and no region is configured for boto3; "
-                          "set AWS_REGION (or AWS_DEFAULT_REGION, or a region in ~/.aws/config)")
+        raise ConfigError(
+            "AWS_REGION",
+            "is not set and no region is configured for boto3; "
+            "set AWS_REGION (or AWS_DEFAULT_REGION, or a region in ~/.aws/config)",
+        )
     if session.get_credentials() is None:
-        raise ConfigError("AWS_ACCESS_KEY_ID", "no AWS credentials found in boto3's standard chain "
-                          "(environment, ~/.aws, instance role); or set MAILROOM_DEBUG=true to print "
-                          "instead of sending")
+        raise ConfigError(
+            "AWS_ACCESS_KEY_ID",
+            "no AWS credentials found in boto3's standard chain "
+            "(environment, ~/.aws, instance role); or set MAILROOM_DEBUG=true to print "
+            "instead of sending",
+        )
     # parameter_validation=False: we build every parameter ourselves and SES validates them
     # again; client-side validation of 50 destinations is a tenth of the CPU of a call.
-    config = Config(retries={"mode": "standard", "total_max_attempts": 1}, max_pool_connections=max_pool,
-                    parameter_validation=False,
-                    connect_timeout=5, read_timeout=30)
+    config = Config(
+        retries={"mode": "standard", "total_max_attempts": 1},
+        max_pool_connections=max_pool,
+        parameter_validation=False,
+        connect_timeout=5,
+        read_timeout=30,
+    )
     return session.client("ses", config=config)
 
 
@@ -73,8 +83,10 @@ class SesProvider:
             "Source": send.source,
             "Template": send.template,
             "DefaultTemplateData": send.default_data,
-            "Destinations": [{"Destination": {"ToAddresses": [d.email]}, "ReplacementTemplateData": d.data}
-                             for d in send.destinations],
+            "Destinations": [
+                {"Destination": {"ToAddresses": [d.email]}, "ReplacementTemplateData": d.data}
+                for d in send.destinations
+            ],
         }
         if send.config_set:
             params["ConfigurationSetName"] = send.config_set
@@ -89,12 +101,12 @@ class SesProvider:
         except botocore.exceptions.BotoCoreError as exc:
             raise CallFailed("NetworkError", f"{type(exc).__name__}: {exc}") from None
         statuses = answer.get("Status", [])
-        results = [DestinationResult(s.get("Status", "Success"), s.get("MessageId"), s.get("Error"))
-                   for s in statuses]
+        results = [DestinationResult(s.get("Status", "Success"), s.get("MessageId"), s.get("Error")) for s in statuses]
         if len(results) != len(send.destinations):
             # An answer that does not say what happened to each destination: retry them all.
-            raise CallFailed("Failed", f"SES returned {len(results)} statuses for "
-                             f"{len(send.destinations)} destinations", 200)
+            raise CallFailed(
+                "Failed", f"SES returned {len(results)} statuses for {len(send.destinations)} destinations", 200
+            )
         return results
 
 

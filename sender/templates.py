@@ -69,8 +69,7 @@ class EmailTemplate:
     html: str
 
     def render(self, data: Mapping[str, object]) -> dict[str, str]:
-        return {"subject": render(self.subject, data), "text": render(self.text, data),
-                "html": render(self.html, data)}
+        return {"subject": render(self.subject, data), "text": render(self.text, data), "html": render(self.html, data)}
 
 
 def template_dir() -> Path:

@@ -44,9 +44,7 @@ TEST_KEY_HEX = "5f" * 32
 def _usable(conninfo: str) -> bool:
     try:
         with psycopg.connect(conninfo, connect_timeout=3, autocommit=True) as conn:
-            row = conn.execute(
-                "SELECT rolcreatedb OR rolsuper FROM pg_roles WHERE rolname = current_user"
-            ).fetchone()
+            row = conn.execute("SELECT rolcreatedb OR rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()
             return bool(row and row[0])
     except psycopg.Error:
         return False
@@ -69,8 +67,10 @@ def pg_admin_url() -> Iterator[str]:
     explicit = os.environ.get("MAILROOM_TEST_DATABASE_URL")
     if explicit:
         if not _usable(explicit):
-            pytest.fail(f"MAILROOM_TEST_DATABASE_URL is set but does not connect with CREATEDB rights.\n{HOW_TO_PROVIDE}",
-                        pytrace=False)
+            pytest.fail(
+                f"MAILROOM_TEST_DATABASE_URL is set but does not connect with CREATEDB rights.\n{HOW_TO_PROVIDE}",
+                pytrace=False,
+            )
         yield explicit
         return
     if _docker_answers():
@@ -131,8 +131,11 @@ def database_url(pg_admin_url: str, template_db: str) -> Iterator[str]:
     """A migrated database of this test's own, dropped after the test."""
     name = f"mailroom_t_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(pg_admin_url, autocommit=True) as conn:
-        conn.execute(psycopg.sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
-            psycopg.sql.Identifier(name), psycopg.sql.Identifier(template_db)))
+        conn.execute(
+            psycopg.sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+                psycopg.sql.Identifier(name), psycopg.sql.Identifier(template_db)
+            )
+        )
     try:
         yield make_conninfo(pg_admin_url, dbname=name)
     finally:
@@ -157,8 +160,9 @@ def script(name: str) -> str:
     if not path.exists():
         found = shutil.which(name)
         if not found:
-            pytest.fail(f"console script {name!r} is not installed; run `make test` (it installs the project)",
-                        pytrace=False)
+            pytest.fail(
+                f"console script {name!r} is not installed; run `make test` (it installs the project)", pytrace=False
+            )
         return found
     return str(path)
 
@@ -219,8 +223,14 @@ def moto_ses(fake_aws: None) -> Iterator[object]:
         ses_backends[DEFAULT_ACCOUNT_ID]["us-east-1"].sent_messages.clear()
         client.verify_email_identity(EmailAddress=SES_SOURCE)
         for name in ("activationv1", "passwordrecoveryv1"):
-            client.create_template(Template={"TemplateName": name, "SubjectPart": "s {{login}}",
-                                             "TextPart": "t {{login}} {{secret}}", "HtmlPart": "h {{{login_html}}}"})
+            client.create_template(
+                Template={
+                    "TemplateName": name,
+                    "SubjectPart": "s {{login}}",
+                    "TextPart": "t {{login}} {{secret}}",
+                    "HtmlPart": "h {{{login_html}}}",
+                }
+            )
         yield client
 
 
@@ -246,8 +256,9 @@ def moto_server(tmp_path: Path) -> Iterator[str]:
     port = _free_port()
     log_path = tmp_path / "moto_server.log"
     with open(log_path, "wb") as log_file:
-        proc = subprocess.Popen([script("moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-                                stdout=log_file, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [script("moto_server"), "-H", "127.0.0.1", "-p", str(port)], stdout=log_file, stderr=subprocess.STDOUT
+        )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 30
@@ -257,8 +268,7 @@ def moto_server(tmp_path: Path) -> Iterator[str]:
                     break
             except (urllib.error.URLError, ConnectionError, OSError):
                 if proc.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail("moto_server did not start:\n" + log_path.read_text(errors="replace"),
-                                pytrace=False)
+                    pytest.fail("moto_server did not start:\n" + log_path.read_text(errors="replace"), pytrace=False)
                 time.sleep(0.05)
         yield url
     finally:
@@ -277,10 +287,16 @@ def prepare_moto_ses(env: dict[str, str], moto_server: str, workdir: Path, sourc
 
     import boto3
 
-    ses = boto3.client("ses", endpoint_url=moto_server, region_name=FAKE_AWS_ENV["AWS_REGION"],
-                       aws_access_key_id="testing", aws_secret_access_key="testing")
+    ses = boto3.client(
+        "ses",
+        endpoint_url=moto_server,
+        region_name=FAKE_AWS_ENV["AWS_REGION"],
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
     ses.verify_email_identity(EmailAddress=source)
-    pushed = subprocess.run([script("mailroom"), "templates", "push"], env=env, cwd=workdir,
-                            capture_output=True, text=True, timeout=60)
+    pushed = subprocess.run(
+        [script("mailroom"), "templates", "push"], env=env, cwd=workdir, capture_output=True, text=True, timeout=60
+    )
     assert pushed.returncode == 0, pushed.stderr
     return ses

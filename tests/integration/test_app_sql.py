@@ -15,23 +15,29 @@ KEY = bytes.fromhex("5f" * 32)
 
 def _create_account(db: psycopg.Connection, login: str, status: str = "provisioned") -> int:
     # What the app runs to sign a user up: the activation token (and its mail) follows.
-    row = db.execute("INSERT INTO accounts (email, login, status) VALUES (%s, %s, %s) RETURNING id",
-                     (f"{login}@example.com", login, status)).fetchone()
+    row = db.execute(
+        "INSERT INTO accounts (email, login, status) VALUES (%s, %s, %s) RETURNING id",
+        (f"{login}@example.com", login, status),
+    ).fetchone()
     assert row
     return int(row[0])
 
 
 def _token(db: psycopg.Connection, account: int, action: str) -> tuple[bytes, str]:
-    row = db.execute("SELECT secret, code FROM tokens WHERE account = %s AND action = %s ORDER BY id DESC LIMIT 1",
-                     (account, action)).fetchone()
+    row = db.execute(
+        "SELECT secret, code FROM tokens WHERE account = %s AND action = %s ORDER BY id DESC LIMIT 1", (account, action)
+    ).fetchone()
     assert row
     return bytes(row[0]), row[1]
 
 
 def _request_recovery(db: psycopg.Connection, email: str) -> None:
     # What the app runs on "forgot my password" (a no-op for an unknown or inactive address).
-    db.execute("INSERT INTO tokens (account, action) "
-               "SELECT id, 'password_recovery' FROM accounts WHERE email = %s AND status = 'active'", (email,))
+    db.execute(
+        "INSERT INTO tokens (account, action) "
+        "SELECT id, 'password_recovery' FROM accounts WHERE email = %s AND status = 'active'",
+        (email,),
+    )
 
 
 def _consume(db: psycopg.Connection, secret: bytes, code: str | None) -> int | None:

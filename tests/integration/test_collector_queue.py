@@ -47,8 +47,9 @@ class Captured(LineWriter):
 
 
 def _settings(database_url: str, key_hex: str, limit: int) -> CollectorSettings:
-    return CollectorSettings.from_environ({"MAILROOM_DATABASE_URL": database_url, "MAILROOM_SECRET_KEY": key_hex,
-                                           "MAILROOM_BATCH_LIMIT": str(limit)})
+    return CollectorSettings.from_environ(
+        {"MAILROOM_DATABASE_URL": database_url, "MAILROOM_SECRET_KEY": key_hex, "MAILROOM_BATCH_LIMIT": str(limit)}
+    )
 
 
 @pytest.fixture
@@ -73,12 +74,15 @@ def _backlog(db: psycopg.Connection) -> int:
 
 
 def _account(db: psycopg.Connection, login: str, status: str = "provisioned") -> int:
-    return db.execute("INSERT INTO accounts (email, login, status) VALUES (%s, %s, %s) RETURNING id",
-                      (f"{login}@example.com", login, status)).fetchone()[0]
+    return db.execute(
+        "INSERT INTO accounts (email, login, status) VALUES (%s, %s, %s) RETURNING id",
+        (f"{login}@example.com", login, status),
+    ).fetchone()[0]
 
 
 def test_expired_consumed_and_wrong_status_tokens_are_consumed_without_being_emitted(
-        make_queue: Callable[..., Queue], db: psycopg.Connection) -> None:
+    make_queue: Callable[..., Queue], db: psycopg.Connection
+) -> None:
     queue = make_queue()
     good_activation = _account(db, "fresh")
     expired = _account(db, "expired")
@@ -106,28 +110,38 @@ def test_expired_consumed_and_wrong_status_tokens_are_consumed_without_being_emi
 
 
 def test_a_chunk_of_only_unsendable_tokens_is_not_taken_for_the_end_of_the_queue(
-        make_queue: Callable[..., Queue], db: psycopg.Connection) -> None:
+    make_queue: Callable[..., Queue], db: psycopg.Connection
+) -> None:
     queue = make_queue(limit=5)
-    db.execute("INSERT INTO accounts (email, login) SELECT 'old' || i || '@example.com', 'old' || i "
-               "FROM generate_series(1, 12) i")
+    db.execute(
+        "INSERT INTO accounts (email, login) SELECT 'old' || i || '@example.com', 'old' || i "
+        "FROM generate_series(1, 12) i"
+    )
     db.execute("UPDATE tokens SET expires_at = now() - interval '1 minute'")
-    db.execute("INSERT INTO accounts (email, login) SELECT 'new' || i || '@example.com', 'new' || i "
-               "FROM generate_series(1, 3) i")
+    db.execute(
+        "INSERT INTO accounts (email, login) SELECT 'new' || i || '@example.com', 'new' || i "
+        "FROM generate_series(1, 3) i"
+    )
     out = Captured()
     result = queue.drain(out, StopFlag())
     assert sorted(r.login for r in out.records()) == ["new1", "new2", "new3"]
     assert result.claimed == 15 and len(out.written) == 1
 
 
-def test_the_interop_vectors_are_emitted_byte_for_byte(make_queue: Callable[..., Queue],
-                                                        db: psycopg.Connection) -> None:
+def test_the_interop_vectors_are_emitted_byte_for_byte(
+    make_queue: Callable[..., Queue], db: psycopg.Connection
+) -> None:
     queue = make_queue(limit=10, key_hex=VECTORS["secret_key_hex"])
     with db.transaction():
         for row in VECTORS["rows"]:
-            account = db.execute("INSERT INTO accounts (email, login, status) VALUES (%s, %s, 'active') "
-                                 "RETURNING id", (row["email"], row["login"])).fetchone()[0]
-            db.execute("INSERT INTO tokens (account, action, secret, code) VALUES (%s, %s, %s, %s)",
-                       (account, row["action"], bytes.fromhex(row["secret_hex"]), row["code"]))
+            account = db.execute(
+                "INSERT INTO accounts (email, login, status) VALUES (%s, %s, 'active') RETURNING id",
+                (row["email"], row["login"]),
+            ).fetchone()[0]
+            db.execute(
+                "INSERT INTO tokens (account, action, secret, code) VALUES (%s, %s, %s, %s)",
+                (account, row["action"], bytes.fromhex(row["secret_hex"]), row["code"]),
+            )
             if row["account_status"] != "active":
                 db.execute("UPDATE accounts SET status = %s WHERE id = %s", (row["account_status"], account))
     out = Captured()
@@ -137,8 +151,9 @@ def test_the_interop_vectors_are_emitted_byte_for_byte(make_queue: Callable[...,
 
 def test_a_failed_write_rolls_the_chunk_back(make_queue: Callable[..., Queue], db: psycopg.Connection) -> None:
     queue = make_queue(limit=4)
-    db.execute("INSERT INTO accounts (email, login) SELECT 'p' || i || '@example.com', 'p' || i "
-               "FROM generate_series(1, 6) i")
+    db.execute(
+        "INSERT INTO accounts (email, login) SELECT 'p' || i || '@example.com', 'p' || i FROM generate_series(1, 6) i"
+    )
     with pytest.raises(OutputClosed) as raised:
         queue.drain(Captured(fail=True), StopFlag())
     assert raised.value.claimed == 4
@@ -149,12 +164,15 @@ def test_a_failed_write_rolls_the_chunk_back(make_queue: Callable[..., Queue], d
 
 
 def test_a_lower_token_committed_during_a_drain_is_emitted_by_that_drain(
-        make_queue: Callable[..., Queue], db: psycopg.Connection, database_url: str) -> None:
+    make_queue: Callable[..., Queue], db: psycopg.Connection, database_url: str
+) -> None:
     queue = make_queue(limit=10)
     with psycopg.connect(database_url) as late:
         late.execute("INSERT INTO accounts (email, login) VALUES ('straggler@example.com', 'straggler')")
-        db.execute("INSERT INTO accounts (email, login) SELECT 'b' || i || '@example.com', 'b' || i "
-                   "FROM generate_series(1, 35) i")
+        db.execute(
+            "INSERT INTO accounts (email, login) SELECT 'b' || i || '@example.com', 'b' || i "
+            "FROM generate_series(1, 35) i"
+        )
 
         def commit_the_straggler(lines: int) -> None:
             if lines == 1:
@@ -168,11 +186,13 @@ def test_a_lower_token_committed_during_a_drain_is_emitted_by_that_drain(
     assert _backlog(db) == 0
 
 
-def test_a_stop_signal_ends_a_drain_after_the_chunk_in_progress(make_queue: Callable[..., Queue],
-                                                               db: psycopg.Connection) -> None:
+def test_a_stop_signal_ends_a_drain_after_the_chunk_in_progress(
+    make_queue: Callable[..., Queue], db: psycopg.Connection
+) -> None:
     queue = make_queue(limit=5)
-    db.execute("INSERT INTO accounts (email, login) SELECT 's' || i || '@example.com', 's' || i "
-               "FROM generate_series(1, 30) i")
+    db.execute(
+        "INSERT INTO accounts (email, login) SELECT 's' || i || '@example.com', 's' || i FROM generate_series(1, 30) i"
+    )
     stop = StopFlag()
     out = Captured(on_line=lambda lines: stop.set("SIGTERM") if lines == 2 else None)
     result = queue.drain(out, stop)

@@ -13,28 +13,40 @@ WEEK = timedelta(days=7)
 
 
 def _accounts(db: psycopg.Connection, n: int, prefix: str) -> None:
-    db.execute("INSERT INTO accounts (email, login) SELECT %s || i || '@x.org', %s || i FROM generate_series(1, %s) i",
-               (prefix, prefix, n))
+    db.execute(
+        "INSERT INTO accounts (email, login) SELECT %s || i || '@x.org', %s || i FROM generate_series(1, %s) i",
+        (prefix, prefix, n),
+    )
 
 
-def _age(db: psycopg.Connection, prefix: str, *, consumed_days_ago: float | None = None,
-         expired_days_ago: float | None = None) -> None:
+def _age(
+    db: psycopg.Connection,
+    prefix: str,
+    *,
+    consumed_days_ago: float | None = None,
+    expired_days_ago: float | None = None,
+) -> None:
     """Backdate the tokens of the accounts whose login starts with `prefix`."""
     ids = "(SELECT id FROM accounts WHERE login LIKE %s)"
     if consumed_days_ago is not None:
         # Consumed long ago, and created before that (its expiry is still later than consumption).
-        db.execute(f"UPDATE tokens SET created_at = now() - make_interval(days => %s) - interval '1 minute', "
-                   f"consumed_at = now() - make_interval(days => %s), "
-                   f"expires_at = now() - make_interval(days => %s) + interval '14 minutes' WHERE account IN {ids}",
-                   (consumed_days_ago, consumed_days_ago, consumed_days_ago, prefix + "%"))
+        db.execute(
+            f"UPDATE tokens SET created_at = now() - make_interval(days => %s) - interval '1 minute', "
+            f"consumed_at = now() - make_interval(days => %s), "
+            f"expires_at = now() - make_interval(days => %s) + interval '14 minutes' WHERE account IN {ids}",
+            (consumed_days_ago, consumed_days_ago, consumed_days_ago, prefix + "%"),
+        )
     if expired_days_ago is not None:
-        db.execute(f"UPDATE tokens SET expires_at = now() - make_interval(days => %s) WHERE account IN {ids}",
-                   (expired_days_ago, prefix + "%"))
+        db.execute(
+            f"UPDATE tokens SET expires_at = now() - make_interval(days => %s) WHERE account IN {ids}",
+            (expired_days_ago, prefix + "%"),
+        )
 
 
 def _remaining(db: psycopg.Connection, prefix: str) -> int:
-    row = db.execute("SELECT count(*) FROM tokens t JOIN accounts a ON a.id = t.account WHERE a.login LIKE %s",
-                     (prefix + "%",)).fetchone()
+    row = db.execute(
+        "SELECT count(*) FROM tokens t JOIN accounts a ON a.id = t.account WHERE a.login LIKE %s", (prefix + "%",)
+    ).fetchone()
     assert row
     return int(row[0])
 
@@ -49,11 +61,19 @@ def test_old_consumed_and_expired_tokens_are_deleted_and_recent_ones_kept(db: ps
     _age(db, "oldexpired", expired_days_ago=8)
     _age(db, "newconsumed", consumed_days_ago=6)
     _age(db, "newexpired", expired_days_ago=6)
-    db.execute("SELECT mailroom_consume_token(secret, NULL) FROM tokens t JOIN accounts a ON a.id = t.account "
-               "WHERE a.login LIKE 'live%%' AND a.login <= 'live3'")
+    db.execute(
+        "SELECT mailroom_consume_token(secret, NULL) FROM tokens t JOIN accounts a ON a.id = t.account "
+        "WHERE a.login LIKE 'live%%' AND a.login <= 'live3'"
+    )
     result = prune(db, WEEK.total_seconds(), batch_size=100)
     assert result.deleted == 7
-    assert [_remaining(db, p) for p in ("oldconsumed", "oldexpired", "newconsumed", "newexpired", "live")] == [0, 0, 5, 6, 7]
+    assert [_remaining(db, p) for p in ("oldconsumed", "oldexpired", "newconsumed", "newexpired", "live")] == [
+        0,
+        0,
+        5,
+        6,
+        7,
+    ]
     # The accounts themselves stay: pruning is about tokens only.
     assert db.execute("SELECT count(*) FROM accounts").fetchone() == (25,)
 
@@ -64,10 +84,14 @@ def test_a_token_still_queued_for_a_collector_is_never_deleted(db: psycopg.Conne
     _accounts(db, 4, "queued")
     _age(db, "queued", expired_days_ago=30)
     # The first queue has read two of them; the second queue has read one of those two.
-    first_two = "(SELECT t.id FROM tokens t JOIN accounts a ON a.id = t.account WHERE a.login IN ('queued1', 'queued2'))"
+    first_two = (
+        "(SELECT t.id FROM tokens t JOIN accounts a ON a.id = t.account WHERE a.login IN ('queued1', 'queued2'))"
+    )
     db.execute(f"DELETE FROM job_tokens WHERE job = 'mailroom' AND token IN {first_two}")
-    db.execute("DELETE FROM job_tokens WHERE job = 'standby' AND token = "
-               "(SELECT t.id FROM tokens t JOIN accounts a ON a.id = t.account WHERE a.login = 'queued1')")
+    db.execute(
+        "DELETE FROM job_tokens WHERE job = 'standby' AND token = "
+        "(SELECT t.id FROM tokens t JOIN accounts a ON a.id = t.account WHERE a.login = 'queued1')"
+    )
     assert prune(db, WEEK.total_seconds()).deleted == 1  # only queued1 is read by every queue
     remaining = db.execute("SELECT a.login FROM tokens t JOIN accounts a ON a.id = t.account ORDER BY 1").fetchall()
     assert remaining == [("queued2",), ("queued3",), ("queued4",)]
@@ -115,16 +139,22 @@ def test_a_locked_token_is_skipped_not_waited_for(database_url: str, db: psycopg
     _accounts(db, 3, "lock")
     _age(db, "lock", expired_days_ago=8)
     with psycopg.connect(database_url) as holder:
-        holder.execute("SELECT 1 FROM tokens t JOIN accounts a ON a.id = t.account "
-                       "WHERE a.login = 'lock1' FOR UPDATE OF t")
+        holder.execute(
+            "SELECT 1 FROM tokens t JOIN accounts a ON a.id = t.account WHERE a.login = 'lock1' FOR UPDATE OF t"
+        )
         assert db.execute("SELECT mailroom_prune(interval '7 days', 10)").fetchone() == (2,)
         holder.rollback()
     assert db.execute("SELECT mailroom_prune(interval '7 days', 10)").fetchone() == (1,)
 
 
-@pytest.mark.parametrize("call", ["SELECT mailroom_prune(interval '-1 day', 10)",
-                                  "SELECT mailroom_prune(NULL, 10)",
-                                  "SELECT mailroom_prune(interval '1 day', 0)"])
+@pytest.mark.parametrize(
+    "call",
+    [
+        "SELECT mailroom_prune(interval '-1 day', 10)",
+        "SELECT mailroom_prune(NULL, 10)",
+        "SELECT mailroom_prune(interval '1 day', 0)",
+    ],
+)
 def test_the_function_rejects_a_negative_retention_or_an_empty_batch(db: psycopg.Connection, call: str) -> None:
     with pytest.raises(psycopg.errors.InvalidParameterValue):
         db.execute(call)
@@ -133,7 +163,11 @@ def test_the_function_rejects_a_negative_retention_or_an_empty_batch(db: psycopg
 def test_the_prune_query_walks_the_index(db: psycopg.Connection) -> None:
     _accounts(db, 2000, "many")
     db.execute("ANALYZE tokens")
-    plan = "\n".join(r[0] for r in db.execute(
-        "EXPLAIN SELECT t.id FROM tokens t WHERE LEAST(t.consumed_at, t.expires_at) < now() - interval '7 days' "
-        "ORDER BY LEAST(t.consumed_at, t.expires_at) LIMIT 1000").fetchall())
+    plan = "\n".join(
+        r[0]
+        for r in db.execute(
+            "EXPLAIN SELECT t.id FROM tokens t WHERE LEAST(t.consumed_at, t.expires_at) < now() - interval '7 days' "
+            "ORDER BY LEAST(t.consumed_at, t.expires_at) LIMIT 1000"
+        ).fetchall()
+    )
     assert "tokens_done_at_idx" in plan

@@ -9,8 +9,10 @@ from mailroom import migrate
 
 
 def _account(db: psycopg.Connection, login: str, status: str = "provisioned") -> int:
-    row = db.execute("INSERT INTO accounts (email, login, status) VALUES (%s, %s, %s) RETURNING id",
-                     (f"{login}@example.com", login, status)).fetchone()
+    row = db.execute(
+        "INSERT INTO accounts (email, login, status) VALUES (%s, %s, %s) RETURNING id",
+        (f"{login}@example.com", login, status),
+    ).fetchone()
     assert row
     return int(row[0])
 
@@ -28,7 +30,9 @@ def test_an_account_created_active_gets_no_token(db: psycopg.Connection) -> None
 
 
 def test_secrets_are_32_bytes_and_codes_5_digits_and_both_differ_across_tokens(db: psycopg.Connection) -> None:
-    db.execute("INSERT INTO accounts (email, login) SELECT 'u' || i || '@x.org', 'u' || i FROM generate_series(1, 500) i")
+    db.execute(
+        "INSERT INTO accounts (email, login) SELECT 'u' || i || '@x.org', 'u' || i FROM generate_series(1, 500) i"
+    )
     rows = db.execute("SELECT secret, code FROM tokens").fetchall()
     assert len(rows) == 500
     assert all(len(secret) == 32 for secret, _ in rows)
@@ -47,7 +51,8 @@ def test_consuming_an_activation_token_activates_the_account(db: psycopg.Connect
     account = _account(db, "dave")
     db.execute("UPDATE tokens SET consumed_at = now() WHERE account = %s", (account,))
     status, activated_at, changed_at = db.execute(
-        "SELECT status::text, activated_at, status_changed_at FROM accounts WHERE id = %s", (account,)).fetchone()
+        "SELECT status::text, activated_at, status_changed_at FROM accounts WHERE id = %s", (account,)
+    ).fetchone()
     assert status == "active" and activated_at is not None and changed_at is not None
 
 
@@ -63,8 +68,11 @@ def test_status_changes_stamp_their_times(db: psycopg.Connection) -> None:
     db.execute("UPDATE accounts SET status = 'active' WHERE id = %s", (account,))
     db.execute("UPDATE accounts SET status = 'suspended' WHERE id = %s", (account,))
     db.execute("UPDATE accounts SET status = 'active' WHERE id = %s", (account,))
-    row = db.execute("SELECT status::text, activated_at, suspended_at, unsuspended_at, status_changed_at "
-                     "FROM accounts WHERE id = %s", (account,)).fetchone()
+    row = db.execute(
+        "SELECT status::text, activated_at, suspended_at, unsuspended_at, status_changed_at "
+        "FROM accounts WHERE id = %s",
+        (account,),
+    ).fetchone()
     assert row[0] == "active" and all(stamp is not None for stamp in row[1:])
 
 
@@ -73,7 +81,8 @@ def test_unsuspending_a_never_activated_account_returns_it_to_provisioned(db: ps
     db.execute("UPDATE accounts SET status = 'suspended' WHERE id = %s", (account,))
     db.execute("UPDATE accounts SET status = 'active' WHERE id = %s", (account,))
     status, activated_at, unsuspended_at = db.execute(
-        "SELECT status::text, activated_at, unsuspended_at FROM accounts WHERE id = %s", (account,)).fetchone()
+        "SELECT status::text, activated_at, unsuspended_at FROM accounts WHERE id = %s", (account,)
+    ).fetchone()
     assert (status, activated_at) == ("provisioned", None) and unsuspended_at is not None
 
 
@@ -127,8 +136,12 @@ def test_migrations_apply_roll_back_and_reapply_cleanly(empty_database_url: str)
         undone += rolled
     assert undone == list(reversed(applied))
     with psycopg.connect(empty_database_url) as conn:
-        left = conn.execute("SELECT count(*) FROM pg_tables WHERE schemaname = 'public' "
-                            "AND tablename IN ('accounts', 'tokens', 'jobs', 'job_tokens')").fetchone()
-        types = conn.execute("SELECT count(*) FROM pg_type WHERE typname IN ('account_status', 'token_action')").fetchone()
+        left = conn.execute(
+            "SELECT count(*) FROM pg_tables WHERE schemaname = 'public' "
+            "AND tablename IN ('accounts', 'tokens', 'jobs', 'job_tokens')"
+        ).fetchone()
+        types = conn.execute(
+            "SELECT count(*) FROM pg_type WHERE typname IN ('account_status', 'token_action')"
+        ).fetchone()
     assert left == (0,) and types == (0,)
     assert migrate.apply(empty_database_url).applied == applied

@@ -14,9 +14,8 @@ from pathlib import Path
 
 import psycopg
 
-from mailroom.wire import Record, Rejected, decode_line, logical_lines
-
 from collector import connection
+from mailroom.wire import Record, Rejected, decode_line, logical_lines
 
 COLLECTOR_APPLICATION_NAME = "mailroom-collector"
 
@@ -24,12 +23,14 @@ COLLECTOR_APPLICATION_NAME = "mailroom-collector"
 class CollectorProcess:
     """One `collector` subprocess; stdout is read by a thread into a queue of logical lines."""
 
-    def __init__(self, executable: str, env: Mapping[str, str], log_path: Path, *args: str,
-                 read_stdout: bool = True) -> None:
+    def __init__(
+        self, executable: str, env: Mapping[str, str], log_path: Path, *args: str, read_stdout: bool = True
+    ) -> None:
         self.log_path = log_path
         self._log = open(log_path, "wb")
-        self.proc = subprocess.Popen([executable, *args], env=dict(env), stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.PIPE, stderr=self._log)
+        self.proc = subprocess.Popen(
+            [executable, *args], env=dict(env), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self._log
+        )
         self.lines: queue.Queue[bytes | Rejected] = queue.Queue()
         self._reader: threading.Thread | None = None
         if read_stdout:
@@ -87,8 +88,10 @@ class CollectorProcess:
             if self.proc.poll() is not None:
                 break
             time.sleep(0.05)
-        raise AssertionError(f"collector did not log {text!r} (x{count}) within {timeout} s "
-                             f"(exit status {self.proc.poll()}); its log:\n{self.log()}")
+        raise AssertionError(
+            f"collector did not log {text!r} (x{count}) within {timeout} s "
+            f"(exit status {self.proc.poll()}); its log:\n{self.log()}"
+        )
 
     def signal(self, signum: int) -> None:
         self.proc.send_signal(signum)
@@ -114,35 +117,40 @@ class CollectorProcess:
 
 def collector_env(base_env: Mapping[str, str], database_url: str, key_hex: str, **overrides: str) -> dict[str, str]:
     env = dict(base_env)
-    env.update({
-        "MAILROOM_DATABASE_URL": database_url,
-        "MAILROOM_SECRET_KEY": key_hex,
-        "MAILROOM_BATCH_TIMEOUT": "200",
-        "MAILROOM_BATCH_LIMIT": "10",
-        "MAILROOM_HEALTHCHECK_INTERVAL": "5000",
-        "MAILROOM_LOG_LEVEL": "info",
-    })
+    env.update(
+        {
+            "MAILROOM_DATABASE_URL": database_url,
+            "MAILROOM_SECRET_KEY": key_hex,
+            "MAILROOM_BATCH_TIMEOUT": "200",
+            "MAILROOM_BATCH_LIMIT": "10",
+            "MAILROOM_HEALTHCHECK_INTERVAL": "5000",
+            "MAILROOM_LOG_LEVEL": "info",
+        }
+    )
     env.update(overrides)
     return env
 
 
 def add_accounts(db: psycopg.Connection, prefix: str, count: int) -> list[str]:
     """`count` provisioned accounts (each gets an activation token) in one statement."""
-    db.execute("INSERT INTO accounts (email, login) SELECT %s || i || '@example.com', %s || i "
-               "FROM generate_series(1, %s) i", (prefix, prefix, count))
+    db.execute(
+        "INSERT INTO accounts (email, login) SELECT %s || i || '@example.com', %s || i FROM generate_series(1, %s) i",
+        (prefix, prefix, count),
+    )
     return [f"{prefix}{i}" for i in range(1, count + 1)]
 
 
 def terminate_collector_backends(db: psycopg.Connection) -> int:
-    rows = db.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                      "WHERE application_name = %s AND datname = current_database()",
-                      (COLLECTOR_APPLICATION_NAME,)).fetchall()
+    rows = db.execute(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+        "WHERE application_name = %s AND datname = current_database()",
+        (COLLECTOR_APPLICATION_NAME,),
+    ).fetchall()
     return len(rows)
 
 
 def backlog(db: psycopg.Connection, queue_name: str = "mailroom") -> int:
     return connection.backlog(db, queue_name)
-
 
 
 def wait_for_empty_backlog(db: psycopg.Connection, queue_name: str = "mailroom", timeout: float = 10.0) -> None:

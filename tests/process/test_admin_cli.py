@@ -12,9 +12,9 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from conftest import ROOT, script
 
 from mailroom.signing import Action, sign
-from conftest import ROOT, script
 
 KEY_HEX = "5f" * 32
 KEY = bytes.fromhex(KEY_HEX)
@@ -26,10 +26,12 @@ _GOOD = sign(KEY, Action.ACTIVATION, SECRET, CODE)
 NON_CANONICAL = _GOOD[:-1] + _B64URL[_B64URL.index(_GOOD[-1]) | 1]
 
 
-def _mailroom(env: dict[str, str], *args: str, stdin: str | None = None, cwd: Path | None = None,
-              timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([script("mailroom"), *args], env=env, input=stdin, capture_output=True, text=True,
-                          timeout=timeout, cwd=cwd)
+def _mailroom(
+    env: dict[str, str], *args: str, stdin: str | None = None, cwd: Path | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [script("mailroom"), *args], env=env, input=stdin, capture_output=True, text=True, timeout=timeout, cwd=cwd
+    )
 
 
 @pytest.fixture
@@ -40,6 +42,7 @@ def env(base_env: dict[str, str], tmp_path: Path) -> dict[str, str]:
 
 # ---------------------------------------------------------------- mailroom verify
 
+
 def test_verify_prints_the_secret_of_a_valid_activation_token(env: dict[str, str], tmp_path: Path) -> None:
     token = sign(KEY, Action.ACTIVATION, SECRET, CODE)
     done = _mailroom(env, "verify", token, "--action", "activation", cwd=tmp_path)
@@ -48,8 +51,9 @@ def test_verify_prints_the_secret_of_a_valid_activation_token(env: dict[str, str
 
 
 def test_verify_takes_a_token_that_starts_with_a_dash_as_typed(env: dict[str, str], tmp_path: Path) -> None:
-    secret = next(bytes([i]) * 32 for i in range(256)
-                  if sign(KEY, Action.ACTIVATION, bytes([i]) * 32, CODE).startswith("-"))
+    secret = next(
+        bytes([i]) * 32 for i in range(256) if sign(KEY, Action.ACTIVATION, bytes([i]) * 32, CODE).startswith("-")
+    )
     token = sign(KEY, Action.ACTIVATION, secret, CODE)
     done = _mailroom(env, "verify", token, "--action", "activation", cwd=tmp_path)
     assert (done.returncode, done.stdout) == (0, secret.hex() + "\n"), done.stderr
@@ -72,12 +76,15 @@ def test_verify_rejects_a_token_for_another_action(env: dict[str, str], tmp_path
     assert done.returncode == 1 and "bad signature" in done.stderr
 
 
-@pytest.mark.parametrize(("token", "reason"), [
-    ("abc", "86 characters, not 3"),
-    ("!" * 86, "base64url"),
-    (NON_CANONICAL, "canonical"),
-    (sign(bytes(32), Action.ACTIVATION, SECRET, CODE), "bad signature"),  # another key
-])
+@pytest.mark.parametrize(
+    ("token", "reason"),
+    [
+        ("abc", "86 characters, not 3"),
+        ("!" * 86, "base64url"),
+        (NON_CANONICAL, "canonical"),
+        (sign(bytes(32), Action.ACTIVATION, SECRET, CODE), "bad signature"),  # another key
+    ],
+)
 def test_verify_says_why_a_token_is_invalid(env: dict[str, str], tmp_path: Path, token: str, reason: str) -> None:
     done = _mailroom(env, "verify", token, "--action", "activation", cwd=tmp_path)
     assert done.returncode == 1 and done.stdout == ""
@@ -90,10 +97,13 @@ def test_verify_reads_the_token_from_stdin(env: dict[str, str], tmp_path: Path) 
     assert (done.returncode, done.stdout.strip()) == (0, SECRET.hex())
 
 
-@pytest.mark.parametrize(("key", "expected"), [(None, "MAILROOM_SECRET_KEY: is required"),
-                                               ("abc", "MAILROOM_SECRET_KEY: expected 64 hex characters")])
-def test_verify_without_a_usable_key_is_a_configuration_error(env: dict[str, str], tmp_path: Path,
-                                                              key: str | None, expected: str) -> None:
+@pytest.mark.parametrize(
+    ("key", "expected"),
+    [(None, "MAILROOM_SECRET_KEY: is required"), ("abc", "MAILROOM_SECRET_KEY: expected 64 hex characters")],
+)
+def test_verify_without_a_usable_key_is_a_configuration_error(
+    env: dict[str, str], tmp_path: Path, key: str | None, expected: str
+) -> None:
     env = {k: v for k, v in env.items() if k != "MAILROOM_SECRET_KEY"}
     if key is not None:
         env["MAILROOM_SECRET_KEY"] = key
@@ -108,9 +118,13 @@ def test_verify_with_an_unknown_action_is_a_usage_error(env: dict[str, str], tmp
 
 # ---------------------------------------------------------------- mailroom prune
 
-def test_prune_deletes_old_tokens_and_reports_how_many(env: dict[str, str], tmp_path: Path,
-                                                      database_url: str, db: psycopg.Connection) -> None:
-    db.execute("INSERT INTO accounts (email, login) SELECT 'p' || i || '@x.org', 'p' || i FROM generate_series(1, 35) i")
+
+def test_prune_deletes_old_tokens_and_reports_how_many(
+    env: dict[str, str], tmp_path: Path, database_url: str, db: psycopg.Connection
+) -> None:
+    db.execute(
+        "INSERT INTO accounts (email, login) SELECT 'p' || i || '@x.org', 'p' || i FROM generate_series(1, 35) i"
+    )
     db.execute("UPDATE tokens SET expires_at = now() - interval '2 days' WHERE id <= 30")
     env = {**env, "MAILROOM_DATABASE_URL": database_url, "MAILROOM_PRUNE_AFTER": "1d"}
     done = _mailroom(env, "prune", "--batch-size", "10", cwd=tmp_path)
@@ -120,8 +134,9 @@ def test_prune_deletes_old_tokens_and_reports_how_many(env: dict[str, str], tmp_
 
 
 @pytest.mark.parametrize("value", ["", "soon", "0", "-1d", "7w"])
-def test_prune_with_a_bad_retention_exits_2_naming_the_variable(env: dict[str, str], tmp_path: Path,
-                                                                value: str) -> None:
+def test_prune_with_a_bad_retention_exits_2_naming_the_variable(
+    env: dict[str, str], tmp_path: Path, value: str
+) -> None:
     done = _mailroom({**env, "MAILROOM_PRUNE_AFTER": value}, "prune", cwd=tmp_path)
     assert done.returncode == 2
     assert "MAILROOM_PRUNE_AFTER" in done.stderr and "positive duration" in done.stderr
@@ -133,8 +148,9 @@ def test_prune_with_a_bad_batch_size_exits_2(env: dict[str, str], tmp_path: Path
     assert done.returncode == 2 and "--batch-size" in done.stderr
 
 
-def test_prune_on_an_unmigrated_database_says_to_migrate(env: dict[str, str], tmp_path: Path,
-                                                         empty_database_url: str) -> None:
+def test_prune_on_an_unmigrated_database_says_to_migrate(
+    env: dict[str, str], tmp_path: Path, empty_database_url: str
+) -> None:
     done = _mailroom({**env, "MAILROOM_DATABASE_URL": empty_database_url}, "prune", cwd=tmp_path)
     assert done.returncode == 1 and "mailroom migrate" in done.stderr
 
@@ -187,10 +203,22 @@ class Pipeline:
         self.up_pid_file, self.down_pid_file = tmp_path / "up.pid", tmp_path / "down.pid"
         self.out = tmp_path / "received.txt"
         self.proc = subprocess.Popen(
-            [script("mailroom"), "run", "--grace", "10",
-             "--collector", f"{sys.executable} {tmp_path / 'up.py'} {self.up_pid_file}",
-             "--sender", f"{sys.executable} {tmp_path / 'down.py'} {self.down_pid_file} {self.out} {down_exit}"],
-            env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            [
+                script("mailroom"),
+                "run",
+                "--grace",
+                "10",
+                "--collector",
+                f"{sys.executable} {tmp_path / 'up.py'} {self.up_pid_file}",
+                "--sender",
+                f"{sys.executable} {tmp_path / 'down.py'} {self.down_pid_file} {self.out} {down_exit}",
+            ],
+            env=env,
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         _wait_for(lambda: self.out.exists() and "line 3" in self.out.read_text(), "lines to flow through the pipe")
         self.up_pid = int(self.up_pid_file.read_text())
         self.down_pid = int(self.down_pid_file.read_text())
@@ -258,8 +286,15 @@ def test_run_exits_non_zero_even_when_the_process_that_ended_said_0(pipeline) ->
 
 
 def test_run_passes_on_a_childs_configuration_error(env: dict[str, str], tmp_path: Path) -> None:
-    done = _mailroom(env, "run", "--collector", f"{sys.executable} -c 'import sys; sys.exit(2)'",
-                     "--sender", f"{sys.executable} -c 'import sys; sys.stdin.read()'", cwd=tmp_path)
+    done = _mailroom(
+        env,
+        "run",
+        "--collector",
+        f"{sys.executable} -c 'import sys; sys.exit(2)'",
+        "--sender",
+        f"{sys.executable} -c 'import sys; sys.stdin.read()'",
+        cwd=tmp_path,
+    )
     assert done.returncode == 2 and "collector exited with status 2" in done.stderr
 
 
@@ -270,14 +305,27 @@ def test_run_with_a_missing_program_exits_2(env: dict[str, str], tmp_path: Path)
 
 # ---------------------------------------------------------------- docker/entrypoint (no Docker needed)
 
+
 def test_the_container_entrypoint_dispatches_to_mailroom(env: dict[str, str], tmp_path: Path) -> None:
     env = {**env, "PATH": f"{Path(script('mailroom')).parent}{os.pathsep}{env.get('PATH', '')}"}
     token = sign(KEY, Action.ACTIVATION, SECRET, CODE)
-    done = subprocess.run([str(ROOT / "docker" / "entrypoint"), "verify", token, "--action", "activation"],
-                          env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [str(ROOT / "docker" / "entrypoint"), "verify", token, "--action", "activation"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert (done.returncode, done.stdout.strip()) == (0, SECRET.hex())
-    done = subprocess.run([str(ROOT / "docker" / "entrypoint"), "mailroom", "verify", "bad", "--action", "activation"],
-                          env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [str(ROOT / "docker" / "entrypoint"), "mailroom", "verify", "bad", "--action", "activation"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 1
 
 
@@ -292,26 +340,37 @@ def test_the_dockerfile_copies_everything_the_wheel_is_built_from() -> None:
         if line.startswith("COPY "):
             copied.update(part.removeprefix("./").rstrip("/") for part in line.split()[1:-1])
     assert needed <= copied, f"the Dockerfile does not COPY {sorted(needed - copied)}"
-    ignored = {line.strip().rstrip("/") for line in (ROOT / ".dockerignore").read_text().splitlines()
-               if line.strip() and not line.startswith("#")}
+    ignored = {
+        line.strip().rstrip("/")
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    }
     assert not (copied & ignored), f".dockerignore excludes {sorted(copied & ignored)}"
     assert "docker/entrypoint" in copied and os.access(ROOT / "docker" / "entrypoint", os.X_OK)
 
 
 def test_run_with_the_real_programs_delivers_a_token_that_verifies_and_consumes(
-        env: dict[str, str], tmp_path: Path, database_url: str, db: psycopg.Connection) -> None:
+    env: dict[str, str], tmp_path: Path, database_url: str, db: psycopg.Connection
+) -> None:
     import json
     import re
 
-    env = {**env, "MAILROOM_DATABASE_URL": database_url, "MAILROOM_DEBUG": "true", "MAILROOM_BATCH_TIMEOUT": "100",
-           "MAILROOM_SES_OUTPUT_PATH": str(tmp_path / "output")}
+    env = {
+        **env,
+        "MAILROOM_DATABASE_URL": database_url,
+        "MAILROOM_DEBUG": "true",
+        "MAILROOM_BATCH_TIMEOUT": "100",
+        "MAILROOM_SES_OUTPUT_PATH": str(tmp_path / "output"),
+    }
     out, err = tmp_path / "run.out", tmp_path / "run.err"
     with out.open("wb") as stdout, err.open("wb") as stderr:
         proc = subprocess.Popen([script("mailroom"), "run"], env=env, cwd=tmp_path, stdout=stdout, stderr=stderr)
     try:
         _wait_for(lambda: "listening on channel" in err.read_text(), "the collector to listen")
         pids = [int(p) for p in re.findall(r"\(pid (\d+)\)", err.read_text().split("started ", 1)[1].splitlines()[0])]
-        account = db.execute("INSERT INTO accounts (email, login) VALUES ('zoe@example.com', 'zoe') RETURNING id").fetchone()[0]
+        account = db.execute(
+            "INSERT INTO accounts (email, login) VALUES ('zoe@example.com', 'zoe') RETURNING id"
+        ).fetchone()[0]
         _wait_for(lambda: "to zoe@example.com" in out.read_text(), "the email on the sender's stdout")
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(60) == 0, err.read_text()
@@ -320,8 +379,11 @@ def test_run_with_the_real_programs_delivers_a_token_that_verifies_and_consumes(
             proc.kill()
             proc.wait()
     assert len(pids) == 2 and not any(_alive(pid) for pid in pids)
-    data = next(json.loads(line.split("data:", 1)[1]) for line in out.read_text().splitlines()
-                if "data:" in line and "zoe" in line)
+    data = next(
+        json.loads(line.split("data:", 1)[1])
+        for line in out.read_text().splitlines()
+        if "data:" in line and "zoe" in line
+    )
     verified = _mailroom(env, "verify", data["secret"], "--action", "activation", cwd=tmp_path)
     assert verified.returncode == 0, verified.stderr
     secret = bytes.fromhex(verified.stdout.strip())
@@ -331,8 +393,10 @@ def test_run_with_the_real_programs_delivers_a_token_that_verifies_and_consumes(
 
 # ---------------------------------------------------------------- mailroom migrate / --help
 
+
 def test_migrate_builds_the_schema_on_an_empty_database_is_idempotent_and_rolls_back(
-        base_env: dict[str, str], empty_database_url: str, tmp_path: Path) -> None:
+    base_env: dict[str, str], empty_database_url: str, tmp_path: Path
+) -> None:
     env = {**base_env, "MAILROOM_DATABASE_URL": empty_database_url}
     first = _mailroom(env, "migrate", cwd=tmp_path)
     assert first.returncode == 0, first.stderr
@@ -348,16 +412,16 @@ def test_migrate_builds_the_schema_on_an_empty_database_is_idempotent_and_rolls_
     assert _mailroom(env, "migrate", cwd=tmp_path).stdout == f"applied: {last}\n"
 
 
-def test_migrate_against_an_unreachable_database_says_so_and_exits_1(base_env: dict[str, str],
-                                                                     tmp_path: Path) -> None:
+def test_migrate_against_an_unreachable_database_says_so_and_exits_1(base_env: dict[str, str], tmp_path: Path) -> None:
     env = {**base_env, "MAILROOM_DATABASE_URL": "postgresql://nobody:secretpw@127.0.0.1:1/none?connect_timeout=2"}
     done = _mailroom(env, "migrate", cwd=tmp_path)
     assert done.returncode == 1 and "cannot reach the database" in done.stderr
     assert "secretpw" not in done.stderr
 
 
-def test_mailroom_help_lists_every_command_and_every_variable_it_reads(base_env: dict[str, str],
-                                                                       tmp_path: Path) -> None:
+def test_mailroom_help_lists_every_command_and_every_variable_it_reads(
+    base_env: dict[str, str], tmp_path: Path
+) -> None:
     from mailroom.cli import COMMANDS
 
     done = _mailroom(base_env, "--help", cwd=tmp_path)

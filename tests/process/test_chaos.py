@@ -39,18 +39,18 @@ from pathlib import Path
 
 import psycopg
 import pytest
-
 from conftest import FAKE_AWS_ENV, TEST_KEY_HEX, prepare_moto_ses, script
+
 from mailroom.signing import Action, sign
 
 ACCOUNTS = 10_000
 WRITERS = 4
-ACTIVE_EVERY = 4             # every 4th account is created active and gets a password recovery
-WRITE_RATE = 300             # accounts/s over all writers: writing lasts ~35 s, so faults land during it
+ACTIVE_EVERY = 4  # every 4th account is created active and gets a password recovery
+WRITE_RATE = 300  # accounts/s over all writers: writing lasts ~35 s, so faults land during it
 COLLECTOR_KILLS = 3
 SENDER_KILLS = 3
 BACKEND_TERMINATIONS = 2
-SES_CONCURRENCY = 4          # MAILROOM_SES_CONCURRENCY
+SES_CONCURRENCY = 4  # MAILROOM_SES_CONCURRENCY
 SES_DESTINATIONS_PER_CALL = 50
 # Why duplicates are bounded: the sender journals a delivery (its secret's hash) only after
 # SES answered. A SIGKILL can therefore only lose the completions of the calls in flight at
@@ -99,8 +99,14 @@ class Orchestrator:
 
     def _spawn(self) -> None:
         with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen([script("mailroom"), "run"], env=self.env, cwd=self.workdir,
-                                         stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+            self.proc = subprocess.Popen(
+                [script("mailroom"), "run"],
+                env=self.env,
+                cwd=self.workdir,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+            )
 
     def start(self) -> None:
         self._spawn()
@@ -160,9 +166,14 @@ def _wait(condition: Callable[[], bool], what: str, orch: Orchestrator, timeout:
 
 
 def _collector_backends(db: psycopg.Connection) -> list[int]:
-    return [r[0] for r in db.execute(
-        "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND application_name = %s "
-        "AND pid <> pg_backend_pid()", [COLLECTOR_APP]).fetchall()]
+    return [
+        r[0]
+        for r in db.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND application_name = %s "
+            "AND pid <> pg_backend_pid()",
+            [COLLECTOR_APP],
+        ).fetchall()
+    ]
 
 
 class Writers:
@@ -194,7 +205,7 @@ class Writers:
                 i, k = 0, 0
                 while i < len(mine):
                     n = 1 + k % 8  # transactions of 1 to 8 accounts, one multi-row statement each
-                    batch = mine[i:i + n]
+                    batch = mine[i : i + n]
                     emails = [f"c{j}@example.com" for j in batch]
                     logins = [f"c{j}" for j in batch]
                     status = ["active" if j % ACTIVE_EVERY == 0 else "provisioned" for j in batch]
@@ -202,16 +213,20 @@ class Writers:
                         rows = conn.execute(
                             "INSERT INTO accounts (email, login, status) SELECT * FROM "
                             "unnest(%s::text[], %s::text[], %s::account_status[]) RETURNING id, status",
-                            [emails, logins, status]).fetchall()
+                            [emails, logins, status],
+                        ).fetchall()
                         active = [r[0] for r in rows if r[1] == "active"]
                         if active and k % 2 == 0:  # the recovery in the same transaction
-                            conn.execute("INSERT INTO tokens (account, action) "
-                                         "SELECT unnest(%s::bigint[]), 'password_recovery'", [active])
+                            conn.execute(
+                                "INSERT INTO tokens (account, action) SELECT unnest(%s::bigint[]), 'password_recovery'",
+                                [active],
+                            )
                     if active and k % 2 == 1:  # ... or in a transaction of its own, one by one
                         with conn.transaction():
                             for account in active:
-                                conn.execute("INSERT INTO tokens (account, action) VALUES (%s, 'password_recovery')",
-                                             [account])
+                                conn.execute(
+                                    "INSERT INTO tokens (account, action) VALUES (%s, 'password_recovery')", [account]
+                                )
                     i += n
                     k += 1
                     with self._lock:
@@ -242,31 +257,37 @@ def _jsonl(path: Path) -> list[dict]:
 
 @pytest.mark.slow
 def _pipeline_env(base_env: dict[str, str], database_url: str, moto_server: str, output: Path) -> dict[str, str]:
-    return {**base_env, **FAKE_AWS_ENV,
-            "AWS_ENDPOINT_URL_SES": moto_server,
-            "MAILROOM_DATABASE_URL": database_url,
-            "MAILROOM_SECRET_KEY": TEST_KEY_HEX,
-            "MAILROOM_BATCH_TIMEOUT": "200",
-            "MAILROOM_BATCH_LIMIT": "10",
-            "MAILROOM_DEBUG": "false",
-            "MAILROOM_SES_SOURCE": SOURCE,
-            "MAILROOM_SES_OUTPUT_PATH": str(output),
-            "MAILROOM_SES_CONCURRENCY": str(SES_CONCURRENCY),
-            "MAILROOM_SES_MAX_SEND_RATE": "2000",
-            "MAILROOM_LOG_LEVEL": "info"}
+    return {
+        **base_env,
+        **FAKE_AWS_ENV,
+        "AWS_ENDPOINT_URL_SES": moto_server,
+        "MAILROOM_DATABASE_URL": database_url,
+        "MAILROOM_SECRET_KEY": TEST_KEY_HEX,
+        "MAILROOM_BATCH_TIMEOUT": "200",
+        "MAILROOM_BATCH_LIMIT": "10",
+        "MAILROOM_DEBUG": "false",
+        "MAILROOM_SES_SOURCE": SOURCE,
+        "MAILROOM_SES_OUTPUT_PATH": str(output),
+        "MAILROOM_SES_CONCURRENCY": str(SES_CONCURRENCY),
+        "MAILROOM_SES_MAX_SEND_RATE": "2000",
+        "MAILROOM_LOG_LEVEL": "info",
+    }
 
 
 def test_no_token_is_lost_while_collector_and_sender_are_killed_and_the_connection_cut(
-        database_url: str, db: psycopg.Connection, base_env: dict[str, str], tmp_path: Path,
-        moto_server: str) -> None:
+    database_url: str, db: psycopg.Connection, base_env: dict[str, str], tmp_path: Path, moto_server: str
+) -> None:
     seed = int(os.environ.get("CHAOS_SEED", random.SystemRandom().randrange(1 << 30)))
     rng = random.Random(seed)
     output = tmp_path / "output"
     env = _pipeline_env(base_env, database_url, moto_server, output)
     ses = prepare_moto_ses(env, moto_server, tmp_path, SOURCE)
 
-    faults = (["kill collector"] * COLLECTOR_KILLS + ["kill sender"] * SENDER_KILLS
-              + ["terminate backend"] * BACKEND_TERMINATIONS)
+    faults = (
+        ["kill collector"] * COLLECTOR_KILLS
+        + ["kill sender"] * SENDER_KILLS
+        + ["terminate backend"] * BACKEND_TERMINATIONS
+    )
     rng.shuffle(faults)
     done: list[tuple[float, str, int]] = []  # (seconds since start, fault, accounts written by then)
     started = time.monotonic()
@@ -283,15 +304,20 @@ def test_no_token_is_lost_while_collector_and_sender_are_killed_and_the_connecti
         for n, fault in enumerate(faults):
             # spread the faults over the writing, at a random moment within each slice
             target = ACCOUNTS * (n + rng.uniform(0.3, 1.0)) / len(faults)
-            _wait(lambda: writers.written >= min(target, ACCOUNTS) or not any(t.is_alive() for t in writers.threads),
-                  "the writers' progress", orch, timeout=120)
+            _wait(
+                lambda: writers.written >= min(target, ACCOUNTS) or not any(t.is_alive() for t in writers.threads),
+                "the writers' progress",
+                orch,
+                timeout=120,
+            )
             _wait(healthy, f"the pipeline to be up before fault {n + 1} ({fault})", orch)
             exits_before = len(orch.exits)
             if fault == "terminate backend":
                 terminated = db.execute(
                     "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity "
                     "WHERE datname = current_database() AND application_name = %s AND pid <> pg_backend_pid()",
-                    [COLLECTOR_APP]).fetchone()[0]
+                    [COLLECTOR_APP],
+                ).fetchone()[0]
                 assert terminated >= 1, "no collector backend to terminate"
                 _wait(lambda: bool(_collector_backends(db)), "the collector to reconnect", orch)
             else:
@@ -306,8 +332,12 @@ def test_no_token_is_lost_while_collector_and_sender_are_killed_and_the_connecti
         # Drain: the queue empty means every token's line was committed, which the collector
         # does only once the sender has journaled it and taken it out of the pipe; then
         # SIGTERM: the collector stops and the sender finishes what it has.
-        _wait(lambda: db.execute("SELECT count(*) FROM job_tokens").fetchone()[0] == 0,
-              "the collector to drain the queue", orch, timeout=DEADLINE_S)
+        _wait(
+            lambda: db.execute("SELECT count(*) FROM job_tokens").fetchone()[0] == 0,
+            "the collector to drain the queue",
+            orch,
+            timeout=DEADLINE_S,
+        )
         _wait(healthy, "the pipeline to be up before stopping it", orch)  # its signal handlers installed
         status = orch.stop()
         assert status == 0, f"`mailroom run` exited {status} on SIGTERM\n{orch.log()}"
@@ -323,9 +353,11 @@ def test_no_token_is_lost_while_collector_and_sender_are_killed_and_the_connecti
     templates = {"activation": "activationv1", "password_recovery": "passwordrecoveryv1"}
     expected = {}
     for action, secret, code, email in db.execute(
-            "SELECT t.action::text, t.secret, t.code, a.email FROM tokens t JOIN accounts a ON a.id = t.account"):
-        signed = sign(key, Action.ACTIVATION if action == "activation" else Action.PASSWORD_RECOVERY,
-                      bytes(secret), code)
+        "SELECT t.action::text, t.secret, t.code, a.email FROM tokens t JOIN accounts a ON a.id = t.account"
+    ):
+        signed = sign(
+            key, Action.ACTIVATION if action == "activation" else Action.PASSWORD_RECOVERY, bytes(secret), code
+        )
         expected[(templates[action], email, signed)] = action
     recovery_count = sum(1 for a in expected.values() if a == "password_recovery")
     # an account created active has no activation token, only its recovery token
@@ -338,14 +370,17 @@ def test_no_token_is_lost_while_collector_and_sender_are_killed_and_the_connecti
     deliveries = _jsonl(output / "deliveries.jsonl")
     absorbed = sum(1 for r in deliveries if r["status"] == "Duplicate")
     rejects = _jsonl(output / "rejects.jsonl")
-    summary = (f"chaos (seed {seed}): {len(expected)} tokens ({ACCOUNTS - recovery_count} activation, {recovery_count} recovery), "
-               f"{sum(received.values())} destinations received by SES, {len(lost)} lost, {duplicates} duplicate(s) "
-               f"(bound {DUPLICATE_BOUND}), {absorbed} repeat(s) absorbed by the journal, {len(rejects)} rejected; "
-               f"writing took {written_at:.1f} s, all {elapsed:.1f} s; faults "
-               + ", ".join(f"{f} at {t:.1f}s/{w} accounts" for t, f, w in done))
+    summary = (
+        f"chaos (seed {seed}): {len(expected)} tokens ({ACCOUNTS - recovery_count} activation, {recovery_count} recovery), "
+        f"{sum(received.values())} destinations received by SES, {len(lost)} lost, {duplicates} duplicate(s) "
+        f"(bound {DUPLICATE_BOUND}), {absorbed} repeat(s) absorbed by the journal, {len(rejects)} rejected; "
+        f"writing took {written_at:.1f} s, all {elapsed:.1f} s; faults "
+        + ", ".join(f"{f} at {t:.1f}s/{w} accounts" for t, f, w in done)
+    )
     print(summary)
-    assert not lost, (f"{len(lost)} tokens never reached SES, e.g. "
-                      f"{[(t, e) for t, e, _ in lost[:10]]}\n{summary}\n{orch.log()}")
+    assert not lost, (
+        f"{len(lost)} tokens never reached SES, e.g. {[(t, e) for t, e, _ in lost[:10]]}\n{summary}\n{orch.log()}"
+    )
     assert not unexpected, unexpected[:10]
     assert duplicates <= DUPLICATE_BOUND, summary
     assert rejects == [], rejects[:5]
@@ -357,8 +392,8 @@ def test_no_token_is_lost_while_collector_and_sender_are_killed_and_the_connecti
 
 
 def test_lines_waiting_in_the_pipe_survive_a_sender_sigkill(
-        database_url: str, db: psycopg.Connection, base_env: dict[str, str], tmp_path: Path,
-        moto_server: str) -> None:
+    database_url: str, db: psycopg.Connection, base_env: dict[str, str], tmp_path: Path, moto_server: str
+) -> None:
     """The sender is frozen (SIGSTOP) while tokens arrive, then SIGKILLed: whatever the
     collector wrote into the pipe meanwhile dies with the pipe. The collector must not have
     committed those chunks (it commits a line only once the sender took it out of the
@@ -374,19 +409,31 @@ def test_lines_waiting_in_the_pipe_survive_a_sender_sigkill(
         sender = orch.child("sender")
         assert sender is not None
         os.kill(sender, signal.SIGSTOP)
-        db.execute("INSERT INTO accounts (email, login) SELECT 'p' || i || '@example.com', 'p' || i "
-                   "FROM generate_series(1, %s) i", [count])
+        db.execute(
+            "INSERT INTO accounts (email, login) SELECT 'p' || i || '@example.com', 'p' || i "
+            "FROM generate_series(1, %s) i",
+            [count],
+        )
         # Either the collector committed everything it wrote into the pipe (the queue is
         # empty), or it holds its chunk open until the sender reads it (idle in transaction).
-        _wait(lambda: db.execute(
-            "SELECT (SELECT count(*) FROM job_tokens) = 0 OR EXISTS (SELECT FROM pg_stat_activity "
-            "WHERE datname = current_database() AND application_name = %s "
-            "AND state = 'idle in transaction' AND now() - state_change > interval '1 second')",
-            [COLLECTOR_APP]).fetchone()[0], "the collector to write into the pipe", orch, timeout=30)
+        _wait(
+            lambda: db.execute(
+                "SELECT (SELECT count(*) FROM job_tokens) = 0 OR EXISTS (SELECT FROM pg_stat_activity "
+                "WHERE datname = current_database() AND application_name = %s "
+                "AND state = 'idle in transaction' AND now() - state_change > interval '1 second')",
+                [COLLECTOR_APP],
+            ).fetchone()[0],
+            "the collector to write into the pipe",
+            orch,
+            timeout=30,
+        )
         os.kill(sender, signal.SIGKILL)
         _wait(lambda: len(orch.exits) == 1, "`mailroom run` to exit", orch)
-        _wait(lambda: db.execute("SELECT count(*) FROM job_tokens").fetchone()[0] == 0,
-              "the restarted collector to drain the queue", orch)
+        _wait(
+            lambda: db.execute("SELECT count(*) FROM job_tokens").fetchone()[0] == 0,
+            "the restarted collector to drain the queue",
+            orch,
+        )
         _wait(lambda: bool(orch.child("sender") and _collector_backends(db)), "the pipeline to reconnect", orch)
         assert orch.stop() == 0, orch.log()
     finally:

@@ -13,8 +13,14 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from collector_helpers import (CollectorProcess, add_accounts, backlog, collector_env,
-                               terminate_collector_backends, wait_for_empty_backlog)
+from collector_helpers import (
+    CollectorProcess,
+    add_accounts,
+    backlog,
+    collector_env,
+    terminate_collector_backends,
+    wait_for_empty_backlog,
+)
 from conftest import script
 
 from mailroom import settings
@@ -25,15 +31,17 @@ StartCollector = Callable[..., CollectorProcess]
 
 
 @pytest.fixture
-def start_collector(tmp_path: Path, base_env: dict[str, str], database_url: str,
-                    secret_key_hex: str) -> Iterator[StartCollector]:
+def start_collector(
+    tmp_path: Path, base_env: dict[str, str], database_url: str, secret_key_hex: str
+) -> Iterator[StartCollector]:
     """Start collectors (env overrides as keywords); every one is stopped at teardown."""
     started: list[CollectorProcess] = []
 
     def start(*args: str, read_stdout: bool = True, **overrides: str) -> CollectorProcess:
         env = collector_env(base_env, database_url, secret_key_hex, **overrides)
-        proc = CollectorProcess(script("collector"), env, tmp_path / f"collector{len(started)}.log", *args,
-                                read_stdout=read_stdout)
+        proc = CollectorProcess(
+            script("collector"), env, tmp_path / f"collector{len(started)}.log", *args, read_stdout=read_stdout
+        )
         started.append(proc)
         return proc
 
@@ -48,7 +56,8 @@ def _active(proc: CollectorProcess) -> CollectorProcess:
 
 
 def test_a_transaction_of_2000_accounts_is_fully_emitted_shortly_after_the_batch_timeout(
-        start_collector: StartCollector, db: psycopg.Connection) -> None:
+    start_collector: StartCollector, db: psycopg.Connection
+) -> None:
     collector = _active(start_collector(MAILROOM_BATCH_TIMEOUT="500", MAILROOM_BATCH_LIMIT="10"))
     with db.transaction():
         logins = add_accounts(db, "bulk", 2000)
@@ -59,7 +68,8 @@ def test_a_transaction_of_2000_accounts_is_fully_emitted_shortly_after_the_batch
 
 
 def test_a_token_committed_after_a_higher_one_was_emitted_is_emitted_too(
-        start_collector: StartCollector, database_url: str, db: psycopg.Connection) -> None:
+    start_collector: StartCollector, database_url: str, db: psycopg.Connection
+) -> None:
     collector = _active(start_collector())
     with psycopg.connect(database_url) as a, psycopg.connect(database_url) as b:
         a.execute("INSERT INTO accounts (email, login) VALUES ('early@example.com', 'early')")  # lower id, open
@@ -70,13 +80,18 @@ def test_a_token_committed_after_a_higher_one_was_emitted_is_emitted_too(
         assert ids == [("late",)]  # A's row is not visible yet
         a.commit()
         assert [r.login for r in collector.records(1, timeout=10)] == ["early"]
-    early_id, late_id = (db.execute("SELECT t.id FROM tokens t JOIN accounts a ON a.id = t.account "
-                                    "WHERE a.login = %s", (login,)).fetchone()[0] for login in ("early", "late"))
+    early_id, late_id = (
+        db.execute(
+            "SELECT t.id FROM tokens t JOIN accounts a ON a.id = t.account WHERE a.login = %s", (login,)
+        ).fetchone()[0]
+        for login in ("early", "late")
+    )
     assert early_id < late_id  # the case an id cursor gets wrong
 
 
 def test_lines_hold_at_most_batch_limit_records_one_line_per_chunk(
-        start_collector: StartCollector, db: psycopg.Connection) -> None:
+    start_collector: StartCollector, db: psycopg.Connection
+) -> None:
     collector = _active(start_collector(MAILROOM_BATCH_LIMIT="7"))
     logins = add_accounts(db, "chunk", 50)
     lines = [collector.next_line(10) for _ in range(8)]  # ceil(50 / 7)
@@ -88,8 +103,7 @@ def test_lines_hold_at_most_batch_limit_records_one_line_per_chunk(
     assert len(logins) == sum(counts)
 
 
-def test_one_notification_waits_for_the_batch_timeout(start_collector: StartCollector,
-                                                      db: psycopg.Connection) -> None:
+def test_one_notification_waits_for_the_batch_timeout(start_collector: StartCollector, db: psycopg.Connection) -> None:
     collector = _active(start_collector(MAILROOM_BATCH_TIMEOUT="1500", MAILROOM_BATCH_LIMIT="100"))
     add_accounts(db, "lone", 1)
     committed = time.monotonic()
@@ -98,10 +112,12 @@ def test_one_notification_waits_for_the_batch_timeout(start_collector: StartColl
     assert time.monotonic() - committed >= 1.4
 
 
-def test_batch_limit_notifications_trigger_a_read_before_the_timeout(start_collector: StartCollector,
-                                                                     db: psycopg.Connection) -> None:
-    collector = _active(start_collector(MAILROOM_BATCH_TIMEOUT="60000", MAILROOM_HEALTHCHECK_INTERVAL="60000",
-                                        MAILROOM_BATCH_LIMIT="3"))
+def test_batch_limit_notifications_trigger_a_read_before_the_timeout(
+    start_collector: StartCollector, db: psycopg.Connection
+) -> None:
+    collector = _active(
+        start_collector(MAILROOM_BATCH_TIMEOUT="60000", MAILROOM_HEALTHCHECK_INTERVAL="60000", MAILROOM_BATCH_LIMIT="3")
+    )
     add_accounts(db, "one", 1)
     add_accounts(db, "two", 1)
     assert collector.quiet_for(1.0) == []  # two notifications of three: still waiting
@@ -111,11 +127,17 @@ def test_batch_limit_notifications_trigger_a_read_before_the_timeout(start_colle
 
 
 def test_logins_and_emails_with_commas_quotes_newlines_and_unicode_round_trip(
-        start_collector: StartCollector, db: psycopg.Connection, secret_key_hex: str) -> None:
+    start_collector: StartCollector, db: psycopg.Connection, secret_key_hex: str
+) -> None:
     collector = _active(start_collector())
-    awkward = [('a,b@example.com', 'comma,login'), ('q@example.com', 'say "hi"'),
-               ('nl@example.com', 'line\nbreak'), ('crlf@example.com', 'cr\r\nlf'),
-               ('ü@exämple.com', 'Zoë 山田 🙂'), ('plain@example.com', '"quoted"')]
+    awkward = [
+        ("a,b@example.com", "comma,login"),
+        ("q@example.com", 'say "hi"'),
+        ("nl@example.com", "line\nbreak"),
+        ("crlf@example.com", "cr\r\nlf"),
+        ("ü@exämple.com", "Zoë 山田 🙂"),
+        ("plain@example.com", '"quoted"'),
+    ]
     with db.transaction():
         for email, login in awkward:
             db.execute("INSERT INTO accounts (email, login) VALUES (%s, %s)", (email, login))
@@ -128,7 +150,8 @@ def test_logins_and_emails_with_commas_quotes_newlines_and_unicode_round_trip(
 
 
 def test_a_closed_stdout_exits_non_zero_and_the_next_collector_emits_every_token(
-        start_collector: StartCollector, db: psycopg.Connection) -> None:
+    start_collector: StartCollector, db: psycopg.Connection
+) -> None:
     gone = start_collector(read_stdout=False)
     gone.wait_for_log("listening on channel")
     gone.close_stdout()
@@ -145,8 +168,9 @@ def test_a_closed_stdout_exits_non_zero_and_the_next_collector_emits_every_token
     assert successor.wait(timeout=10) == 0
 
 
-def test_a_terminated_backend_makes_it_reconnect_and_go_on(start_collector: StartCollector,
-                                                           db: psycopg.Connection) -> None:
+def test_a_terminated_backend_makes_it_reconnect_and_go_on(
+    start_collector: StartCollector, db: psycopg.Connection
+) -> None:
     collector = _active(start_collector())
     add_accounts(db, "before", 3)
     assert len(collector.records(3, timeout=10)) == 3
@@ -159,27 +183,31 @@ def test_a_terminated_backend_makes_it_reconnect_and_go_on(start_collector: Star
 
 
 def test_tokens_committed_while_it_is_disconnected_are_drained_on_reconnect(
-        start_collector: StartCollector, db: psycopg.Connection, pg_admin_url: str) -> None:
+    start_collector: StartCollector, db: psycopg.Connection, pg_admin_url: str
+) -> None:
     # Batch timeout and health check of a minute: within the test's deadline the tokens can
     # only come from the drain that follows every (re)connect, not from a notification.
     collector = _active(start_collector(MAILROOM_BATCH_TIMEOUT="60000", MAILROOM_HEALTHCHECK_INTERVAL="60000"))
     name = db.info.dbname
     admin = psycopg.connect(pg_admin_url, autocommit=True)
-    admin.execute(psycopg.sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS false").format(
-        psycopg.sql.Identifier(name)))
+    admin.execute(
+        psycopg.sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS false").format(psycopg.sql.Identifier(name))
+    )
     try:
         assert terminate_collector_backends(db) == 1
         collector.wait_for_log("reconnecting to")
         logins = add_accounts(db, "gap", 4)  # its NOTIFY reaches nobody
     finally:
-        admin.execute(psycopg.sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS true").format(
-            psycopg.sql.Identifier(name)))
+        admin.execute(
+            psycopg.sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS true").format(psycopg.sql.Identifier(name))
+        )
         admin.close()
     assert sorted(r.login for r in collector.records(4, timeout=20)) == sorted(logins)
 
 
-def test_the_health_check_reads_the_queue_when_no_notification_comes(start_collector: StartCollector,
-                                                                     db: psycopg.Connection) -> None:
+def test_the_health_check_reads_the_queue_when_no_notification_comes(
+    start_collector: StartCollector, db: psycopg.Connection
+) -> None:
     collector = _active(start_collector(MAILROOM_HEALTHCHECK_INTERVAL="1000"))
     with db.transaction():  # a queued token without a NOTIFY (triggers off for this transaction)
         db.execute("SET LOCAL session_replication_role = replica")
@@ -206,18 +234,23 @@ def test_a_database_that_is_down_at_start_is_retried_until_stopped(start_collect
     assert collector.wait(timeout=3) == 0
 
 
-def test_it_starts_emitting_once_the_database_comes_up(start_collector: StartCollector, pg_admin_url: str,
-                                                       database_url: str) -> None:
+def test_it_starts_emitting_once_the_database_comes_up(
+    start_collector: StartCollector, pg_admin_url: str, database_url: str
+) -> None:
     # The database does not exist yet: the collector keeps retrying, then drains what accumulated.
     from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
     name = conninfo_to_dict(database_url)["dbname"] + "_late"
     late_url = make_conninfo(database_url, dbname=name)
     collector = start_collector(MAILROOM_DATABASE_URL=late_url)
     collector.wait_for_log("attempt 1 in", timeout=15)
     template = conninfo_to_dict(database_url)["dbname"]
     with psycopg.connect(pg_admin_url, autocommit=True) as admin:
-        admin.execute(psycopg.sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
-            psycopg.sql.Identifier(name), psycopg.sql.Identifier(template)))
+        admin.execute(
+            psycopg.sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+                psycopg.sql.Identifier(name), psycopg.sql.Identifier(template)
+            )
+        )
     try:
         with psycopg.connect(late_url, autocommit=True) as late:
             logins = add_accounts(late, "up", 3)  # queue registered on connect is backfilled
@@ -225,13 +258,14 @@ def test_it_starts_emitting_once_the_database_comes_up(start_collector: StartCol
     finally:
         collector.stop()
         with psycopg.connect(pg_admin_url, autocommit=True) as admin:
-            admin.execute(psycopg.sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-                psycopg.sql.Identifier(name)))
+            admin.execute(
+                psycopg.sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(psycopg.sql.Identifier(name))
+            )
 
 
-def test_stdout_carries_only_batch_lines_and_the_log_no_secrets(start_collector: StartCollector,
-                                                                db: psycopg.Connection,
-                                                                secret_key_hex: str) -> None:
+def test_stdout_carries_only_batch_lines_and_the_log_no_secrets(
+    start_collector: StartCollector, db: psycopg.Connection, secret_key_hex: str
+) -> None:
     collector = _active(start_collector(MAILROOM_LOG_LEVEL="debug"))
     add_accounts(db, "quiet", 3)
     records = collector.records(3, timeout=10)
@@ -243,20 +277,24 @@ def test_stdout_carries_only_batch_lines_and_the_log_no_secrets(start_collector:
         assert record.secret not in log and record.secret[:20] not in log
 
 
-@pytest.mark.parametrize(("variable", "value"), [
-    ("MAILROOM_SECRET_KEY", "abc123"),
-    ("MAILROOM_SECRET_KEY", "zz" * 32),
-    ("MAILROOM_BATCH_LIMIT", "0"),
-    ("MAILROOM_BATCH_LIMIT", "ten"),
-    ("MAILROOM_BATCH_TIMEOUT", "-5"),
-    ("MAILROOM_HEALTHCHECK_INTERVAL", "100"),  # less than MAILROOM_BATCH_TIMEOUT (200 in these tests)
-    ("MAILROOM_HEALTHCHECK_INTERVAL", "0"),
-    ("MAILROOM_CHANNEL_NAME", "bad channel; DROP TABLE tokens"),
-    ("MAILROOM_QUEUE_NAME", ""),
-    ("MAILROOM_LOG_LEVEL", "loud"),
-])
-def test_invalid_settings_exit_2_naming_the_variable(base_env: dict[str, str], database_url: str,
-                                                      secret_key_hex: str, variable: str, value: str) -> None:
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("MAILROOM_SECRET_KEY", "abc123"),
+        ("MAILROOM_SECRET_KEY", "zz" * 32),
+        ("MAILROOM_BATCH_LIMIT", "0"),
+        ("MAILROOM_BATCH_LIMIT", "ten"),
+        ("MAILROOM_BATCH_TIMEOUT", "-5"),
+        ("MAILROOM_HEALTHCHECK_INTERVAL", "100"),  # less than MAILROOM_BATCH_TIMEOUT (200 in these tests)
+        ("MAILROOM_HEALTHCHECK_INTERVAL", "0"),
+        ("MAILROOM_CHANNEL_NAME", "bad channel; DROP TABLE tokens"),
+        ("MAILROOM_QUEUE_NAME", ""),
+        ("MAILROOM_LOG_LEVEL", "loud"),
+    ],
+)
+def test_invalid_settings_exit_2_naming_the_variable(
+    base_env: dict[str, str], database_url: str, secret_key_hex: str, variable: str, value: str
+) -> None:
     env = collector_env(base_env, database_url, secret_key_hex, **{variable: value})
     done = subprocess.run([script("collector")], env=env, capture_output=True, timeout=30)
     assert done.returncode == settings.CONFIG_EXIT_STATUS
@@ -283,7 +321,8 @@ def test_help_lists_every_setting_and_the_drain_flag(base_env: dict[str, str]) -
 
 
 def test_sigterm_while_the_reader_holds_back_rolls_the_chunk_back_and_exits_0(
-        start_collector: StartCollector, db: psycopg.Connection) -> None:
+    start_collector: StartCollector, db: psycopg.Connection
+) -> None:
     # The reader keeps the pipe open but takes nothing: the collector may not commit the
     # line it wrote, and a stop signal must still end it promptly, with the chunk rolled back.
     collector = _active(start_collector(read_stdout=False))

@@ -13,17 +13,25 @@ import pytest
 from collector_helpers import CollectorProcess, add_accounts, collector_env
 from conftest import script
 
-AWAKE_HELD = ("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND mode = 'ExclusiveLock' "
-              "AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
-              "AND ((classid::bigint << 32) | objid::bigint) = mailroom_awake_lock('mailroom')")
+AWAKE_HELD = (
+    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND mode = 'ExclusiveLock' "
+    "AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+    "AND ((classid::bigint << 32) | objid::bigint) = mailroom_awake_lock('mailroom')"
+)
 
 
 @pytest.fixture
 def env(base_env: dict[str, str], database_url: str, secret_key_hex: str) -> dict[str, str]:
     # One notification starts a read; awake, it stays so for 2 s without new tokens; no
     # health check within the test: a token can only come from a read the protocol makes.
-    return collector_env(base_env, database_url, secret_key_hex, MAILROOM_BATCH_LIMIT="1",
-                         MAILROOM_BATCH_TIMEOUT="2000", MAILROOM_HEALTHCHECK_INTERVAL="60000")
+    return collector_env(
+        base_env,
+        database_url,
+        secret_key_hex,
+        MAILROOM_BATCH_LIMIT="1",
+        MAILROOM_BATCH_TIMEOUT="2000",
+        MAILROOM_HEALTHCHECK_INTERVAL="60000",
+    )
 
 
 @pytest.fixture
@@ -63,8 +71,8 @@ def _skip_notify(database_url: str, db: psycopg.Connection) -> tuple[psycopg.Con
 
 
 def test_a_token_queued_while_awake_and_committed_after_it_went_to_sleep_is_emitted(
-        tmp_path: Path, env: dict[str, str], procs: list[CollectorProcess], database_url: str,
-        db: psycopg.Connection) -> None:
+    tmp_path: Path, env: dict[str, str], procs: list[CollectorProcess], database_url: str, db: psycopg.Connection
+) -> None:
     collector = CollectorProcess(script("collector"), env, tmp_path / "collector.log")
     procs.append(collector)
     collector.wait_for_log("listening on channel")
@@ -82,8 +90,8 @@ def test_a_token_queued_while_awake_and_committed_after_it_went_to_sleep_is_emit
 
 
 def test_a_new_collector_emits_what_its_predecessor_left_when_it_died_awake(
-        tmp_path: Path, env: dict[str, str], procs: list[CollectorProcess], database_url: str,
-        db: psycopg.Connection) -> None:
+    tmp_path: Path, env: dict[str, str], procs: list[CollectorProcess], database_url: str, db: psycopg.Connection
+) -> None:
     first = CollectorProcess(script("collector"), env, tmp_path / "first.log")
     procs.append(first)
     first.wait_for_log("listening on channel")
@@ -105,10 +113,13 @@ def test_a_new_collector_emits_what_its_predecessor_left_when_it_died_awake(
 
 
 def test_it_stays_awake_while_tokens_keep_coming_and_emits_them_all(
-        tmp_path: Path, env: dict[str, str], procs: list[CollectorProcess], db: psycopg.Connection) -> None:
-    collector = CollectorProcess(script("collector"), dict(env, MAILROOM_BATCH_LIMIT="5",
-                                                           MAILROOM_BATCH_TIMEOUT="300"),
-                                 tmp_path / "collector.log")
+    tmp_path: Path, env: dict[str, str], procs: list[CollectorProcess], db: psycopg.Connection
+) -> None:
+    collector = CollectorProcess(
+        script("collector"),
+        dict(env, MAILROOM_BATCH_LIMIT="5", MAILROOM_BATCH_TIMEOUT="300"),
+        tmp_path / "collector.log",
+    )
     procs.append(collector)
     collector.wait_for_log("listening on channel")
     logins: list[str] = []
@@ -124,8 +135,8 @@ def test_it_stays_awake_while_tokens_keep_coming_and_emits_them_all(
 
 
 def test_a_shared_awake_lock_left_behind_by_an_app_session_does_not_stop_the_mail(
-        tmp_path: Path, env: dict[str, str], procs: list[CollectorProcess], database_url: str,
-        db: psycopg.Connection) -> None:
+    tmp_path: Path, env: dict[str, str], procs: list[CollectorProcess], database_url: str, db: psycopg.Connection
+) -> None:
     # A statement cancelled between the trigger's shared try-lock and its unlock leaves the
     # session holding the lock shared: the collector must not wait for it.
     with psycopg.connect(database_url, autocommit=True) as leaky:

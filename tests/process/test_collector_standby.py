@@ -15,8 +15,9 @@ from conftest import script
 
 
 @pytest.fixture
-def pair(tmp_path: Path, base_env: dict[str, str], database_url: str,
-         secret_key_hex: str) -> Iterator[tuple[CollectorProcess, CollectorProcess]]:
+def pair(
+    tmp_path: Path, base_env: dict[str, str], database_url: str, secret_key_hex: str
+) -> Iterator[tuple[CollectorProcess, CollectorProcess]]:
     """Two collectors on the same queue; the first one started is the active one."""
     env = collector_env(base_env, database_url, secret_key_hex)
     first = CollectorProcess(script("collector"), env, tmp_path / "first.log")
@@ -32,8 +33,9 @@ def pair(tmp_path: Path, base_env: dict[str, str], database_url: str,
             proc.stop()
 
 
-def test_only_one_of_two_collectors_on_a_queue_emits(pair: tuple[CollectorProcess, CollectorProcess],
-                                                     db: psycopg.Connection) -> None:
+def test_only_one_of_two_collectors_on_a_queue_emits(
+    pair: tuple[CollectorProcess, CollectorProcess], db: psycopg.Connection
+) -> None:
     active, standby = pair
     logins = add_accounts(db, "once", 30)
     records = active.records(30, timeout=10)
@@ -44,7 +46,8 @@ def test_only_one_of_two_collectors_on_a_queue_emits(pair: tuple[CollectorProces
 
 
 def test_the_standby_takes_over_within_seconds_when_the_active_one_is_killed(
-        pair: tuple[CollectorProcess, CollectorProcess], db: psycopg.Connection) -> None:
+    pair: tuple[CollectorProcess, CollectorProcess], db: psycopg.Connection
+) -> None:
     active, standby = pair
     add_accounts(db, "before", 5)
     assert len(active.records(5, timeout=10)) == 5
@@ -70,13 +73,16 @@ def _records_from_either(procs: tuple[CollectorProcess, ...], count: int, timeou
 
 
 def test_a_new_active_collector_takes_over_when_the_active_one_loses_its_connection(
-        pair: tuple[CollectorProcess, CollectorProcess], db: psycopg.Connection) -> None:
+    pair: tuple[CollectorProcess, CollectorProcess], db: psycopg.Connection
+) -> None:
     active, standby = pair
     # Terminate the active session only. The standby (polling every second) usually wins
     # the lock before the old active one has reconnected, which then stands by; either way
     # exactly one of them emits each token.
-    row = db.execute("SELECT l.pid FROM pg_locks l JOIN pg_stat_activity a USING (pid) "
-                     "WHERE l.locktype = 'advisory' AND l.granted AND a.datname = current_database()").fetchone()
+    row = db.execute(
+        "SELECT l.pid FROM pg_locks l JOIN pg_stat_activity a USING (pid) "
+        "WHERE l.locktype = 'advisory' AND l.granted AND a.datname = current_database()"
+    ).fetchone()
     assert row is not None
     db.execute("SELECT pg_terminate_backend(%s)", row)
     deadline = time.monotonic() + 15

@@ -23,15 +23,14 @@ from pathlib import Path
 
 import psycopg
 import pytest
-
 from conftest import script
 
 DEMO_TIMEOUT_S = 120
 
-_POSTGRES = re.compile(r"^\[demo\] PostgreSQL is up \(pid (\d+), data in (\S+),", re.M)
+_POSTGRES = re.compile(r"^\[demo\] PostgreSQL is up \(pid (\d+), data in (\S+),", re.MULTILINE)
 _QUEUE = re.compile(r"MAILROOM_QUEUE_NAME=(mailroom_demo_[0-9a-f]+)")
-_ACTIVATE = re.compile(r"^\s+\| http://localhost:8000/activate\?token=[A-Za-z0-9_-]{86}$", re.M)
-_RECOVER = re.compile(r"^\s+\| http://localhost:8000/recover\?token=[A-Za-z0-9_-]{86}$", re.M)
+_ACTIVATE = re.compile(r"^\s+\| http://localhost:8000/activate\?token=[A-Za-z0-9_-]{86}$", re.MULTILINE)
+_RECOVER = re.compile(r"^\s+\| http://localhost:8000/recover\?token=[A-Za-z0-9_-]{86}$", re.MULTILINE)
 
 
 def _read(path: Path) -> bytes:
@@ -54,13 +53,17 @@ def processes_of_demo(queue_name: str, postmaster_pid: int, datadir: str) -> dic
             continue
         pid = int(entry.name)
         status = _read(entry / "status").decode(errors="replace")
-        state = re.search(r"^State:\s+(\S)", status, re.M)
-        ppid = re.search(r"^PPid:\s+(\d+)", status, re.M)
+        state = re.search(r"^State:\s+(\S)", status, re.MULTILINE)
+        ppid = re.search(r"^PPid:\s+(\d+)", status, re.MULTILINE)
         if not state or state.group(1) == "Z":
             continue
         cmdline = _read(entry / "cmdline").replace(b"\0", b" ").decode(errors="replace").strip()
-        if (pid == postmaster_pid or (ppid and int(ppid.group(1)) == postmaster_pid)
-                or datadir in cmdline or marker in _read(entry / "environ").split(b"\0")):
+        if (
+            pid == postmaster_pid
+            or (ppid and int(ppid.group(1)) == postmaster_pid)
+            or datadir in cmdline
+            or marker in _read(entry / "environ").split(b"\0")
+        ):
             found[pid] = cmdline
     return found
 
@@ -73,8 +76,14 @@ def demo_env(base_env: dict[str, str]) -> dict[str, str]:
 
 def test_demo_shows_rendered_emails_and_leaves_no_process_behind(base_env: dict[str, str], tmp_path: Path) -> None:
     started = time.monotonic()
-    result = subprocess.run([script("mailroom"), "demo"], env=demo_env(base_env), cwd=tmp_path,
-                            capture_output=True, text=True, timeout=DEMO_TIMEOUT_S)
+    result = subprocess.run(
+        [script("mailroom"), "demo"],
+        env=demo_env(base_env),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=DEMO_TIMEOUT_S,
+    )
     elapsed = time.monotonic() - started
     out = result.stdout
     assert result.returncode == 0, f"stdout:\n{out}\nstderr:\n{result.stderr}"
@@ -86,7 +95,7 @@ def test_demo_shows_rendered_emails_and_leaves_no_process_behind(base_env: dict[
     assert len(_ACTIVATE.findall(out)) == 3
     assert out.count("subject: Reset your password") == 1
     assert len(_RECOVER.findall(out)) == 1
-    assert re.search(r"enter this code when asked: \d{5}$", out, re.M)
+    assert re.search(r"enter this code when asked: \d{5}$", out, re.MULTILINE)
     # The narration says what the app did, and that it worked.
     assert "[demo] MAILROOM_DATABASE_URL is not set: starting an embedded throwaway PostgreSQL" in out
     assert "its status is now 'active'" in out
@@ -109,10 +118,17 @@ def test_demo_shows_rendered_emails_and_leaves_no_process_behind(base_env: dict[
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL], ids=["ctrl-c", "sigterm", "kill-9"])
-def test_demo_interrupted_midway_stops_everything_it_started(signum: int, base_env: dict[str, str],
-                                                             tmp_path: Path) -> None:
-    proc = subprocess.Popen([script("mailroom"), "demo"], env=demo_env(base_env), cwd=tmp_path,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+def test_demo_interrupted_midway_stops_everything_it_started(
+    signum: int, base_env: dict[str, str], tmp_path: Path
+) -> None:
+    proc = subprocess.Popen(
+        [script("mailroom"), "demo"],
+        env=demo_env(base_env),
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     lines: list[str] = []
     first_email = threading.Event()
 
@@ -129,7 +145,9 @@ def test_demo_interrupted_midway_stops_everything_it_started(signum: int, base_e
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
     try:
-        assert first_email.wait(DEMO_TIMEOUT_S), "".join(lines) + (proc.stderr.read() if proc.poll() is not None else "")
+        assert first_email.wait(DEMO_TIMEOUT_S), "".join(lines) + (
+            proc.stderr.read() if proc.poll() is not None else ""
+        )
         out = "".join(lines)
         postgres, queue = _POSTGRES.search(out), _QUEUE.search(out)
         assert postgres and queue, out
@@ -149,8 +167,11 @@ def test_demo_interrupted_midway_stops_everything_it_started(signum: int, base_e
             # death signal) and the embedded server is stopped by the demo's watchdog process.
             assert proc.wait(DEMO_TIMEOUT_S) == -signal.SIGKILL
             deadline = time.monotonic() + 60
-            while (processes_of_demo(queue.group(1), postmaster, datadir) or Path(datadir).exists()
-                   or Path(workdir.group(1)).exists()) and time.monotonic() < deadline:
+            while (
+                processes_of_demo(queue.group(1), postmaster, datadir)
+                or Path(datadir).exists()
+                or Path(workdir.group(1)).exists()
+            ) and time.monotonic() < deadline:
                 time.sleep(0.1)
         else:
             assert proc.wait(DEMO_TIMEOUT_S) == 130, "".join(lines) + proc.stderr.read()
@@ -170,23 +191,30 @@ def test_demo_interrupted_midway_stops_everything_it_started(signum: int, base_e
                 proc.wait()
 
 
-def test_demo_reports_a_database_it_cannot_reach_and_exits_non_zero(base_env: dict[str, str],
-                                                                      tmp_path: Path) -> None:
+def test_demo_reports_a_database_it_cannot_reach_and_exits_non_zero(base_env: dict[str, str], tmp_path: Path) -> None:
     env = {**base_env, "MAILROOM_DATABASE_URL": "postgresql://nobody@127.0.0.1:1/nothing?connect_timeout=2"}
-    result = subprocess.run([sys.executable, "-m", "mailroom", "demo"], env=env, cwd=tmp_path,
-                            capture_output=True, text=True, timeout=DEMO_TIMEOUT_S)
+    result = subprocess.run(
+        [sys.executable, "-m", "mailroom", "demo"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=DEMO_TIMEOUT_S,
+    )
     assert result.returncode == 1
     assert "MAILROOM_DATABASE_URL is set: using that database as it is (127.0.0.1:1/nothing)" in result.stdout
     assert "cannot reach the database" in result.stderr
 
 
 def test_demo_on_a_configured_database_uses_it_as_is_twice_and_drops_its_queue(
-        database_url: str, db: psycopg.Connection, base_env: dict[str, str], tmp_path: Path) -> None:
+    database_url: str, db: psycopg.Connection, base_env: dict[str, str], tmp_path: Path
+) -> None:
     env = {**base_env, "MAILROOM_DATABASE_URL": database_url}
     db.execute("INSERT INTO accounts (email, login) VALUES ('pending@example.com', 'pending')")
     for _ in range(2):  # the demo's accounts do not collide with an earlier run's
-        result = subprocess.run([script("mailroom"), "demo"], env=env, cwd=tmp_path,
-                                capture_output=True, text=True, timeout=DEMO_TIMEOUT_S)
+        result = subprocess.run(
+            [script("mailroom"), "demo"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=DEMO_TIMEOUT_S
+        )
         assert result.returncode == 0, f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
         assert "MAILROOM_DATABASE_URL is set: using that database as it is" in result.stdout
         assert "migrations applied: none needed" in result.stdout

@@ -22,9 +22,9 @@ from typing import Any
 
 import psycopg
 import pytest
+from conftest import FAKE_AWS_ENV, TEST_KEY_HEX, prepare_moto_ses, script
 
 from mailroom.verify import verify_link_token
-from conftest import FAKE_AWS_ENV, TEST_KEY_HEX, prepare_moto_ses, script
 
 WRITERS = 4
 ACCOUNTS_PER_WRITER = 20
@@ -45,10 +45,23 @@ class RunningPipeline:
         self.collector_log = workdir / "collector.stderr"
         self.sender_log = workdir / "sender.stderr"
         with open(self.collector_log, "wb") as clog, open(self.sender_log, "wb") as slog:
-            self.collector = subprocess.Popen([script("collector")], env=env, cwd=workdir,
-                                              stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=clog)
-            self.sender = subprocess.Popen([script("sender")], env=env, cwd=workdir, stdin=self.collector.stdout,
-                                           stdout=subprocess.PIPE, stderr=slog, text=True)
+            self.collector = subprocess.Popen(
+                [script("collector")],
+                env=env,
+                cwd=workdir,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=clog,
+            )
+            self.sender = subprocess.Popen(
+                [script("sender")],
+                env=env,
+                cwd=workdir,
+                stdin=self.collector.stdout,
+                stdout=subprocess.PIPE,
+                stderr=slog,
+                text=True,
+            )
         assert self.collector.stdout is not None
         self.collector.stdout.close()  # the pipe belongs to the two children now
         self.lines: list[str] = []
@@ -81,8 +94,10 @@ class RunningPipeline:
         return self.collector.poll() is None and self.sender.poll() is None
 
     def logs(self) -> str:
-        return (f"--- collector stderr ---\n{self.collector_log.read_text(errors='replace')}\n"
-                f"--- sender stderr ---\n{self.sender_log.read_text(errors='replace')}")
+        return (
+            f"--- collector stderr ---\n{self.collector_log.read_text(errors='replace')}\n"
+            f"--- sender stderr ---\n{self.sender_log.read_text(errors='replace')}"
+        )
 
     def sigterm_both(self, timeout: float = 30) -> tuple[int, int]:
         self.collector.send_signal(signal.SIGTERM)
@@ -122,9 +137,8 @@ def create_accounts_concurrently(database_url: str) -> list[str]:
                 while i < ACCOUNTS_PER_WRITER:
                     n = min(1 + i % 4, ACCOUNTS_PER_WRITER - i)
                     rows = [(f"w{w}-u{j}@example.com", f"w{w}-u{j}") for j in range(i, i + n)]
-                    with conn.transaction():
-                        with conn.cursor() as cur:
-                            cur.executemany("INSERT INTO accounts (email, login) VALUES (%s, %s)", rows)
+                    with conn.transaction(), conn.cursor() as cur:
+                        cur.executemany("INSERT INTO accounts (email, login) VALUES (%s, %s)", rows)
                     i += n
         except BaseException as exc:  # surfaced in the test thread
             errors.append(exc)
@@ -148,17 +162,23 @@ def activate_and_request_recovery(db: psycopg.Connection, tokens: dict[str, str]
         assert account is not None, f"the activation token mailed to {email} was not consumable"
         assert db.execute("SELECT status FROM accounts WHERE id = %s", [account]).fetchone()[0] == "active"
     # Two of them in one statement: one trigger run, one notification, two tokens.
-    db.execute("INSERT INTO tokens (account, action) "
-               "SELECT id, 'password_recovery' FROM accounts WHERE email = ANY(%s)", [chosen[:2]])
+    db.execute(
+        "INSERT INTO tokens (account, action) SELECT id, 'password_recovery' FROM accounts WHERE email = ANY(%s)",
+        [chosen[:2]],
+    )
     for email in chosen[2:]:
-        db.execute("INSERT INTO tokens (account, action) "
-                   "SELECT id, 'password_recovery' FROM accounts WHERE email = %s", [email])
+        db.execute(
+            "INSERT INTO tokens (account, action) SELECT id, 'password_recovery' FROM accounts WHERE email = %s",
+            [email],
+        )
     return chosen
 
 
-def check_with_mailroom_verify(env: dict[str, str], activation: dict[str, dict[str, Any]],
-                               recovery: dict[str, dict[str, Any]]) -> None:
+def check_with_mailroom_verify(
+    env: dict[str, str], activation: dict[str, dict[str, Any]], recovery: dict[str, dict[str, Any]]
+) -> None:
     """The real `mailroom verify` accepts a sample of delivered tokens and refuses a tampered one."""
+
     def verify(token: str, action: str, code: str | None = None) -> subprocess.CompletedProcess[str]:
         # `--` because a base64url token may start with "-" (it would read as an option)
         argv = [script("mailroom"), "verify", "--action", action] + (["--code", code] if code else []) + ["--", token]
@@ -188,40 +208,51 @@ def consume_recoveries(db: psycopg.Connection, recovery: dict[str, dict[str, Any
         assert account == expected
 
 
-def exactly_once(emails: list[tuple[str, str, dict[str, Any]]], action: str,
-                 recipients: list[str]) -> dict[str, dict[str, Any]]:
+def exactly_once(
+    emails: list[tuple[str, str, dict[str, Any]]], action: str, recipients: list[str]
+) -> dict[str, dict[str, Any]]:
     counts = Counter(to for a, to, _ in emails if a == action)
     assert counts == Counter(recipients), (
         f"{action}: missing {sorted(set(recipients) - set(counts))}, "
         f"duplicated {sorted(to for to, n in counts.items() if n > 1)}, "
-        f"unexpected {sorted(set(counts) - set(recipients))}")
+        f"unexpected {sorted(set(counts) - set(recipients))}"
+    )
     return {to: data for a, to, data in emails if a == action}
 
 
 def pipeline_env(base_env: dict[str, str], database_url: str, workdir: Path) -> dict[str, str]:
-    return {**base_env,
-            "MAILROOM_DATABASE_URL": database_url,
-            "MAILROOM_SECRET_KEY": TEST_KEY_HEX,
-            "MAILROOM_BATCH_TIMEOUT": "200",
-            "MAILROOM_BATCH_LIMIT": "10",
-            "MAILROOM_SES_OUTPUT_PATH": str(workdir / "output"),
-            "MAILROOM_SES_SOURCE": SOURCE,
-            "MAILROOM_SES_MAX_SEND_RATE": "500",  # the default paces debug mode at 14 emails/s
-            "MAILROOM_LOG_LEVEL": "info"}
+    return {
+        **base_env,
+        "MAILROOM_DATABASE_URL": database_url,
+        "MAILROOM_SECRET_KEY": TEST_KEY_HEX,
+        "MAILROOM_BATCH_TIMEOUT": "200",
+        "MAILROOM_BATCH_LIMIT": "10",
+        "MAILROOM_SES_OUTPUT_PATH": str(workdir / "output"),
+        "MAILROOM_SES_SOURCE": SOURCE,
+        "MAILROOM_SES_MAX_SEND_RATE": "500",  # the default paces debug mode at 14 emails/s
+        "MAILROOM_LOG_LEVEL": "info",
+    }
 
 
 def test_debug_pipeline_delivers_each_email_once_with_verifiable_tokens_and_stops_on_sigterm(
-        database_url: str, db: psycopg.Connection, base_env: dict[str, str], tmp_path: Path) -> None:
+    database_url: str, db: psycopg.Connection, base_env: dict[str, str], tmp_path: Path
+) -> None:
     env = {**pipeline_env(base_env, database_url, tmp_path), "MAILROOM_DEBUG": "true"}
     pipeline = RunningPipeline(env, tmp_path)
     try:
         recipients = create_accounts_concurrently(database_url)
-        wait_until(lambda: len({to for a, to, _ in pipeline.debug_emails() if a == "activation"}) >= len(recipients),
-                   pipeline, f"{len(recipients)} activation emails")
+        wait_until(
+            lambda: len({to for a, to, _ in pipeline.debug_emails() if a == "activation"}) >= len(recipients),
+            pipeline,
+            f"{len(recipients)} activation emails",
+        )
         activation = {to: d for a, to, d in pipeline.debug_emails() if a == "activation"}
         chosen = activate_and_request_recovery(db, {e: d["secret"] for e, d in activation.items()})
-        wait_until(lambda: sum(a == "password_recovery" for a, _, _ in pipeline.debug_emails()) >= len(chosen),
-                   pipeline, f"{len(chosen)} recovery emails")
+        wait_until(
+            lambda: sum(a == "password_recovery" for a, _, _ in pipeline.debug_emails()) >= len(chosen),
+            pipeline,
+            f"{len(chosen)} recovery emails",
+        )
 
         assert pipeline.sigterm_both() == (0, 0), pipeline.logs()
     finally:
@@ -257,10 +288,14 @@ def _deliveries(path: Path) -> list[dict[str, Any]]:
 
 
 def test_ses_pipeline_against_moto_server_delivers_each_email_once_and_stops_on_sigterm(
-        database_url: str, db: psycopg.Connection, base_env: dict[str, str], tmp_path: Path,
-        moto_server: str) -> None:
-    env = {**pipeline_env(base_env, database_url, tmp_path), **FAKE_AWS_ENV,
-           "MAILROOM_DEBUG": "false", "AWS_ENDPOINT_URL_SES": moto_server}
+    database_url: str, db: psycopg.Connection, base_env: dict[str, str], tmp_path: Path, moto_server: str
+) -> None:
+    env = {
+        **pipeline_env(base_env, database_url, tmp_path),
+        **FAKE_AWS_ENV,
+        "MAILROOM_DEBUG": "false",
+        "AWS_ENDPOINT_URL_SES": moto_server,
+    }
     ses = prepare_moto_ses(env, moto_server, tmp_path, SOURCE)
     assert {t["Name"] for t in ses.list_templates()["TemplatesMetadata"]} == {"activationv1", "passwordrecoveryv1"}
 
@@ -268,12 +303,16 @@ def test_ses_pipeline_against_moto_server_delivers_each_email_once_and_stops_on_
     pipeline = RunningPipeline(env, tmp_path)
     try:
         recipients = create_accounts_concurrently(database_url)
-        wait_until(lambda: len(_deliveries(deliveries)) >= len(recipients), pipeline,
-                   f"{len(recipients)} deliveries.jsonl rows")
+        wait_until(
+            lambda: len(_deliveries(deliveries)) >= len(recipients),
+            pipeline,
+            f"{len(recipients)} deliveries.jsonl rows",
+        )
         activation = {to: d for t, to, d in _moto_messages(moto_server) if t == "activationv1"}
         chosen = activate_and_request_recovery(db, {e: d["secret"] for e, d in activation.items()})
-        wait_until(lambda: len(_deliveries(deliveries)) >= len(recipients) + len(chosen), pipeline,
-                   "the recovery deliveries")
+        wait_until(
+            lambda: len(_deliveries(deliveries)) >= len(recipients) + len(chosen), pipeline, "the recovery deliveries"
+        )
 
         assert pipeline.sigterm_both() == (0, 0), pipeline.logs()
     finally:
@@ -282,12 +321,15 @@ def test_ses_pipeline_against_moto_server_delivers_each_email_once_and_stops_on_
     rows = _deliveries(deliveries)
     assert all(r["status"] == "Success" and r.get("message_id") for r in rows), rows
     assert Counter((r["action"], r["recipient"]) for r in rows) == Counter(
-        [("activation", e) for e in recipients] + [("password_recovery", e) for e in chosen])
+        [("activation", e) for e in recipients] + [("password_recovery", e) for e in chosen]
+    )
     assert (tmp_path / "output" / "rejects.jsonl").read_text() == ""
 
     # What SES (moto) itself received: every recipient once, with the tokens the app can use.
-    sent = [("activation" if t == "activationv1" else "password_recovery", to, d)
-            for t, to, d in _moto_messages(moto_server)]
+    sent = [
+        ("activation" if t == "activationv1" else "password_recovery", to, d)
+        for t, to, d in _moto_messages(moto_server)
+    ]
     activation = exactly_once(sent, "activation", recipients)
     recovery = exactly_once(sent, "password_recovery", chosen)
     assert ses.get_send_quota()["SentLast24Hours"] == len(recipients) + len(chosen)

@@ -16,8 +16,8 @@ from urllib.parse import parse_qs
 
 import boto3
 import pytest
-
 from conftest import FAKE_AWS_ENV, script
+
 from mailroom.settings import SENDER_VARIABLES
 from mailroom.signing import Action, sign
 from mailroom.wire import Record, encode_line
@@ -62,17 +62,25 @@ class FakeSes:
                 action = form["Action"][0]
                 if action == "SendBulkTemplatedEmail":
                     time.sleep(fake.delay)
-                    emails = [v[0] for k, v in sorted(form.items(), key=lambda kv: kv[0])
-                              if k.endswith("ToAddresses.member.1")]
+                    emails = [
+                        v[0]
+                        for k, v in sorted(form.items(), key=lambda kv: kv[0])
+                        if k.endswith("ToAddresses.member.1")
+                    ]
                     with fake.lock:
                         fake.received += emails
-                    members = "".join(f"<member><Status>Success</Status><MessageId>id-{e}</MessageId></member>"
-                                      for e in emails)
-                    body = (f"<SendBulkTemplatedEmailResponse><SendBulkTemplatedEmailResult><Status>{members}"
-                            f"</Status></SendBulkTemplatedEmailResult><ResponseMetadata><RequestId>r</RequestId>"
-                            f"</ResponseMetadata></SendBulkTemplatedEmailResponse>")
+                    members = "".join(
+                        f"<member><Status>Success</Status><MessageId>id-{e}</MessageId></member>" for e in emails
+                    )
+                    body = (
+                        f"<SendBulkTemplatedEmailResponse><SendBulkTemplatedEmailResult><Status>{members}"
+                        f"</Status></SendBulkTemplatedEmailResult><ResponseMetadata><RequestId>r</RequestId>"
+                        f"</ResponseMetadata></SendBulkTemplatedEmailResponse>"
+                    )
                 else:
-                    body = "<ErrorResponse><Error><Code>InvalidAction</Code><Message>no</Message></Error></ErrorResponse>"
+                    body = (
+                        "<ErrorResponse><Error><Code>InvalidAction</Code><Message>no</Message></Error></ErrorResponse>"
+                    )
                 data = body.encode()
                 self.send_response(200 if action == "SendBulkTemplatedEmail" else 400)
                 self.send_header("Content-Type", "text/xml")
@@ -94,8 +102,14 @@ class FakeSes:
 
 
 def sender_env(base_env: dict[str, str], out: Path, endpoint: str | None, **extra: str) -> dict[str, str]:
-    env = {**base_env, "MAILROOM_SES_OUTPUT_PATH": str(out), "MAILROOM_SES_SOURCE": SOURCE,
-           "MAILROOM_SES_CONFIG_SET": "", "MAILROOM_SES_MAX_SEND_RATE": "1000", **extra}
+    env = {
+        **base_env,
+        "MAILROOM_SES_OUTPUT_PATH": str(out),
+        "MAILROOM_SES_SOURCE": SOURCE,
+        "MAILROOM_SES_CONFIG_SET": "",
+        "MAILROOM_SES_MAX_SEND_RATE": "1000",
+        **extra,
+    }
     if endpoint:
         env.update(FAKE_AWS_ENV)
         env["AWS_ENDPOINT_URL_SES"] = endpoint
@@ -103,8 +117,9 @@ def sender_env(base_env: dict[str, str], out: Path, endpoint: str | None, **extr
 
 
 def start(env: dict[str, str], cwd: Path) -> subprocess.Popen:
-    return subprocess.Popen([script("sender")], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, env=env, cwd=cwd)
+    return subprocess.Popen(
+        [script("sender")], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=cwd
+    )
 
 
 def stop(proc: subprocess.Popen) -> None:
@@ -115,19 +130,25 @@ def stop(proc: subprocess.Popen) -> None:
 
 def test_sender_sends_through_moto_server_after_templates_push(moto_server, base_env, tmp_path):
     env = sender_env(base_env, tmp_path / "out", moto_server)
-    pushed = subprocess.run([script("mailroom"), "templates", "push"], env=env, cwd=tmp_path,
-                            capture_output=True, text=True, timeout=60)
+    pushed = subprocess.run(
+        [script("mailroom"), "templates", "push"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
     assert pushed.returncode == 0, pushed.stderr
     assert "created SES template activationv1" in pushed.stdout
-    again = subprocess.run([script("mailroom"), "templates", "push"], env=env, cwd=tmp_path,
-                           capture_output=True, text=True, timeout=60)
+    again = subprocess.run(
+        [script("mailroom"), "templates", "push"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
     assert again.returncode == 0 and "updated SES template passwordrecoveryv1" in again.stdout  # idempotent
-    client = boto3.client("ses", endpoint_url=moto_server, region_name="us-east-1",
-                          aws_access_key_id="testing", aws_secret_access_key="testing")
+    client = boto3.client(
+        "ses",
+        endpoint_url=moto_server,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
     client.verify_email_identity(EmailAddress=SOURCE)
 
-    records = [record(i, Action(1 + i % 2), login=['quote " here', "Zoë {{x}}", "<b>b</b>"][i % 3])
-               for i in range(60)]
+    records = [record(i, Action(1 + i % 2), login=['quote " here', "Zoë {{x}}", "<b>b</b>"][i % 3]) for i in range(60)]
     data = encode_line(records[:30]) + b"1,bad-email,x,y,00000\n" + encode_line(records[30:])
     done = subprocess.run([script("sender")], input=data, env=env, cwd=tmp_path, capture_output=True, timeout=120)
     assert done.returncode == 0, done.stderr.decode()
@@ -148,7 +169,7 @@ def test_sigkill_mid_stream_then_restart_resends_the_unfinished_and_not_the_deli
         proc = start(env, tmp_path)
         try:
             for i in range(0, 400, 10):
-                proc.stdin.write(encode_line(records[i:i + 10]))
+                proc.stdin.write(encode_line(records[i : i + 10]))
             proc.stdin.flush()
             wait_for(lambda: len(jsonl(out / "deliveries.jsonl")) >= 50, what="first deliveries")
             proc.send_signal(signal.SIGKILL)
@@ -159,8 +180,9 @@ def test_sigkill_mid_stream_then_restart_resends_the_unfinished_and_not_the_deli
         received_before = len(ses.received)
         assert 50 <= len(delivered_before) < 400
 
-        restarted = subprocess.run([script("sender")], input=b"", env=env, cwd=tmp_path, capture_output=True,
-                                   timeout=120)
+        restarted = subprocess.run(
+            [script("sender")], input=b"", env=env, cwd=tmp_path, capture_output=True, timeout=120
+        )
         assert restarted.returncode == 0, restarted.stderr.decode()
         resent = ses.received[received_before:]
     assert not delivered_before & set(resent), "a delivered record was sent again"
@@ -176,7 +198,7 @@ def test_sigterm_stops_reading_finishes_in_flight_calls_and_exits_0(base_env, tm
         env = sender_env(base_env, out, ses.url, MAILROOM_SES_CONCURRENCY="2", MAILROOM_SES_MAX_SEND_RATE="100")
         proc = start(env, tmp_path)
         try:
-            proc.stdin.write(b"".join(encode_line(records[i:i + 10]) for i in range(0, 300, 10)))
+            proc.stdin.write(b"".join(encode_line(records[i : i + 10]) for i in range(0, 300, 10)))
             proc.stdin.flush()
             wait_for(lambda: len(ses.received) > 0, what="the first call")
             proc.send_signal(signal.SIGTERM)
@@ -189,8 +211,9 @@ def test_sigterm_stops_reading_finishes_in_flight_calls_and_exits_0(base_env, tm
         assert len(rows) < 300
         assert b"unfinished record(s) stay in the journal" in err
 
-        restarted = subprocess.run([script("sender")], input=b"", env=env, cwd=tmp_path, capture_output=True,
-                                   timeout=120)
+        restarted = subprocess.run(
+            [script("sender")], input=b"", env=env, cwd=tmp_path, capture_output=True, timeout=120
+        )
         assert restarted.returncode == 0
     assert sorted(r["recipient"] for r in jsonl(out / "deliveries.jsonl")) == sorted(r.email for r in records)
     assert Counter(ses.received).most_common(1)[0][1] == 1
@@ -200,45 +223,59 @@ def test_end_of_input_waits_for_everything_in_flight_before_exit_0(base_env, tmp
     records = [record(i) for i in range(120)]
     with FakeSes(delay=0.2) as ses:
         env = sender_env(base_env, tmp_path / "out", ses.url)
-        done = subprocess.run([script("sender")], input=encode_line(records), env=env, cwd=tmp_path,
-                              capture_output=True, timeout=60)
+        done = subprocess.run(
+            [script("sender")], input=encode_line(records), env=env, cwd=tmp_path, capture_output=True, timeout=60
+        )
     assert done.returncode == 0
     assert len(jsonl(tmp_path / "out" / "deliveries.jsonl")) == 120 and len(ses.received) == 120
 
 
 def test_debug_mode_prints_each_email_and_needs_no_aws(base_env, tmp_path):
-    env = sender_env(base_env, tmp_path / "out", None, MAILROOM_DEBUG="true",
-                     MAILROOM_APP_URL="https://app.example.com")
+    env = sender_env(
+        base_env, tmp_path / "out", None, MAILROOM_DEBUG="true", MAILROOM_APP_URL="https://app.example.com"
+    )
     data = encode_line([record(1, login="<a href='x'>hi</a>"), record(2, Action.PASSWORD_RECOVERY)])
     done = subprocess.run([script("sender")], input=data, env=env, cwd=tmp_path, capture_output=True, timeout=60)
     assert done.returncode == 0, done.stderr.decode()
     out = done.stdout.decode()
-    for expected in ("template:          activationv1", "template:          passwordrecoveryv1",
-                     "configuration set: (none)", f"source:            {SOURCE}", "to user1@example.com",
-                     "to user2@example.com", "subject: Activate your account", "subject: Reset your password",
-                     "https://app.example.com/activate?token=" + record(1).secret):
+    for expected in (
+        "template:          activationv1",
+        "template:          passwordrecoveryv1",
+        "configuration set: (none)",
+        f"source:            {SOURCE}",
+        "to user1@example.com",
+        "to user2@example.com",
+        "subject: Activate your account",
+        "subject: Reset your password",
+        "https://app.example.com/activate?token=" + record(1).secret,
+    ):
         assert expected in out
     rows = jsonl(tmp_path / "out" / "deliveries.jsonl")
     assert len(rows) == 2 and all(r["debug"] is True for r in rows)
 
 
 def test_help_lists_every_variable(base_env, tmp_path):
-    done = subprocess.run([script("sender"), "--help"], env=base_env, cwd=tmp_path, capture_output=True,
-                          text=True, timeout=30)
+    done = subprocess.run(
+        [script("sender"), "--help"], env=base_env, cwd=tmp_path, capture_output=True, text=True, timeout=30
+    )
     assert done.returncode == 0
     for name in SENDER_VARIABLES:
         assert name in done.stdout
 
 
-@pytest.mark.parametrize("extra,needle", [
-    ({"MAILROOM_SES_CONCURRENCY": "0"}, "MAILROOM_SES_CONCURRENCY"),
-    ({"MAILROOM_SES_MAX_SEND_RATE": "fast"}, "MAILROOM_SES_MAX_SEND_RATE"),
-    ({"MAILROOM_SEND_DEADLINE": "-1"}, "MAILROOM_SEND_DEADLINE"),
-    ({"AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "y", "AWS_CONFIG_FILE": "/nonexistent"}, "AWS_REGION"),
-])
+@pytest.mark.parametrize(
+    "extra,needle",
+    [
+        ({"MAILROOM_SES_CONCURRENCY": "0"}, "MAILROOM_SES_CONCURRENCY"),
+        ({"MAILROOM_SES_MAX_SEND_RATE": "fast"}, "MAILROOM_SES_MAX_SEND_RATE"),
+        ({"MAILROOM_SEND_DEADLINE": "-1"}, "MAILROOM_SEND_DEADLINE"),
+        ({"AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "y", "AWS_CONFIG_FILE": "/nonexistent"}, "AWS_REGION"),
+    ],
+)
 def test_invalid_configuration_exits_2_with_one_line(base_env, tmp_path, extra, needle):
     env = {**sender_env(base_env, tmp_path / "out", None), **extra}
-    done = subprocess.run([script("sender")], input="", env=env, cwd=tmp_path, capture_output=True, text=True,
-                          timeout=30)
+    done = subprocess.run(
+        [script("sender")], input="", env=env, cwd=tmp_path, capture_output=True, text=True, timeout=30
+    )
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1 and needle in done.stderr and "invalid configuration" in done.stderr

@@ -14,8 +14,13 @@ from bench.sender_rate import sustained_rate
 @pytest.fixture
 def fake_ses():
     server, stats = serve(port=0, delay=0.0, max_send_rate=5000.0)
-    client = boto3.client("ses", region_name="us-east-1", endpoint_url=f"http://127.0.0.1:{server.server_address[1]}",
-                          aws_access_key_id="bench", aws_secret_access_key="bench")
+    client = boto3.client(
+        "ses",
+        region_name="us-east-1",
+        endpoint_url=f"http://127.0.0.1:{server.server_address[1]}",
+        aws_access_key_id="bench",
+        aws_secret_access_key="bench",
+    )
     try:
         yield client, stats
     finally:
@@ -26,9 +31,13 @@ def fake_ses():
 def test_fake_ses_answers_success_and_a_message_id_per_destination(fake_ses):
     client, stats = fake_ses
     answer = client.send_bulk_templated_email(
-        Source="noreply@example.com", Template="activationv1", DefaultTemplateData="{}",
-        Destinations=[{"Destination": {"ToAddresses": [f"u{i}@example.com"]}, "ReplacementTemplateData": "{}"}
-                      for i in range(3)])
+        Source="noreply@example.com",
+        Template="activationv1",
+        DefaultTemplateData="{}",
+        Destinations=[
+            {"Destination": {"ToAddresses": [f"u{i}@example.com"]}, "ReplacementTemplateData": "{}"} for i in range(3)
+        ],
+    )
     assert [s["Status"] for s in answer["Status"]] == ["Success"] * 3
     assert len({s["MessageId"] for s in answer["Status"]}) == 3
     assert stats.destinations == 3

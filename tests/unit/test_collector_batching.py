@@ -32,7 +32,7 @@ class Script:
             return 0
         got = due[:stop_after]
         self.now = max(self.now, got[-1])
-        del self.pending[:len(got)]
+        del self.pending[: len(got)]
         return len(got)
 
 

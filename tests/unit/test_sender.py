@@ -13,6 +13,7 @@ from urllib.parse import parse_qs
 
 import pytest
 from botocore.awsrequest import AWSResponse
+from conftest import SES_SOURCE
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.ses.models import ses_backends
 
@@ -26,35 +27,53 @@ from sender.provider import BulkSend, DestinationResult
 from sender.retry import RetryPolicy
 from sender.ses import SesProvider
 
-from conftest import SES_SOURCE
-
 KEY = bytes(range(32))
 SOURCE = SES_SOURCE
 FAST = RetryPolicy(Backoff(0.001, 0.01), quota_delay=0.05)
 TRICKY_LOGINS = ['say "hi"', "back\\slash", "{{login}} {{{secret}}}", "Zoë 山田 🚀", "a,b\nc", "<b>x</b>"]
 
+
 def record(i: int, action: Action = Action.ACTIVATION, login: str | None = None) -> Record:
     secret = hashlib.sha256(f"secret {i}".encode()).digest()
     code = f"{i % 100000:05d}"
-    return Record(action, f"user{i}@example.com", login if login is not None else f"user{i}",
-                  sign(KEY, action, secret, code), code)
+    return Record(
+        action,
+        f"user{i}@example.com",
+        login if login is not None else f"user{i}",
+        sign(KEY, action, secret, code),
+        code,
+    )
 
 
 def config(**overrides: object) -> SendConfig:
-    values = dict(templates={Action.ACTIVATION: "activationv1", Action.PASSWORD_RECOVERY: "passwordrecoveryv1"},
-                  source=SOURCE, config_set="", app_url="https://app.example.com", deadline_s=600.0,
-                  concurrency=4, max_send_rate=10_000.0)
+    values = dict(
+        templates={Action.ACTIVATION: "activationv1", Action.PASSWORD_RECOVERY: "passwordrecoveryv1"},
+        source=SOURCE,
+        config_set="",
+        app_url="https://app.example.com",
+        deadline_s=600.0,
+        concurrency=4,
+        max_send_rate=10_000.0,
+    )
     values.update(overrides)
     return SendConfig(**values)  # type: ignore[arg-type]
 
 
-def run_sender(out: Path, provider: object, data: bytes | None, *, policy: RetryPolicy = FAST,
-               **overrides: object) -> Sender:
+def run_sender(
+    out: Path, provider: object, data: bytes | None, *, policy: RetryPolicy = FAST, **overrides: object
+) -> Sender:
     """Run a Sender over `data` as its stdin until it exits; return it for its counters."""
     clock = overrides.pop("clock", time.time)
     max_pending = overrides.pop("max_pending", None)
-    sender = Sender(config(**overrides), provider, Outputs(out), Journal(out / "journal", clock=clock),  # type: ignore[arg-type]
-                    policy=policy, clock=clock, max_pending=max_pending)  # type: ignore[arg-type]
+    sender = Sender(
+        config(**overrides),
+        provider,
+        Outputs(out),
+        Journal(out / "journal", clock=clock),  # type: ignore[arg-type]
+        policy=policy,
+        clock=clock,
+        max_pending=max_pending,
+    )  # type: ignore[arg-type]
     if data is None:
         assert sender.run(None) == 0
         return sender
@@ -88,25 +107,32 @@ class Raw:
 
 def addresses(request: object) -> list[str]:
     form = parse_qs(request.body if isinstance(request.body, str) else request.body.decode())  # type: ignore[attr-defined]
-    keys = sorted((k for k in form if k.endswith("Destination.ToAddresses.member.1")),
-                  key=lambda k: int(k.split(".")[2]))
+    keys = sorted(
+        (k for k in form if k.endswith("Destination.ToAddresses.member.1")), key=lambda k: int(k.split(".")[2])
+    )
     return [form[k][0] for k in keys]
 
 
 def error_xml(code: str, message: str, request_id: str = "req-1") -> bytes:
-    return (f'<ErrorResponse xmlns="http://ses.amazonaws.com/doc/2010-12-01/"><Error><Type>Sender</Type>'
-            f"<Code>{code}</Code><Message>{message}</Message></Error><RequestId>{request_id}</RequestId>"
-            f"</ErrorResponse>").encode()
+    return (
+        f'<ErrorResponse xmlns="http://ses.amazonaws.com/doc/2010-12-01/"><Error><Type>Sender</Type>'
+        f"<Code>{code}</Code><Message>{message}</Message></Error><RequestId>{request_id}</RequestId>"
+        f"</ErrorResponse>"
+    ).encode()
 
 
 def statuses_xml(statuses: list[str]) -> bytes:
     members = "".join(
-        f"<member><Status>{s}</Status>" + (f"<MessageId>m-{i}</MessageId>" if s == "Success" else
-                                           f"<Error>{s} happened</Error>") + "</member>"
-        for i, s in enumerate(statuses))
-    return (f'<SendBulkTemplatedEmailResponse xmlns="http://ses.amazonaws.com/doc/2010-12-01/">'
-            f"<SendBulkTemplatedEmailResult><Status>{members}</Status></SendBulkTemplatedEmailResult>"
-            f"<ResponseMetadata><RequestId>req-2</RequestId></ResponseMetadata></SendBulkTemplatedEmailResponse>").encode()
+        f"<member><Status>{s}</Status>"
+        + (f"<MessageId>m-{i}</MessageId>" if s == "Success" else f"<Error>{s} happened</Error>")
+        + "</member>"
+        for i, s in enumerate(statuses)
+    )
+    return (
+        f'<SendBulkTemplatedEmailResponse xmlns="http://ses.amazonaws.com/doc/2010-12-01/">'
+        f"<SendBulkTemplatedEmailResult><Status>{members}</Status></SendBulkTemplatedEmailResult>"
+        f"<ResponseMetadata><RequestId>req-2</RequestId></ResponseMetadata></SendBulkTemplatedEmailResponse>"
+    ).encode()
 
 
 @pytest.fixture
@@ -138,8 +164,10 @@ class Calls:
 
 
 def test_120_records_across_two_lines_arrive_in_calls_of_at_most_50_with_intact_template_data(ses, tmp_path):
-    records = [record(i, Action.ACTIVATION if i % 3 else Action.PASSWORD_RECOVERY,
-                      TRICKY_LOGINS[i % len(TRICKY_LOGINS)]) for i in range(120)]
+    records = [
+        record(i, Action.ACTIVATION if i % 3 else Action.PASSWORD_RECOVERY, TRICKY_LOGINS[i % len(TRICKY_LOGINS)])
+        for i in range(120)
+    ]
     data = encode_line(records[:70]) + encode_line(records[70:])
     sender = run_sender(tmp_path, SesProvider(ses, Outputs(tmp_path)), data, concurrency=1)
 
@@ -165,19 +193,30 @@ def test_unquoted_lines_of_the_earlier_implementation_are_accepted(ses, tmp_path
     vectors = json.loads((Path(__file__).parents[1] / "data" / "interop_vectors.json").read_text())
     run_sender(tmp_path, SesProvider(ses, Outputs(tmp_path)), vectors["line"].encode() + b"\n")
     assert sorted(d["recipient"] for d in jsonl(tmp_path / "deliveries.jsonl")) == sorted(
-        row["email"] for row in vectors["rows"])
+        row["email"] for row in vectors["rows"]
+    )
     assert jsonl(tmp_path / "rejects.jsonl") == []
 
 
 def test_malformed_records_are_rejected_with_reasons_while_their_neighbours_are_sent(ses, tmp_path, caplog):
     good = [record(i) for i in range(3)]
     bad_secret = record(10)
-    line1 = (encode_line([good[0]]).rstrip(b"\n")
-             + b",1,not-an-email,bob," + record(11).secret.encode() + b",00000"
-             + b",2,carol@example.com,carol," + record(12, Action.PASSWORD_RECOVERY).secret.encode() + b",12a45"
-             + b",7,dave@example.com,dave," + record(13).secret.encode() + b",00000"
-             + b",1,erin@example.com,erin," + bad_secret.secret[:40].encode() + b",00000,"
-             + encode_line([good[1]]))
+    line1 = (
+        encode_line([good[0]]).rstrip(b"\n")
+        + b",1,not-an-email,bob,"
+        + record(11).secret.encode()
+        + b",00000"
+        + b",2,carol@example.com,carol,"
+        + record(12, Action.PASSWORD_RECOVERY).secret.encode()
+        + b",12a45"
+        + b",7,dave@example.com,dave,"
+        + record(13).secret.encode()
+        + b",00000"
+        + b",1,erin@example.com,erin,"
+        + bad_secret.secret[:40].encode()
+        + b",00000,"
+        + encode_line([good[1]])
+    )
     line2 = b"1,x@example.com,only,three\n"
     data = line1 + line2 + b"\xff\xfe garbage\n" + encode_line([good[2]])
     run_sender(tmp_path, SesProvider(ses, Outputs(tmp_path)), data)
@@ -185,9 +224,14 @@ def test_malformed_records_are_rejected_with_reasons_while_their_neighbours_are_
     assert sorted(d["recipient"] for d in jsonl(tmp_path / "deliveries.jsonl")) == sorted(r.email for r in good)
     rejects = jsonl(tmp_path / "rejects.jsonl")
     reasons = " | ".join(r["reason"] for r in rejects)
-    for expected in ("email is not an address", "code is not 5 digits", "unknown action '7'",
-                     "secret is not base64url of 64 bytes", "4 fields is not a multiple of 5",
-                     "1 fields is not a multiple of 5"):
+    for expected in (
+        "email is not an address",
+        "code is not 5 digits",
+        "unknown action '7'",
+        "secret is not base64url of 64 bytes",
+        "4 fields is not a multiple of 5",
+        "1 fields is not a multiple of 5",
+    ):
         assert expected in reasons
     text = (tmp_path / "rejects.jsonl").read_text()
     for r in (record(11), record(12, Action.PASSWORD_RECOVERY), record(13)):
@@ -196,8 +240,13 @@ def test_malformed_records_are_rejected_with_reasons_while_their_neighbours_are_
 
 
 def test_api_throttling_is_retried_and_the_raw_error_response_is_saved(ses, tmp_path):
-    calls = Calls(ses, [(400, error_xml("Throttling", "Maximum sending rate exceeded.", "req-thr-1")),
-                        (503, error_xml("ServiceUnavailable", "Service unavailable", "req-503"))])
+    calls = Calls(
+        ses,
+        [
+            (400, error_xml("Throttling", "Maximum sending rate exceeded.", "req-thr-1")),
+            (503, error_xml("ServiceUnavailable", "Service unavailable", "req-503")),
+        ],
+    )
     records = [record(i) for i in range(5)]
     sender = run_sender(tmp_path, SesProvider(ses, Outputs(tmp_path)), encode_line(records))
     assert len(calls.calls) == 3 and all(c == [r.email for r in records] for c in calls.calls)
@@ -244,8 +293,7 @@ def test_a_missing_template_rejects_the_records_of_the_call(ses, tmp_path):
 def test_daily_quota_exceeded_backs_off_for_long_instead_of_retrying_fast(ses, tmp_path):
     calls = Calls(ses, [(400, error_xml("Throttling", "Daily message quota exceeded."))] * 5)
     policy = RetryPolicy(Backoff(0.001, 0.01), quota_delay=120.0)
-    run_sender(tmp_path, SesProvider(ses, Outputs(tmp_path)), encode_line([record(1)]), policy=policy,
-               deadline_s=30.0)
+    run_sender(tmp_path, SesProvider(ses, Outputs(tmp_path)), encode_line([record(1)]), policy=policy, deadline_s=30.0)
     assert len(calls.calls) == 1  # a fast retry would have called again within the 30 s deadline
     rejects = jsonl(tmp_path / "rejects.jsonl")
     assert rejects[0]["reason"] == "deadline passed while retrying" and rejects[0]["status"] == "Throttling"
@@ -254,13 +302,14 @@ def test_daily_quota_exceeded_backs_off_for_long_instead_of_retrying_fast(ses, t
 def test_network_errors_are_retried(ses, tmp_path):
     import botocore.exceptions
 
-    failures = [botocore.exceptions.EndpointConnectionError(endpoint_url="http://x"),
-                botocore.exceptions.ReadTimeoutError(endpoint_url="http://x")]
+    failures = [
+        botocore.exceptions.EndpointConnectionError(endpoint_url="http://x"),
+        botocore.exceptions.ReadTimeoutError(endpoint_url="http://x"),
+    ]
 
     def hook(**_: object):
         if failures:
             raise failures.pop(0)
-        return None
 
     ses.meta.events.register_first("before-send.ses.SendBulkTemplatedEmail", hook)
     sender = run_sender(tmp_path, SesProvider(ses, Outputs(tmp_path)), encode_line([record(1)]))
@@ -314,8 +363,9 @@ def test_the_rate_limit_holds_in_every_one_second_window(tmp_path):
             return [DestinationResult("Success", "m")] * len(send.destinations)
 
     rate = 40
-    run_sender(tmp_path, Recording(), encode_line([record(i) for i in range(130)]), max_send_rate=float(rate),
-               concurrency=4)
+    run_sender(
+        tmp_path, Recording(), encode_line([record(i) for i in range(130)]), max_send_rate=float(rate), concurrency=4
+    )
     assert sum(n for _, n in stamps) == 130 and max(n for _, n in stamps) <= rate
     for start, _ in stamps:  # every window that starts at a call (the worst case), 0.1 s slack for thread hops
         assert sum(n for t, n in stamps if start <= t < start + 0.9) <= rate

@@ -8,11 +8,12 @@ import stat
 import time
 from pathlib import Path
 
+from test_sender import jsonl, record, run_sender
+
 from mailroom.signing import Action
 from mailroom.wire import encode_line
 from sender.journal import Journal
 from sender.provider import BulkSend, DestinationResult
-from test_sender import jsonl, record, run_sender
 
 
 class Recording:
@@ -101,7 +102,8 @@ def test_on_start_unfinished_records_are_sent_and_late_ones_rejected(tmp_path):
     assert provider.emails == [record(1).email]
     rejects = jsonl(tmp_path / "rejects.jsonl")
     assert [(r["reason"], r["record"]["email"]) for r in rejects] == [
-        ("deadline passed while the sender was down", record(2).email)]
+        ("deadline passed while the sender was down", record(2).email)
+    ]
     assert Journal(tmp_path / "journal").recover() == []
 
 

@@ -8,6 +8,7 @@ import os
 
 import pytest
 from botocore.stub import Stubber
+from conftest import SES_SOURCE
 
 from mailroom.signing import Action
 from sender import templates
@@ -15,17 +16,25 @@ from sender.debug import DebugProvider
 from sender.provider import BulkSend, CallFailed, Destination, default_template_data
 from sender.ses import SesProvider, make_client
 
-from conftest import SES_SOURCE
-
 SOURCE = SES_SOURCE
 
 
 def bulk(n: int, action: Action = Action.ACTIVATION) -> BulkSend:
-    dests = [Destination(f"u{i}@example.com", json.dumps({"login": f'u"{i}\\{{{{', "login_html": "x",
-                                                           "secret": "s" * 86, "code": "12345"}))
-             for i in range(n)]
-    return BulkSend(action, "activationv1" if action is Action.ACTIVATION else "passwordrecoveryv1", SOURCE,
-                    "", default_template_data("https://app.example.com"), dests)
+    dests = [
+        Destination(
+            f"u{i}@example.com",
+            json.dumps({"login": f'u"{i}\\{{{{', "login_html": "x", "secret": "s" * 86, "code": "12345"}),
+        )
+        for i in range(n)
+    ]
+    return BulkSend(
+        action,
+        "activationv1" if action is Action.ACTIVATION else "passwordrecoveryv1",
+        SOURCE,
+        "",
+        default_template_data("https://app.example.com"),
+        dests,
+    )
 
 
 @pytest.fixture(params=["ses", "debug"])
@@ -48,18 +57,36 @@ def test_both_actions_are_accepted(provider):
 
 def test_debug_output_shows_the_call_each_destination_and_the_rendered_email():
     out = io.StringIO()
-    send = BulkSend(Action.PASSWORD_RECOVERY, "passwordrecoveryv1", SOURCE, "myset",
-                    default_template_data("https://app.example.com"),
-                    [Destination("ada@example.com", json.dumps({"login": "ada", "login_html": "ada",
-                                                                "secret": "S" * 86, "code": "54321"})),
-                     Destination("bob@example.com", json.dumps({"login": "bob", "login_html": "bob",
-                                                                "secret": "T" * 86, "code": "11111"}))])
+    send = BulkSend(
+        Action.PASSWORD_RECOVERY,
+        "passwordrecoveryv1",
+        SOURCE,
+        "myset",
+        default_template_data("https://app.example.com"),
+        [
+            Destination(
+                "ada@example.com",
+                json.dumps({"login": "ada", "login_html": "ada", "secret": "S" * 86, "code": "54321"}),
+            ),
+            Destination(
+                "bob@example.com",
+                json.dumps({"login": "bob", "login_html": "bob", "secret": "T" * 86, "code": "11111"}),
+            ),
+        ],
+    )
     DebugProvider(out, templates.load_all()).send_bulk(send)
     text = out.getvalue()
-    for expected in ("template:          passwordrecoveryv1", "configuration set: myset", f"source:            {SOURCE}",
-                     '"app_url":"https://app.example.com"', "[1/2] to ada@example.com", "[2/2] to bob@example.com",
-                     "subject: Reset your password", "https://app.example.com/recover?token=" + "S" * 86,
-                     "enter this code when asked: 11111"):
+    for expected in (
+        "template:          passwordrecoveryv1",
+        "configuration set: myset",
+        f"source:            {SOURCE}",
+        '"app_url":"https://app.example.com"',
+        "[1/2] to ada@example.com",
+        "[2/2] to bob@example.com",
+        "subject: Reset your password",
+        "https://app.example.com/recover?token=" + "S" * 86,
+        "enter this code when asked: 11111",
+    ):
         assert expected in text
     assert len([line for line in text.splitlines() if line.lstrip().startswith("data:")]) == 2
 

@@ -10,7 +10,7 @@ import pytest
 
 from sender.reader import CHUNK, ChunkedLines
 
-PAYLOAD = (b"first line\n" + b"x" * (CHUNK + 100) + b"\n" + b"a\nb\n" * 3 + b"last, without LF")
+PAYLOAD = b"first line\n" + b"x" * (CHUNK + 100) + b"\n" + b"a\nb\n" * 3 + b"last, without LF"
 EXPECTED = [b"first line\n", b"x" * (CHUNK + 100) + b"\n"] + [b"a\n", b"b\n"] * 3 + [b"last, without LF"]
 
 

@@ -9,22 +9,37 @@ from sender.ratelimit import RateLimiter
 from sender.retry import RetryPolicy, Verdict, error_verdict, status_verdict
 
 
-@pytest.mark.parametrize("status,verdict", [
-    ("Success", Verdict.DONE), ("TransientFailure", Verdict.RETRY), ("AccountThrottled", Verdict.RETRY),
-    ("Failed", Verdict.RETRY), ("AccountDailyQuotaExceeded", Verdict.QUOTA),
-    ("MessageRejected", Verdict.PERMANENT), ("TemplateDoesNotExist", Verdict.PERMANENT),
-    ("InvalidParameterValue", Verdict.PERMANENT), ("SomethingNew", Verdict.RETRY)])
+@pytest.mark.parametrize(
+    "status,verdict",
+    [
+        ("Success", Verdict.DONE),
+        ("TransientFailure", Verdict.RETRY),
+        ("AccountThrottled", Verdict.RETRY),
+        ("Failed", Verdict.RETRY),
+        ("AccountDailyQuotaExceeded", Verdict.QUOTA),
+        ("MessageRejected", Verdict.PERMANENT),
+        ("TemplateDoesNotExist", Verdict.PERMANENT),
+        ("InvalidParameterValue", Verdict.PERMANENT),
+        ("SomethingNew", Verdict.RETRY),
+    ],
+)
 def test_destination_statuses(status, verdict):
     assert status_verdict(status) is verdict
 
 
-@pytest.mark.parametrize("code,message,http,verdict", [
-    ("Throttling", "Maximum sending rate exceeded.", 400, Verdict.RETRY),
-    ("Throttling", "Daily message quota exceeded.", 400, Verdict.QUOTA),
-    ("ServiceUnavailable", "", 503, Verdict.RETRY), ("Whatever", "", 500, Verdict.RETRY),
-    ("NetworkError", "connection reset", None, Verdict.RETRY),
-    ("MessageRejected", "Email address is not verified.", 400, Verdict.PERMANENT),
-    ("TemplateDoesNotExist", "", 400, Verdict.PERMANENT), ("InvalidParameterValue", "", 400, Verdict.PERMANENT)])
+@pytest.mark.parametrize(
+    "code,message,http,verdict",
+    [
+        ("Throttling", "Maximum sending rate exceeded.", 400, Verdict.RETRY),
+        ("Throttling", "Daily message quota exceeded.", 400, Verdict.QUOTA),
+        ("ServiceUnavailable", "", 503, Verdict.RETRY),
+        ("Whatever", "", 500, Verdict.RETRY),
+        ("NetworkError", "connection reset", None, Verdict.RETRY),
+        ("MessageRejected", "Email address is not verified.", 400, Verdict.PERMANENT),
+        ("TemplateDoesNotExist", "", 400, Verdict.PERMANENT),
+        ("InvalidParameterValue", "", 400, Verdict.PERMANENT),
+    ],
+)
 def test_call_errors(code, message, http, verdict):
     assert error_verdict(code, message, http) is verdict
 

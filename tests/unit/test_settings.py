@@ -45,7 +45,8 @@ def test_sender_defaults_are_the_documented_ones() -> None:
     ],
 )
 def test_invalid_collector_values_name_the_variable_the_value_and_what_is_expected(
-        name: str, value: str, expected: str) -> None:
+    name: str, value: str, expected: str
+) -> None:
     with pytest.raises(ConfigError) as err:
         CollectorSettings.from_environ(collector_env(**{name: value}))
     assert err.value.name == name

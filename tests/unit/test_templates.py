@@ -31,7 +31,7 @@ def test_a_login_that_is_html_never_becomes_markup_in_the_html_body(action):
     record = Record(action, "mallory@example.com", EVIL, SECRET, "12345")
     data = {**json.loads(default_template_data("https://app.example.com")), **json.loads(template_data(record))}
     message = templates.load(action).render(data)
-    assert "evil.example\">" not in message["html"] and "<a href=\"https://evil" not in message["html"]
+    assert 'evil.example">' not in message["html"] and '<a href="https://evil' not in message["html"]
     assert "&lt;a href=&quot;https://evil.example&quot;&gt;verify here&lt;/a&gt;" in message["html"]
     assert EVIL in message["text"]  # plain text shows the login as typed
     assert "evil" not in message["subject"]

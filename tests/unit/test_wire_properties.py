@@ -39,8 +39,13 @@ def records(draw: st.DrawFn, email: st.SearchStrategy[str] | None = None) -> wir
     action = draw(st.sampled_from(list(Action)))
     code = draw(st.from_regex(r"[0-9]{5}", fullmatch=True))
     secret = draw(st.binary(min_size=32, max_size=32))
-    return wire.Record(action=action, email=draw(emails() if email is None else email), login=draw(ANY_TEXT),
-                       secret=sign(KEY, action, secret, code), code=code)
+    return wire.Record(
+        action=action,
+        email=draw(emails() if email is None else email),
+        login=draw(ANY_TEXT),
+        secret=sign(KEY, action, secret, code),
+        code=code,
+    )
 
 
 BATCHES = st.lists(records(), min_size=1, max_size=10)
@@ -97,8 +102,9 @@ def test_an_email_is_accepted_exactly_when_it_has_the_address_shape(record: wire
 
 @WIRE
 @given(records(), st.text(ANY_CHAR, min_size=1, max_size=8))
-@example(wire.Record(Action.ACTIVATION, "a@b", "x", sign(KEY, Action.ACTIVATION, bytes(32), "12345"), "12345"),
-         "12345\n")
+@example(
+    wire.Record(Action.ACTIVATION, "a@b", "x", sign(KEY, Action.ACTIVATION, bytes(32), "12345"), "12345"), "12345\n"
+)
 def test_a_code_is_accepted_exactly_when_it_is_5_ascii_digits(record: wire.Record, code: str) -> None:
     good, bad = read(wire.encode_line([wire.Record(record.action, record.email, record.login, record.secret, code)]))
     if re.fullmatch(r"[0-9]{5}", code):
@@ -127,8 +133,7 @@ GARBAGE_LINE = st.binary(max_size=300).map(lambda b: b.replace(b"\n", b"").repla
 
 
 @WIRE
-@given(st.lists(st.one_of(BATCHES.map(lambda b: ("good", b)), GARBAGE_LINE.map(lambda g: ("garbage", g))),
-                max_size=12))
+@given(st.lists(st.one_of(BATCHES.map(lambda b: ("good", b)), GARBAGE_LINE.map(lambda g: ("garbage", g))), max_size=12))
 def test_good_lines_interleaved_with_garbage_lines_all_come_through(items: list[tuple[str, object]]) -> None:
     stream = b"".join(wire.encode_line(v) if kind == "good" else v + b"\n" for kind, v in items)  # type: ignore[arg-type]
     good, bad = read(stream)
@@ -142,7 +147,8 @@ def test_good_lines_interleaved_with_garbage_lines_all_come_through(items: list[
 @WIRE
 @given(st.binary(max_size=300).map(lambda b: b'"' + b.replace(b"\n", b"")), st.lists(BATCHES, min_size=1, max_size=10))
 def test_after_a_stray_quote_the_reader_resynchronises_within_a_bounded_window(
-        garbage: bytes, some: list[list[wire.Record]]) -> None:
+    garbage: bytes, some: list[list[wire.Record]]
+) -> None:
     window = len(garbage) + 1 + wire.MAX_QUOTED_FIELD_BYTES
     batches, size = [], 0
     while size < 2 * window:  # enough good lines to run well past the window
@@ -163,4 +169,4 @@ def test_after_a_stray_quote_the_reader_resynchronises_within_a_bounded_window(
         if offset >= window:
             late += batch
         offset += len(line)
-    assert late and good[len(good) - len(late):] == late
+    assert late and good[len(good) - len(late) :] == late
