@@ -11,6 +11,7 @@ import sys
 import threading
 from typing import TextIO
 
+from mailroom.checks import Check
 from mailroom.signing import Action
 from sender.provider import BulkSend, DestinationResult
 from sender.templates import EmailTemplate
@@ -19,10 +20,19 @@ RULE = "=" * 72
 
 
 class DebugProvider:
+    name = "debug"
+
     def __init__(self, out: TextIO | None = None, templates: dict[Action, EmailTemplate] | None = None) -> None:
         self.out = out or sys.stdout
         self.templates = templates
         self._lock = threading.Lock()
+
+    def address(self, email: str) -> str:
+        """Printed as stored: nothing goes to a mail server."""
+        return email
+
+    def preflight(self) -> list[Check]:
+        return [Check("provider", True, "debug mode: emails are printed, no provider is called")]
 
     def send_bulk(self, send: BulkSend) -> list[DestinationResult]:
         n = len(send.destinations)

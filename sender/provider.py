@@ -1,4 +1,4 @@
-"""The one interface both providers (SES and debug) implement, and the template data they send.
+"""The one interface every provider (SES, SMTP, debug) implements, and the template data they send.
 
 Template data is built with a JSON encoder from the record's fields, never by string
 concatenation, so a login holding `"`, `\\`, `{{` or any Unicode arrives as it was.
@@ -12,8 +12,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from mailroom.checks import Check
 from mailroom.signing import Action
 from mailroom.wire import Record
+from sender.retry import Outcome
 
 TEMPLATE_VARIABLES = ("login", "login_html", "secret", "code", "app_url")
 _JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))  # built once: it runs per record
@@ -45,6 +47,8 @@ class DestinationResult:
     status: str
     message_id: str | None = None
     error: str | None = None
+    outcome: Outcome = Outcome.DELIVERED
+    fix: str = ""  # for an operator fault: what the operator should do
 
 
 @dataclass(frozen=True)
@@ -60,16 +64,34 @@ class BulkSend:
 
 
 class CallFailed(Exception):
-    """The call failed as a whole: an API error document or no answer at all."""
+    """The call failed as a whole: an API error document or no answer at all, classified (retry.py)."""
 
-    def __init__(self, code: str, message: str, http_status: int | None = None) -> None:
+    def __init__(
+        self, code: str, message: str, http_status: int | None = None, outcome: Outcome = Outcome.RETRY, fix: str = ""
+    ) -> None:
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
         self.http_status = http_status
+        self.outcome = outcome
+        self.fix = fix
+
+
+class UnsendableAddress(ValueError):
+    """An address this provider can never take (the reason says why); rejected before any call."""
 
 
 class Provider(Protocol):
+    name: str
+
+    def address(self, email: str) -> str:
+        """The address as it goes out (IDN domains in Punycode); raises UnsendableAddress."""
+        ...
+
+    def preflight(self) -> list[Check]:
+        """Checks run before any input is read (and by `sender --check`); all must pass to send."""
+        ...
+
     def send_bulk(self, send: BulkSend) -> list[DestinationResult]:
         """One result per destination, in order; raises CallFailed when the whole call fails."""
         ...

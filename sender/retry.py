@@ -1,74 +1,170 @@
-"""THE retry policy of the sender, in one place: what is worth retrying, and how long to wait.
+"""THE outcome policy of the sender, in one place: what every provider answer means, and how long to wait.
 
-botocore is configured not to retry (max_attempts=1, see ses.py): every retry happens here,
-per destination, bounded by MAILROOM_SEND_DEADLINE, and only for what did not succeed.
+Every answer of a mail provider falls into exactly one `Outcome`:
+
+- DELIVERED: the provider took the message.
+- RETRY: throttling, 5xx, network errors, timeouts: tried again with backoff until MAILROOM_SEND_DEADLINE.
+- QUOTA: the daily quota is spent: tried again in minutes, not seconds.
+- REFUSED: the provider refused *this recipient* (a per-destination rejection, an address it
+  cannot take): only these reach rejects.jsonl, with the provider's reason.
+- ISOLATE: a whole call failed with an error that a single destination can cause
+  (SES `InvalidParameterValue`): the call is split until the culprit stands alone.
+- OPERATOR: templates, configuration set, source identity, credentials, permissions, a paused
+  account, and every answer this table does not know. Nothing is written off: the sender
+  stops, keeps the records in its journal and exits with EXIT_OPERATOR_FAULT.
+
+Providers classify with the functions below; the dispatcher (dispatch.py) acts on the outcome only.
+botocore is configured not to retry (see ses.py): every retry happens here, per destination.
 """
 
 from __future__ import annotations
 
 import enum
 import random
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from types import SimpleNamespace
+from typing import Any
+
+from botocore.retries import standard
 
 from mailroom.backoff import Backoff
 
-
-class Verdict(enum.Enum):
-    DONE = "done"  # delivered to SES
-    RETRY = "retry"  # worth another try soon (backoff with full jitter)
-    QUOTA = "quota"  # daily quota exhausted: wait minutes, not seconds
-    PERMANENT = "permanent"  # will not get better: rejects.jsonl with SES's status and message
+# sysexits.h EX_TEMPFAIL: "a temporary failure; the user is invited to retry". The sender
+# exits with it when it stopped on an operator fault; a supervisor restarts it with backoff
+# and the journal replays once the fault is fixed.
+EXIT_OPERATOR_FAULT = 75
 
 
-# Per-destination statuses of SendBulkTemplatedEmail (SES v1 BulkEmailDestinationStatus).
-STATUS_VERDICTS: dict[str, Verdict] = {
-    "Success": Verdict.DONE,
-    "TransientFailure": Verdict.RETRY,
-    "AccountThrottled": Verdict.RETRY,
-    "Failed": Verdict.RETRY,  # "SES was unable to process your request": unspecific, so try again
-    "AccountDailyQuotaExceeded": Verdict.QUOTA,
-    "MessageRejected": Verdict.PERMANENT,
-    "MailFromDomainNotVerified": Verdict.PERMANENT,
-    "ConfigurationSetDoesNotExist": Verdict.PERMANENT,
-    "TemplateDoesNotExist": Verdict.PERMANENT,
-    "AccountSuspended": Verdict.PERMANENT,
-    "InvalidSendingPoolName": Verdict.PERMANENT,
-    "AccountSendingPaused": Verdict.PERMANENT,
-    "ConfigurationSetSendingPaused": Verdict.PERMANENT,
-    "InvalidParameterValue": Verdict.PERMANENT,
+class Outcome(enum.Enum):
+    DELIVERED = "delivered"
+    RETRY = "retry"
+    QUOTA = "quota"
+    REFUSED = "recipient_refused"
+    ISOLATE = "isolate"
+    OPERATOR = "operator_fault"
+
+
+# -- SES: per-destination statuses of SendBulkTemplatedEmail (BulkEmailDestinationStatus) ---------
+SES_STATUS_OUTCOMES: dict[str, Outcome] = {
+    "Success": Outcome.DELIVERED,
+    "TransientFailure": Outcome.RETRY,
+    "AccountThrottled": Outcome.RETRY,
+    "Failed": Outcome.RETRY,  # "SES was unable to process your request": unspecific, so try again
+    "AccountDailyQuotaExceeded": Outcome.QUOTA,
+    "MessageRejected": Outcome.REFUSED,  # for this destination (unless it names the source)
+    "InvalidParameterValue": Outcome.REFUSED,  # this destination's address or data
+    "MailFromDomainNotVerified": Outcome.OPERATOR,
+    "ConfigurationSetDoesNotExist": Outcome.OPERATOR,
+    "TemplateDoesNotExist": Outcome.OPERATOR,
+    "AccountSuspended": Outcome.OPERATOR,
+    "InvalidSendingPoolName": Outcome.OPERATOR,
+    "AccountSendingPaused": Outcome.OPERATOR,
+    "ConfigurationSetSendingPaused": Outcome.OPERATOR,
 }
 
-# Error codes of a whole call (the API answered with an error document).
-RETRYABLE_ERRORS = frozenset(
-    {
-        "Throttling",
-        "ThrottlingException",
-        "RequestThrottled",
-        "TooManyRequestsException",
-        "ServiceUnavailable",
-        "ServiceUnavailableException",
-        "InternalFailure",
-        "InternalError",
-        "RequestTimeout",
-        "RequestTimeoutException",
-        "NetworkError",
-    }
-)
+# -- SES: error codes of a whole call, beyond what botocore's standard retry checkers classify ----
+# Operator faults, each with the fix an operator needs (format fields: template, config_set,
+# source, region). Codes not listed here and not retryable by botocore are operator faults too.
+SES_OPERATOR_FIXES: dict[str, str] = {
+    "TemplateDoesNotExist": "a template does not exist in {region}: run `mailroom templates push`",
+    "ConfigurationSetDoesNotExist": (
+        "configuration set {config_set!r} does not exist in {region}: create it, or set MAILROOM_SES_CONFIG_SET="
+        " (empty) to send without one"
+    ),
+    "MailFromDomainNotVerifiedException": "the custom MAIL FROM domain of {source} is not verified in {region}",
+    "AccountSendingPausedException": "sending is paused for this SES account in {region}: resolve it in the SES console",
+    "ConfigurationSetSendingPausedException": "sending is paused for configuration set {config_set!r}: resume it",
+    "AccessDenied": "the AWS identity may not call SES here: grant the actions in the IAM policy of the SES how-to",
+    "AccessDeniedException": "the AWS identity may not call SES here: grant the actions in the IAM policy",
+    "InvalidClientTokenId": "the AWS access key is not valid: check the credentials the sender gets",
+    "UnrecognizedClientException": "the AWS access key is not valid: check the credentials the sender gets",
+    "SignatureDoesNotMatch": "the AWS secret key does not match the access key: check the credentials",
+    "IncompleteSignature": "the request signature is incomplete: check the AWS credentials",
+    "ExpiredToken": "the AWS session credentials expired: refresh them (instance role, IRSA or a new session)",
+    "ExpiredTokenException": "the AWS session credentials expired: refresh them",
+    "MissingAuthenticationToken": "no AWS credentials were sent: configure them for the sender",
+    "OptInRequired": "the AWS account is not subscribed to SES in {region}",
+    "NoCredentials": "no AWS credentials found: configure them for the sender",
+    "Internal": "the sender failed unexpectedly: see the traceback above and report it",
+}
+SOURCE_NOT_VERIFIED_FIX = "verify {source} (or its domain) in SES in {region}, then restart the sender"
+UNKNOWN_FIX = "an answer the sender does not know: read the saved response under <output>/errors/ and the SES docs"
 DAILY_QUOTA_MESSAGE = "daily message quota exceeded"
 
+_RETRYABLE = standard.OrRetryChecker(
+    [
+        standard.TransientRetryableChecker(),
+        standard.ThrottledRetryableChecker(),
+        standard.ThrottlingStatusCodeChecker(),
+        standard.ModeledRetryableChecker(),
+    ]
+)
+# Messages of SES's address parser: a call failing with one of these names no address, but it
+# is about a destination (the source is checked at start-up and by preflight).
+_ADDRESS_SYNTAX = re.compile(
+    r"(missing final '@domain'|illegal address|domain contains|local address|missing domain|missing local name"
+    r"|domain (starts|ends) with dot|empty address|unterminated quoted string|invalid address)",
+    re.IGNORECASE,
+)
+_ADDRESSES = re.compile(r"[^\s,;:<>()\"']+@[^\s,;:<>()\"']+")
 
-def status_verdict(status: str) -> Verdict:
-    """Unknown statuses are retried: the deadline bounds them, and nothing is lost."""
-    return STATUS_VERDICTS.get(status, Verdict.RETRY)
+
+def ses_status_outcome(status: str, error: str | None, source: str = "") -> Outcome:
+    """A destination's status. Unknown statuses are operator faults: nothing is written off."""
+    outcome = SES_STATUS_OUTCOMES.get(status, Outcome.OPERATOR)
+    if outcome is Outcome.REFUSED and source and names(error or "", [source_address(source)]):
+        return Outcome.OPERATOR  # "not verified" about the source, reported per destination
+    return outcome
 
 
-def error_verdict(code: str, message: str, http_status: int | None) -> Verdict:
-    """What to do with every destination of a call that failed as a whole."""
+def ses_error_outcome(
+    code: str,
+    message: str,
+    http_status: int | None = None,
+    *,
+    operation_model: Any = None,
+    exception: BaseException | None = None,
+) -> Outcome:
+    """What a whole failed call means: botocore's standard classification first, then this table."""
     if code in ("Throttling", "ThrottlingException") and DAILY_QUOTA_MESSAGE in message.lower():
-        return Verdict.QUOTA
-    if code in RETRYABLE_ERRORS or (http_status is not None and http_status >= 500):
-        return Verdict.RETRY
-    return Verdict.PERMANENT
+        return Outcome.QUOTA
+    context = standard.RetryContext(
+        attempt_number=1,
+        operation_model=operation_model,
+        parsed_response={"Error": {"Code": code, "Message": message}} if code else None,
+        http_response=SimpleNamespace(status_code=http_status) if http_status is not None else None,
+        caught_exception=exception,
+    )
+    if _RETRYABLE.is_retryable(context) or (http_status is not None and http_status >= 500):
+        return Outcome.RETRY
+    if code == "InvalidParameterValue":
+        return Outcome.ISOLATE
+    if code == "MessageRejected":
+        return Outcome.ISOLATE  # the dispatcher decides from the addresses the message names
+    return Outcome.OPERATOR
+
+
+def ses_fix(code: str, **context: str) -> str:
+    """The one-line fix for an operator fault, with the names the operator will recognise."""
+    template = SES_OPERATOR_FIXES.get(code, UNKNOWN_FIX)
+    return template.format(**{k: context.get(k, "?") for k in ("template", "config_set", "source", "region")})
+
+
+def source_address(source: str) -> str:
+    """The bare address of `Name <addr>` or `addr`."""
+    return source.split("<")[-1].rstrip(">").strip()
+
+
+def names(message: str, addresses: Iterable[str]) -> set[str]:
+    """Which of `addresses` (or their domains, for a source verified by domain) the message names."""
+    found = {a.lower().rstrip(".") for a in _ADDRESSES.findall(message)}
+    return {a for a in addresses if a.lower() in found}
+
+
+def is_address_syntax_error(message: str) -> bool:
+    return bool(_ADDRESS_SYNTAX.search(message))
 
 
 @dataclass(frozen=True)
@@ -79,7 +175,7 @@ class RetryPolicy:
     quota_delay: float = 300.0  # "minutes": half to all of this, drawn at random
     rng: random.Random = field(default_factory=random.Random, compare=False)
 
-    def delay(self, verdict: Verdict, attempt: int) -> float:
-        if verdict is Verdict.QUOTA:
+    def delay(self, outcome: Outcome, attempt: int) -> float:
+        if outcome is Outcome.QUOTA:
             return self.rng.uniform(self.quota_delay / 2, self.quota_delay)
         return self.backoff.delay(attempt, self.rng)
