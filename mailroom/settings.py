@@ -81,6 +81,14 @@ def optional_positive_number(name: str, raw: str) -> float | None:
     return None if raw.strip() == "" else positive_number(name, raw)
 
 
+def optional_send_rate(name: str, raw: str) -> float | None:
+    """Empty means "ask the provider"; below 1 email/s no call of one destination could ever start."""
+    value = optional_positive_number(name, raw)
+    if value is not None and value < 1:
+        _bad(name, raw, "at least 1 (emails per second), or empty for the account's MaxSendRate")
+    return value
+
+
 def boolean(name: str, raw: str) -> bool:
     value = raw.strip().lower()
     if value in _TRUE:
@@ -205,7 +213,13 @@ VARIABLES: dict[str, Variable] = {
         Variable(
             "MAILROOM_DEBUG", "false", "true: the sender prints each email to stdout instead of calling SES.", boolean
         ),
-        Variable("MAILROOM_SES_CONFIG_SET", "default", "SES configuration set for every send; empty sends none.", text),
+        Variable(
+            "MAILROOM_SES_CONFIG_SET",
+            "",
+            "SES configuration set for every send; empty (the default) sends none. "
+            "(The earlier implementation defaulted to 'default', which a new SES account does not have.)",
+            text,
+        ),
         Variable("MAILROOM_SES_SOURCE", "noreply@localhost", "From address of every email.", email_address),
         Variable(
             "MAILROOM_SES_OUTPUT_PATH",
@@ -230,8 +244,9 @@ VARIABLES: dict[str, Variable] = {
         Variable(
             "MAILROOM_SES_MAX_SEND_RATE",
             "",
-            "Most emails per second; empty: the account's MaxSendRate from GetSendQuota, else 14.",
-            optional_positive_number,
+            "Most emails per second, at least 1; empty: the account's MaxSendRate from GetSendQuota. "
+            "Debug mode is not paced.",
+            optional_send_rate,
         ),
         Variable(
             "MAILROOM_APP_URL",

@@ -96,3 +96,16 @@ def verify(key: bytes, token: str, action: Action, code: str | None = None) -> b
 def redact(token: str) -> str:
     """Enough of a signed token to correlate log lines, never enough to use it."""
     return token[:6] + "…" if len(token) > 6 else "…"
+
+
+def token_ref(token: str) -> str:
+    """A non-secret reference to a signed token: 16 hex characters of sha256 of its secret.
+
+    It finds the token's row (`left(encode(sha256(secret), 'hex'), 16)` in SQL) and can
+    never rebuild the link. "" for a token that is malformed.
+    """
+    try:
+        raw = decode_token(token)
+    except InvalidToken:
+        return ""
+    return hashlib.sha256(raw[:SECRET_BYTES]).hexdigest()[:16]

@@ -9,6 +9,7 @@ import sys
 from collections.abc import Sequence
 
 from mailroom import settings
+from mailroom.checks import Check, render
 from mailroom.logs import setup_logging
 from mailroom.signing import Action
 from sender import templates
@@ -16,9 +17,10 @@ from sender.debug import DebugProvider
 from sender.dispatch import SendConfig, Sender
 from sender.journal import Journal
 from sender.outputs import Outputs
+from sender.provider import Provider
 
 log = logging.getLogger("sender")
-DEBUG_DEFAULT_RATE = 14.0
+FALLBACK_SEND_RATE = 14.0  # the SES sandbox rate, when GetSendQuota gives none
 
 DESCRIPTION = """\
 Read the collector's batch lines on stdin and send each record as a templated email with
@@ -29,12 +31,18 @@ reason. Every outcome is in deliveries.jsonl. AWS is configured by boto3's stand
 
 
 def build_parser() -> argparse.ArgumentParser:
-    return argparse.ArgumentParser(
+    parser = argparse.ArgumentParser(
         prog="sender",
         description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=settings.help_epilog(settings.SENDER_VARIABLES),
     )
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="run the provider's preflight checks, print one line per check (✓/✗) and exit 0 or 1; reads no input",
+    )
+    return parser
 
 
 def build(s: settings.SenderSettings) -> Sender:
@@ -45,17 +53,20 @@ def build(s: settings.SenderSettings) -> Sender:
         raise settings.ConfigError(
             "MAILROOM_SES_OUTPUT_PATH", f"cannot create or write {str(s.output_path)!r}: {exc.strerror or exc}"
         ) from None
+    template_names = {Action.ACTIVATION: s.template_activation, Action.PASSWORD_RECOVERY: s.template_recovery}
+    provider: Provider
+    rate: float | None
     if s.debug:
         provider = DebugProvider(sys.stdout, templates.load_all())
-        rate = s.max_send_rate or DEBUG_DEFAULT_RATE
+        rate = s.max_send_rate  # None: printing is not paced
     else:
-        from sender.ses import SesProvider, account_send_rate, make_client
+        from sender.ses import SesProvider, make_client
 
         client = make_client(max_pool=s.concurrency + 2)
-        provider = SesProvider(client, outputs)
-        rate = s.max_send_rate or account_send_rate(client)
+        provider = SesProvider(client, outputs, source=s.source, templates=template_names, config_set=s.config_set)
+        rate = s.max_send_rate
     config = SendConfig(
-        templates={Action.ACTIVATION: s.template_activation, Action.PASSWORD_RECOVERY: s.template_recovery},
+        templates=template_names,
         source=s.source,
         config_set=s.config_set,
         app_url=s.app_url,
@@ -68,8 +79,18 @@ def build(s: settings.SenderSettings) -> Sender:
     return Sender(config, provider, outputs, journal)
 
 
+def preflight(sender: Sender, s: settings.SenderSettings) -> list[Check]:
+    """The provider's checks; the account's send rate is taken from them when none is set."""
+    checks = sender.provider.preflight()
+    quota_rate = getattr(sender.provider, "quota_rate", None)
+    if not s.debug and s.max_send_rate is None:
+        rate = quota_rate or FALLBACK_SEND_RATE
+        sender.set_send_rate(rate)
+    return checks
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    build_parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
     environ = settings.load_environment()
     try:
         s = settings.SenderSettings.from_environ(environ)
@@ -77,10 +98,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         sender = build(s)
     except settings.ConfigError as exc:
         settings.exit_on_config_error("sender", exc)
+    checks = preflight(sender, s)
+    if args.check:
+        print(render(checks), flush=True)
+        return 0 if all(c.ok for c in checks) else 1
+    failed = [c for c in checks if not c.ok]
+    if failed:
+        # Nothing is read: the collector keeps the tokens queued until the sender can send.
+        for check in failed:
+            print(f"sender: preflight failed: {check.line()}", file=sys.stderr)
+        return settings.CONFIG_EXIT_STATUS
+    rate = sender.config.max_send_rate
     log.info(
-        "sending %s; at most %g emails/s, %d call(s) in flight, %d destinations per call, deadline %gs",
-        "in debug mode (printing, no AWS call)" if s.debug else "through SES",
-        sender.config.max_send_rate,
+        "sending %s; %s, %d call(s) in flight, %d destinations per call, deadline %gs",
+        "in debug mode (printing, no provider call)" if s.debug else f"through {sender.provider.name.upper()}",
+        f"at most {rate:g} emails/s" if rate is not None else "not paced",
         s.concurrency,
         sender.batch_size,
         s.send_deadline_s,
@@ -91,6 +123,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    log.info("ready: preflight passed, reading stdin")
     return sender.run(sys.stdin.fileno())
 
 

@@ -3,13 +3,27 @@
 One thread reads stdin (reader.py), journals each group of lines and hands it over; the
 main thread owns all state: it groups ready records by action into calls of at most
 `batch_size` destinations, keeps at most `concurrency` calls in flight on a thread pool,
-schedules retries of what failed (retry.py) and writes every outcome. While the records
-in hand (ready, in flight, waiting to retry) reach `max_pending`, the reader does not
-read: the pipe fills and the collector feels the back-pressure.
+schedules retries of what failed and writes every outcome. What a provider's answer means
+is decided in one table (retry.py); here each outcome is acted on:
+
+- DELIVERED: deliveries.jsonl; RETRY/QUOTA: tried again after a backoff, until the deadline;
+- REFUSED: rejects.jsonl, for that recipient only;
+- ISOLATE: the call is split in halves until the refused address stands alone (a call of n
+  costs at most 2n-1 calls; one culprit about 2*log2(n)). Only when the same parameters are
+  known to work (a delivery of that action, or a probe to the SES mailbox simulator) is a
+  lone failing address refused; otherwise it is an operator fault;
+- OPERATOR: nothing is written off: sending stops, the records stay in the journal, and the
+  sender exits with EXIT_OPERATOR_FAULT once the calls in flight are settled.
+
+While the records in hand (ready, in flight, waiting to retry) reach `max_pending`, the
+reader does not read: the pipe fills and the collector feels the back-pressure.
+Scheduling uses the monotonic clock; only the time a record was read (kept in the journal,
+and valid across restarts) is wall-clock time.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import itertools
 import logging
@@ -22,7 +36,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from mailroom.signing import Action
+from mailroom.signing import Action, token_ref
 from mailroom.wire import Record, Rejected
 from sender.journal import Journal
 from sender.outputs import Outputs, delivery_row, reject_row, utc_now
@@ -32,15 +46,17 @@ from sender.provider import (
     Destination,
     DestinationResult,
     Provider,
+    UnsendableAddress,
     default_template_data,
     template_data,
 )
 from sender.ratelimit import RateLimiter
 from sender.reader import decoded_groups
-from sender.retry import RetryPolicy, Verdict, error_verdict, status_verdict
+from sender.retry import EXIT_OPERATOR_FAULT, Outcome, RetryPolicy, names, source_address
 
 log = logging.getLogger("sender")
-SES_MAX_DESTINATIONS = 50
+MAX_DESTINATIONS = 50  # SES's limit per SendBulkTemplatedEmail; also the SMTP provider's unit of work
+PROBE_LOGIN = "mailroom-probe"
 
 
 @dataclass(slots=True)
@@ -48,7 +64,9 @@ class Item:
     line_id: str
     index: int
     record: Record
-    read_at: float
+    read_at: float  # wall clock, as journaled
+    due: float = 0.0  # monotonic time past which it is no longer sent
+    to: str = ""  # the address as it goes to the provider
     attempts: int = 0
     last_error: str = ""
 
@@ -61,13 +79,15 @@ class SendConfig:
     app_url: str
     deadline_s: float
     concurrency: int
-    max_send_rate: float
+    max_send_rate: float | None  # None: not paced (debug mode: there is no provider to protect)
     debug: bool = False
 
     @property
     def batch_size(self) -> int:
         """At most 50 (SES), and never more than one second's worth of the rate limit."""
-        return max(1, min(SES_MAX_DESTINATIONS, int(self.max_send_rate)))
+        if self.max_send_rate is None:
+            return MAX_DESTINATIONS
+        return max(1, min(MAX_DESTINATIONS, int(self.max_send_rate)))
 
 
 @dataclass
@@ -78,6 +98,16 @@ class Counts:
     duplicates: int = 0
     retries: int = 0
     calls: int = 0
+    splits: int = 0
+
+
+@dataclass(frozen=True)
+class Fault:
+    """The operator fault that stopped the sender."""
+
+    code: str
+    message: str
+    fix: str
 
 
 class Sender:
@@ -91,31 +121,43 @@ class Sender:
         limiter: RateLimiter | None = None,
         clock: Callable[[], float] = time.time,
         max_pending: int | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.config = config
         self.provider = provider
         self.outputs = outputs
         self.journal = journal
         self.policy = policy or RetryPolicy()
-        self.limiter = limiter or RateLimiter(config.max_send_rate)
+        self.limiter = limiter or (RateLimiter(config.max_send_rate) if config.max_send_rate is not None else None)
         self.clock = clock
+        self.monotonic = monotonic
         self.batch_size = config.batch_size
         self.max_pending = max_pending or max(200, config.concurrency * self.batch_size * 2)
         self.default_data = default_template_data(config.app_url)
         self.counts = Counts()
+        self.fault: Fault | None = None
         self._events: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
         self._ready: dict[Action, deque[Item]] = {a: deque() for a in Action}
+        self._forced: deque[tuple[Action, list[Item]]] = deque()  # halves of split calls, sent first
+        self._known_good: set[Action] = set()  # a call of this action delivered: its parameters work
         self._retries: list[tuple[float, int, Item]] = []
         self._seq = itertools.count()
-        self._inflight: set[Future] = set()
+        self._inflight: set[Future[Any]] = set()
         self._in_hand_secrets: dict[str, int] = {}
         self._pending = 0
         self._room = threading.Condition()
         self._stopping = threading.Event()
         self._eof = False
+        self._pool: ThreadPoolExecutor | None = None
         self.failed = False
 
     # -- control ------------------------------------------------------------------------
+    def set_send_rate(self, rate: float) -> None:
+        """Pace at `rate` emails/s (the account's quota, learnt at preflight, before anything is sent)."""
+        self.config = dataclasses.replace(self.config, max_send_rate=rate)
+        self.limiter = RateLimiter(rate)
+        self.batch_size = self.config.batch_size
+
     def stop(self) -> None:
         """Stop reading and sending; finish the calls in flight (signal-handler safe)."""
         self._stopping.set()
@@ -158,42 +200,40 @@ class Sender:
 
     # -- main thread ----------------------------------------------------------------------
     def run(self, fd: int | None) -> int:
-        """Send until end of input (or stop()); `fd` None sends only what the journal holds."""
+        """Send until end of input (or stop()); `fd` None sends only what the journal holds.
+
+        Returns 0, 1 when reading failed, or EXIT_OPERATOR_FAULT when an operator fault stopped it.
+        """
         recovered = self.journal.recover()
         if recovered:
             n = sum(len(r) for _, _, r in recovered)
             log.info("journal: %d unfinished record(s) from an earlier run", n)
-            now = self.clock()
-            late: list[Item] = []
             for line_id, at, records in recovered:
                 for index, record in records:
-                    item = Item(line_id, index, record, at)
                     with self._room:
                         self._pending += 1
-                    if now > at + self.config.deadline_s:
-                        late.append(item)
-                    else:
-                        self._admit(item)
-            if late:
-                self._finish_rejected(late, "deadline passed while the sender was down", status="DeadlinePassed")
+                    self._admit(Item(line_id, index, record, at), recovered=True)
         if fd is not None:
             threading.Thread(target=self._read, args=(fd,), name="stdin", daemon=True).start()
         else:
             self._eof = True
-        pool = ThreadPoolExecutor(max_workers=self.config.concurrency, thread_name_prefix="ses")
+        self._pool = ThreadPoolExecutor(max_workers=self.config.concurrency, thread_name_prefix="send")
         try:
-            self._loop(pool)
+            self._loop(self._pool)
         finally:
-            pool.shutdown(wait=True)
+            self._pool.shutdown(wait=True)
         log.info(
-            "done: %d read, %d delivered, %d rejected, %d duplicate(s) skipped, %d retried, %d call(s)",
+            "done: %d read, %d delivered, %d rejected, %d duplicate(s) skipped, %d retried, %d call(s)%s",
             self.counts.read,
             self.counts.delivered,
             self.counts.rejected,
             self.counts.duplicates,
             self.counts.retries,
             self.counts.calls,
+            f", {self.counts.splits} split(s)" if self.counts.splits else "",
         )
+        if self.fault is not None:
+            return EXIT_OPERATOR_FAULT
         return 1 if self.failed else 0
 
     def _loop(self, pool: ThreadPoolExecutor) -> None:
@@ -204,12 +244,12 @@ class Sender:
                 if left:
                     log.info("stopping: %d unfinished record(s) stay in the journal for the next start", left)
                 return
-            if self._eof and not self._inflight and not self._retries and not any(self._ready.values()):
+            if self._eof and not self._inflight and not self._retries and not self._has_ready():
                 return
-            can_send = not stopping and len(self._inflight) < self.config.concurrency and any(self._ready.values())
+            can_send = not stopping and len(self._inflight) < self.config.concurrency and self._has_ready()
             timeout = 0.0 if can_send else 0.5
             if not can_send and self._retries and not stopping:
-                timeout = min(timeout, max(0.0, self._retries[0][0] - self.clock()))
+                timeout = min(timeout, max(0.0, self._retries[0][0] - self.monotonic()))
             try:
                 event = self._events.get(timeout=timeout) if timeout > 0 else self._events.get_nowait()
                 self._handle(event)
@@ -217,16 +257,15 @@ class Sender:
                     self._handle(self._events.get_nowait())
             except queue.Empty:
                 pass
-            now = self.clock()
+            now = self.monotonic()
             while self._retries and self._retries[0][0] <= now:
                 _, _, item = heapq.heappop(self._retries)
                 self._ready[item.record.action].append(item)
-            while (
-                not self._stopping.is_set()
-                and len(self._inflight) < self.config.concurrency
-                and any(self._ready.values())
-            ):
+            while not self._stopping.is_set() and len(self._inflight) < self.config.concurrency and self._has_ready():
                 self._submit(pool, now)
+
+    def _has_ready(self) -> bool:
+        return bool(self._forced) or any(self._ready.values())
 
     def _handle(self, event: tuple[Any, ...]) -> None:
         kind = event[0]
@@ -238,21 +277,35 @@ class Sender:
         elif kind == "done":
             self._inflight.discard(event[1])
             self._settle(event[1], event[2])
+        elif kind == "probe":
+            self._inflight.discard(event[1])
+            self._settle_probe(event[1], event[2], event[3])
         elif kind == "eof":
             self._eof = True
 
-    def _admit(self, item: Item) -> None:
-        secret = item.record.secret
+    def _admit(self, item: Item, recovered: bool = False) -> None:
+        record = item.record
+        item.due = self.monotonic() + (item.read_at + self.config.deadline_s - self.clock())
+        if item.due < self.monotonic():
+            why = "while the sender was down" if recovered else "before it could be sent"
+            self._finish_rejected([item], f"deadline passed {why}", status="DeadlinePassed")
+            return
+        try:
+            item.to = self.provider.address(record.email)
+        except UnsendableAddress as exc:
+            self._finish_rejected([item], f"the address cannot be sent: {exc}", status="InvalidAddress")
+            return
+        secret = record.secret
         if secret in self._in_hand_secrets or self.journal.recently_delivered(secret):
             self.counts.duplicates += 1
             self.outputs.deliveries(
-                [delivery_row(item.record, status="Duplicate", error="already delivered or in hand: not sent again")]
+                [delivery_row(record, status="Duplicate", error="already delivered or in hand: not sent again")]
             )
             self.journal.finished([], [(item.line_id, item.index)])
             self._release(1)
             return
         self._in_hand_secrets[secret] = 1
-        self._ready[item.record.action].append(item)
+        self._ready[record.action].append(item)
 
     def _release(self, n: int) -> None:
         with self._room:
@@ -260,75 +313,99 @@ class Sender:
             self._room.notify_all()
 
     def _submit(self, pool: ThreadPoolExecutor, now: float) -> None:
-        # the action whose oldest ready record was read first goes first
-        action = min((a for a in Action if self._ready[a]), key=lambda a: self._ready[a][0].read_at)
-        ready = self._ready[action]
-        batch: list[Item] = []
-        late: list[Item] = []
-        while ready and len(batch) < self.batch_size:
-            item = ready.popleft()
-            (late if now > item.read_at + self.config.deadline_s else batch).append(item)
+        if self._forced:
+            action, candidates = self._forced.popleft()
+        else:
+            # the action whose oldest ready record was read first goes first
+            action = min((a for a in Action if self._ready[a]), key=lambda a: self._ready[a][0].read_at)
+            ready = self._ready[action]
+            candidates = [ready.popleft() for _ in range(min(self.batch_size, len(ready)))]
+        batch = [i for i in candidates if now <= i.due]
+        late = [i for i in candidates if now > i.due]
         if late:
             self._finish_rejected(late, "deadline passed before it could be sent", status="DeadlinePassed")
         if not batch:
             return
-        send = BulkSend(
-            action,
-            self.config.templates[action],
-            self.config.source,
-            self.config.config_set,
-            self.default_data,
-            [Destination(i.record.email, template_data(i.record)) for i in batch],
-        )
+        send = self._bulk(action, [Destination(i.to, template_data(i.record)) for i in batch])
         future = pool.submit(self._call, send)
         self._inflight.add(future)
         self.counts.calls += 1
         future.add_done_callback(lambda f, b=batch: self._events.put(("done", f, b)))
 
+    def _bulk(self, action: Action, destinations: list[Destination]) -> BulkSend:
+        return BulkSend(
+            action,
+            self.config.templates[action],
+            self.config.source,
+            self.config.config_set,
+            self.default_data,
+            destinations,
+        )
+
     def _call(self, send: BulkSend) -> list[DestinationResult]:
-        self.limiter.acquire(len(send.destinations))
+        if self.limiter is not None:
+            self.limiter.acquire(len(send.destinations))
         return self.provider.send_bulk(send)
 
-    def _settle(self, future: Future, batch: list[Item]) -> None:
-        now = self.clock()
+    def _settle(self, future: Future[list[DestinationResult]], batch: list[Item]) -> None:
         try:
             results = future.result()
-            outcomes = [(status_verdict(r.status), r) for r in results]
         except CallFailed as exc:
-            verdict = error_verdict(exc.code, exc.message, exc.http_status)
-            failure = DestinationResult(exc.code, None, exc.message)
-            outcomes = [(verdict, failure)] * len(batch)
-            log.warning("SES call of %d destination(s) failed: %s (%s)", len(batch), exc.code, verdict.value)
-        except Exception as exc:  # a bug or an unexpected library error: retry within the deadline
-            log.exception("SES call failed unexpectedly")
-            failure = DestinationResult("Failed", None, f"{type(exc).__name__}: {exc}")
-            outcomes = [(Verdict.RETRY, failure)] * len(batch)
+            log.warning(
+                "%s call of %d destination(s) failed: %s (%s)",
+                self.provider.name,
+                len(batch),
+                exc.code,
+                exc.outcome.value,
+            )
+            if exc.outcome is Outcome.ISOLATE:
+                self._isolate(batch, exc)
+            elif exc.outcome is Outcome.OPERATOR:
+                self._operator_fault(batch, exc.code, exc.message, exc.fix)
+            else:
+                self._apply(batch, [DestinationResult(exc.code, None, exc.message, exc.outcome)] * len(batch))
+            return
+        except Exception as exc:  # a bug or an unexpected library error: stop, lose nothing
+            log.exception("the %s call failed unexpectedly", self.provider.name)
+            self._operator_fault(batch, "Internal", f"{type(exc).__name__}: {exc}", "see the traceback above")
+            return
+        self._apply(batch, results)
+
+    def _apply(self, batch: list[Item], results: list[DestinationResult]) -> None:
+        """Act on each destination's outcome."""
+        now = self.monotonic()
         delivered: list[Item] = []
         rows: list[dict[str, Any]] = []
         stamp = utc_now()
-        delays: dict[tuple[Verdict, int], float] = {}
-        for item, (verdict, result) in zip(batch, outcomes):
-            item.attempts += 1
-            if verdict is Verdict.DONE:
+        delays: dict[tuple[Outcome, int], float] = {}
+        faults: list[tuple[Item, DestinationResult]] = []
+        for item, result in zip(batch, results, strict=True):
+            outcome = result.outcome
+            if outcome is Outcome.DELIVERED:
+                item.attempts += 1
                 delivered.append(item)
                 row = delivery_row(item.record, stamp, status=result.status, attempts=item.attempts)
+                if item.to != item.record.email:
+                    row["sent_to"] = item.to
                 if self.config.debug:
                     row["debug"] = True
                 else:
                     row["message_id"] = result.message_id
                 rows.append(row)
-            elif verdict is Verdict.PERMANENT:
-                self._finish_rejected(
-                    [item], f"SES refused it: {result.status}", status=result.status, error=result.error or ""
-                )
+            elif outcome in (Outcome.REFUSED, Outcome.ISOLATE):
+                item.attempts += 1
+                self._refuse([item], result.status, result.error or "")
+            elif outcome is Outcome.OPERATOR:
+                faults.append((item, result))
             else:
+                item.attempts += 1
                 item.last_error = f"{result.status}: {result.error or ''}".rstrip(": ")
                 # the failed destinations of one call retry together, so they stay one call
-                key = (verdict, item.attempts)
+                key = (outcome, item.attempts)
                 if key not in delays:
-                    delays[key] = self.policy.delay(verdict, item.attempts - 1)
+                    delays[key] = self.policy.delay(outcome, item.attempts - 1)
                 delay = delays[key]
-                if now + delay > item.read_at + self.config.deadline_s:
+                if now + delay > item.due:
                     self._finish_rejected(
                         [item], "deadline passed while retrying", status=result.status, error=result.error or ""
                     )
@@ -336,37 +413,143 @@ class Sender:
                     self.counts.retries += 1
                     heapq.heappush(self._retries, (now + delay, next(self._seq), item))
         if delivered:
+            self._known_good.add(delivered[0].record.action)
             self.outputs.deliveries(rows)
             self.journal.finished([(i.line_id, i.index, i.record.secret) for i in delivered], [])
             for i in delivered:
                 self._in_hand_secrets.pop(i.record.secret, None)
             self.counts.delivered += len(delivered)
             self._release(len(delivered))
+        if faults:
+            _, first = faults[0]
+            self._operator_fault([i for i, _ in faults], first.status, first.error or "", first.fix)
+
+    # -- isolating the culprit of a call-level error ------------------------------------------
+    def _isolate(self, batch: list[Item], exc: CallFailed) -> None:
+        """A whole call failed with an error one destination can cause: find that destination."""
+        action = batch[0].record.action
+        if exc.code == "MessageRejected":
+            source = source_address(self.config.source)
+            named = names(exc.message, [source, *(i.to for i in batch)])
+            if source in named:
+                self._operator_fault(batch, exc.code, exc.message, exc.fix)
+                return
+            refused = [i for i in batch if i.to in named]
+            if not refused:
+                self._operator_fault(batch, exc.code, exc.message, exc.fix or "SES refused the whole call")
+                return
+            for item in refused:
+                item.attempts += 1
+            self._refuse(refused, exc.code, exc.message)
+            rest = [i for i in batch if i.to not in named]
+            if rest:
+                self._forced.appendleft((action, rest))
+            return
+        if action not in self._known_good:
+            self._probe(batch, exc)
+            return
+        if len(batch) == 1:
+            batch[0].attempts += 1
+            self._refuse(batch, exc.code, exc.message)
+            return
+        self.counts.splits += 1
+        half = len(batch) // 2
+        log.info("splitting a call of %d that SES refused (%s) to find the address it refuses", len(batch), exc.code)
+        self._forced.appendleft((action, batch[half:]))
+        self._forced.appendleft((action, batch[:half]))
+
+    def _probe(self, batch: list[Item], exc: CallFailed) -> None:
+        """Send the same call to the provider's always-accepting test address: if SES takes it,
+        the parameters are good and the error is about a destination of `batch`."""
+        address = getattr(self.provider, "probe_address", "")
+        if not address or self._pool is None:
+            self._operator_fault(batch, exc.code, exc.message, exc.fix)
+            return
+        action = batch[0].record.action
+        probe = Record(action, address, PROBE_LOGIN, batch[0].record.secret, batch[0].record.code)
+        send = self._bulk(action, [Destination(address, template_data(probe))])
+        log.info("probing %s with the same parameters (%s refused a call of %d)", address, exc.code, len(batch))
+        future = self._pool.submit(self._call, send)
+        self._inflight.add(future)
+        self.counts.calls += 1
+        future.add_done_callback(lambda f: self._events.put(("probe", f, batch, exc)))
+
+    def _settle_probe(self, future: Future[list[DestinationResult]], batch: list[Item], exc: CallFailed) -> None:
+        try:
+            outcome = future.result()[0].outcome
+            error = exc
+        except CallFailed as probe_exc:
+            outcome, error = probe_exc.outcome, probe_exc
+        except Exception as probe_exc:  # noqa: BLE001 - a bug: stop, lose nothing
+            self._operator_fault(batch, "Internal", f"{type(probe_exc).__name__}: {probe_exc}", "")
+            return
+        if outcome is Outcome.DELIVERED:
+            self._known_good.add(batch[0].record.action)
+            self._isolate(batch, exc)
+        elif outcome in (Outcome.RETRY, Outcome.QUOTA):
+            result = DestinationResult(error.code, None, error.message, outcome)
+            self._apply(batch, [result] * len(batch))
+        else:
+            fix = (
+                "SES refuses this call whatever the recipient: check MAILROOM_SES_SOURCE, the templates "
+                "(`mailroom templates push`) and MAILROOM_SES_CONFIG_SET"
+            )
+            self._operator_fault(batch, error.code, error.message, fix)
+
+    # -- endings ------------------------------------------------------------------------------------
+    def _operator_fault(self, items: list[Item], code: str, message: str, fix: str) -> None:
+        """Stop sending, loudly; the items stay unfinished in the journal for the next start."""
+        for item in items:
+            self._in_hand_secrets.pop(item.record.secret, None)
+        if self.fault is None:
+            self.fault = Fault(code, message, fix)
+            log.error(
+                "operator fault, sending stopped: %s answered %s: %s; fix: %s; nothing is written off: the "
+                "records stay in the journal and are sent when the sender starts again",
+                self.provider.name,
+                code,
+                message.strip() or "(no message)",
+                fix or "see the saved error response",
+            )
+        self.stop()
+
+    def _refuse(self, items: list[Item], status: str, error: str) -> None:
+        self._finish_rejected(items, f"{self.provider.name} refused this recipient", status=status, error=error)
 
     def _finish_rejected(self, items: list[Item], reason: str, status: str, error: str = "") -> None:
         deliveries, rejects = [], []
         for item in items:
+            record = item.record
             detail = error or item.last_error
             log.warning(
                 "rejected %s email to %s: %s (%s%s)",
-                item.record.action.db_name,
-                item.record.email,
+                record.action.db_name,
+                record.email,
                 reason,
                 status,
                 f": {detail}" if detail else "",
             )
             deliveries.append(
                 delivery_row(
-                    item.record,
+                    record,
                     status=status,
                     error=f"{reason}: {detail}" if detail else reason,
                     attempts=item.attempts,
                 )
             )
             rejects.append(
-                reject_row(reason, item.record.redacted(), status=status, error=detail, attempts=item.attempts)
+                reject_row(
+                    reason,
+                    record.redacted(),
+                    action=record.action.db_name,
+                    recipient=record.email,
+                    token_ref=token_ref(record.secret),
+                    status=status,
+                    error=detail,
+                    attempts=item.attempts,
+                )
             )
-            self._in_hand_secrets.pop(item.record.secret, None)
+            self._in_hand_secrets.pop(record.secret, None)
         self.outputs.deliveries(deliveries)
         self.outputs.rejects(rejects)
         self.journal.finished([], [(i.line_id, i.index) for i in items])

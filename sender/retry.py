@@ -152,6 +152,10 @@ def ses_fix(code: str, **context: str) -> str:
     return template.format(**{k: context.get(k, "?") for k in ("template", "config_set", "source", "region")})
 
 
+def ses_source_fix(source: str, region: str) -> str:
+    return SOURCE_NOT_VERIFIED_FIX.format(source=source_address(source), region=region)
+
+
 def source_address(source: str) -> str:
     """The bare address of `Name <addr>` or `addr`."""
     return source.split("<")[-1].rstrip(">").strip()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlencode
 
@@ -19,12 +20,24 @@ import boto3
 import botocore.exceptions
 from botocore.config import Config
 
+from mailroom.checks import Check
 from mailroom.settings import ConfigError
+from mailroom.signing import Action
+from sender.addresses import ascii_address
 from sender.outputs import Outputs
 from sender.provider import BulkSend, CallFailed, DestinationResult
+from sender.retry import (
+    UNKNOWN_FIX,
+    Outcome,
+    names,
+    ses_error_outcome,
+    ses_fix,
+    ses_source_fix,
+    ses_status_outcome,
+    source_address,
+)
 
 log = logging.getLogger("sender.ses")
-FALLBACK_SEND_RATE = 14.0
 
 
 def make_client(max_pool: int = 10) -> Any:
@@ -60,9 +73,30 @@ def make_client(max_pool: int = 10) -> Any:
 
 
 class SesProvider:
-    def __init__(self, client: Any, outputs: Outputs | None = None) -> None:
+    """SendBulkTemplatedEmail, with every answer classified by the one outcome table (retry.py)."""
+
+    name = "ses"
+    # SES's mailbox simulator: accepts every message, without a bounce or a complaint, in the
+    # sandbox too. The sender sends one probe there to tell a refused address from bad parameters.
+    probe_address = "success@simulator.amazonses.com"
+
+    def __init__(
+        self,
+        client: Any,
+        outputs: Outputs | None = None,
+        *,
+        source: str = "",
+        templates: Mapping[Action, str] | None = None,
+        config_set: str = "",
+    ) -> None:
         self.client = client
         self.outputs = outputs
+        self.source = source
+        self.templates = dict(templates or {})
+        self.config_set = config_set
+        self.region = str(getattr(client.meta, "region_name", "") or "?")
+        self.quota_rate: float | None = None  # MaxSendRate, once preflight has read it
+        self._operation = client.meta.service_model.operation_model("SendBulkTemplatedEmail")
         if outputs is not None:
             client.meta.events.register("after-call.ses.SendBulkTemplatedEmail", self._save_error)
         client.meta.events.register("before-sign.ses.SendBulkTemplatedEmail", _encode_form_once)
@@ -77,6 +111,12 @@ class SesProvider:
             log.warning("SES answered HTTP %s; response saved to %s", http_response.status_code, path)
         except OSError as exc:
             log.error("could not save the SES error response: %s", exc)
+
+    def address(self, email: str) -> str:
+        return ascii_address(email)
+
+    def fix(self, code: str, template: str = "") -> str:
+        return ses_fix(code, template=template, config_set=self.config_set, source=self.source, region=self.region)
 
     def send_bulk(self, send: BulkSend) -> list[DestinationResult]:
         params: dict[str, Any] = {
@@ -95,19 +135,135 @@ class SesProvider:
         except botocore.exceptions.ClientError as exc:
             error = exc.response.get("Error", {})
             status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-            raise CallFailed(error.get("Code", "Unknown"), error.get("Message", str(exc)), status) from None
-        except (botocore.exceptions.HTTPClientError, botocore.exceptions.ConnectionError) as exc:
-            raise CallFailed("NetworkError", str(exc)) from None
+            raise self._failed(error.get("Code") or "Unknown", error.get("Message") or str(exc), status, send) from None
+        except botocore.exceptions.NoCredentialsError as exc:
+            raise self._failed("NoCredentials", str(exc), None, send) from None
         except botocore.exceptions.BotoCoreError as exc:
-            raise CallFailed("NetworkError", f"{type(exc).__name__}: {exc}") from None
+            raise self._failed("", f"{type(exc).__name__}: {exc}", None, send, exc) from None
         statuses = answer.get("Status", [])
-        results = [DestinationResult(s.get("Status", "Success"), s.get("MessageId"), s.get("Error")) for s in statuses]
-        if len(results) != len(send.destinations):
+        if len(statuses) != len(send.destinations):
             # An answer that does not say what happened to each destination: retry them all.
             raise CallFailed(
-                "Failed", f"SES returned {len(results)} statuses for {len(send.destinations)} destinations", 200
+                "Failed", f"SES returned {len(statuses)} statuses for {len(send.destinations)} destinations", 200
             )
+        results = []
+        for s in statuses:
+            status, error = s.get("Status", "Success"), s.get("Error")
+            outcome = ses_status_outcome(status, error, send.source)
+            fix = self.fix(status, send.template) if outcome is Outcome.OPERATOR else ""
+            results.append(DestinationResult(status, s.get("MessageId"), error, outcome, fix))
         return results
+
+    def _failed(
+        self, code: str, message: str, status: int | None, send: BulkSend, exc: BaseException | None = None
+    ) -> CallFailed:
+        outcome = ses_error_outcome(code, message, status, operation_model=self._operation, exception=exc)
+        if exc is not None and outcome is Outcome.RETRY:
+            code = "NetworkError"
+        elif exc is not None:
+            code = type(exc).__name__
+        fix = ""
+        if outcome is Outcome.OPERATOR or code == "MessageRejected":
+            fix = self.fix(code, send.template)
+            if code == "MessageRejected" and names(message, [source_address(send.source)]):
+                fix = ses_source_fix(send.source, self.region)
+        return CallFailed(code, message, status, outcome, fix)
+
+    # -- preflight -------------------------------------------------------------------------------
+    def preflight(self) -> list[Check]:
+        """Before any input is read: can this account send these templates from this source?"""
+        return [self._check_source(), *self._check_templates(), self._check_config_set(), *self._check_account()]
+
+    def _ask(self, name: str, call: Callable[[], Any]) -> tuple[Any, Check | None]:
+        """Run one read-only SES call; a failure becomes a failed Check with the fix."""
+        try:
+            return call(), None
+        except botocore.exceptions.ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code") or "Unknown"
+            message = exc.response.get("Error", {}).get("Message") or str(exc)
+            return None, Check(name, False, f"SES answered {code}: {message}", self.fix(code))
+        except botocore.exceptions.NoCredentialsError as exc:
+            return None, Check(name, False, str(exc), self.fix("NoCredentials"))
+        except botocore.exceptions.BotoCoreError as exc:
+            return None, Check(name, False, f"SES could not be reached: {exc}", "check the network and AWS_REGION")
+
+    def _check_source(self) -> Check:
+        address = source_address(self.source)
+        domain = address.rpartition("@")[2]
+        answer, failed = self._ask(
+            "source identity",
+            lambda: self.client.get_identity_verification_attributes(Identities=[address, domain]),
+        )
+        if failed:
+            return failed
+        attributes = answer.get("VerificationAttributes", {})
+        for identity in (address, domain):
+            if attributes.get(identity, {}).get("VerificationStatus") == "Success":
+                return Check("source identity", True, f"{identity} is verified in {self.region}")
+        return Check(
+            "source identity",
+            False,
+            f"neither {address} nor {domain} is a verified identity in {self.region}",
+            ses_source_fix(self.source, self.region),
+        )
+
+    def _check_templates(self) -> list[Check]:
+        checks = []
+        for action, template in self.templates.items():
+            name = f"template {action.db_name}"
+            _, failed = self._ask(name, lambda t=template: self.client.get_template(TemplateName=t))  # type: ignore[misc]
+            if failed and "TemplateDoesNotExist" in failed.detail:
+                failed = Check(
+                    name,
+                    False,
+                    f"template {template!r} does not exist in {self.region}",
+                    "run `mailroom templates push`",
+                )
+            checks.append(failed or Check(name, True, f"{template!r} exists in {self.region}"))
+        return checks
+
+    def _check_config_set(self) -> Check:
+        name = "configuration set"
+        if not self.config_set:
+            return Check(name, True, "none (MAILROOM_SES_CONFIG_SET is empty)")
+        _, failed = self._ask(
+            name, lambda: self.client.describe_configuration_set(ConfigurationSetName=self.config_set)
+        )
+        if failed and "ConfigurationSetDoesNotExist" in failed.detail:
+            failed = Check(
+                name,
+                False,
+                f"{self.config_set!r} does not exist in {self.region}",
+                self.fix("ConfigurationSetDoesNotExist"),
+            )
+        return failed or Check(name, True, f"{self.config_set!r} exists in {self.region}")
+
+    def _check_account(self) -> list[Check]:
+        answer, failed = self._ask("account sending", self.client.get_account_sending_enabled)
+        if failed:
+            sending = failed
+        elif answer.get("Enabled", False):
+            sending = Check("account sending", True, f"enabled in {self.region}")
+        else:
+            sending = Check(
+                "account sending",
+                False,
+                f"disabled for this account in {self.region}",
+                self.fix("AccountSendingPausedException"),
+            )
+        answer, failed = self._ask("send quota", self.client.get_send_quota)
+        if failed:
+            return [sending, failed]
+        try:
+            rate = float(answer["MaxSendRate"])
+            sent, limit = float(answer.get("SentLast24Hours", 0)), float(answer.get("Max24HourSend", 0))
+        except (KeyError, TypeError, ValueError):
+            return [
+                sending,
+                Check("send quota", False, f"GetSendQuota answered without MaxSendRate: {answer}", UNKNOWN_FIX),
+            ]
+        self.quota_rate = rate if rate > 0 else None
+        return [sending, Check("send quota", True, f"{sent:g} of {limit:g} sent in 24 h, at most {rate:g} emails/s")]
 
 
 def _encode_form_once(request: Any = None, **_: Any) -> None:
@@ -118,15 +274,3 @@ def _encode_form_once(request: Any = None, **_: Any) -> None:
     """
     if request is not None and isinstance(request.data, dict):
         request.data = urlencode(request.data, doseq=True)
-
-
-def account_send_rate(client: Any) -> float:
-    """The account's MaxSendRate from GetSendQuota, else 14 (the SES sandbox rate)."""
-    try:
-        rate = float(client.get_send_quota()["MaxSendRate"])
-        if rate > 0:
-            log.info("using the account's MaxSendRate of %g emails/s (GetSendQuota)", rate)
-            return rate
-    except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError, KeyError, ValueError) as exc:
-        log.warning("GetSendQuota failed (%s); sending at most %g emails/s", exc, FALLBACK_SEND_RATE)
-    return FALLBACK_SEND_RATE

@@ -199,6 +199,18 @@ FAKE_AWS_ENV = {
 SES_SOURCE = "noreply@example.com"
 
 
+class FakeProvider:
+    """What every provider has besides send_bulk, for the tests' scripted providers."""
+
+    name = "fake"
+
+    def address(self, email: str) -> str:
+        return email
+
+    def preflight(self) -> list[object]:
+        return []
+
+
 @pytest.fixture
 def fake_aws(monkeypatch: pytest.MonkeyPatch) -> None:
     """FAKE_AWS_ENV in this process, and no other AWS_* variable from the developer's shell."""

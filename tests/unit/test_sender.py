@@ -10,21 +10,22 @@ import threading
 import time
 from pathlib import Path
 from urllib.parse import parse_qs
+from xml.sax.saxutils import escape as xml_escape
 
 import pytest
 from botocore.awsrequest import AWSResponse
-from conftest import SES_SOURCE
+from conftest import SES_SOURCE, FakeProvider
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.ses.models import ses_backends
 
 from mailroom.backoff import Backoff
-from mailroom.signing import Action, sign
+from mailroom.signing import Action, sign, token_ref
 from mailroom.wire import Record, encode_line
 from sender.dispatch import SendConfig, Sender
 from sender.journal import Journal
 from sender.outputs import Outputs
 from sender.provider import BulkSend, DestinationResult
-from sender.retry import RetryPolicy
+from sender.retry import EXIT_OPERATOR_FAULT, Outcome, RetryPolicy
 from sender.ses import SesProvider
 
 KEY = bytes(range(32))
@@ -60,9 +61,15 @@ def config(**overrides: object) -> SendConfig:
 
 
 def run_sender(
-    out: Path, provider: object, data: bytes | None, *, policy: RetryPolicy = FAST, **overrides: object
+    out: Path,
+    provider: object,
+    data: bytes | None,
+    *,
+    policy: RetryPolicy = FAST,
+    expect: int = 0,
+    **overrides: object,
 ) -> Sender:
-    """Run a Sender over `data` as its stdin until it exits; return it for its counters."""
+    """Run a Sender over `data` as its stdin until it exits with `expect`; return it for its counters."""
     clock = overrides.pop("clock", time.time)
     max_pending = overrides.pop("max_pending", None)
     sender = Sender(
@@ -75,7 +82,7 @@ def run_sender(
         max_pending=max_pending,
     )  # type: ignore[arg-type]
     if data is None:
-        assert sender.run(None) == 0
+        assert sender.run(None) == expect
         return sender
     r, w = os.pipe()
 
@@ -86,7 +93,7 @@ def run_sender(
     writer = threading.Thread(target=write, daemon=True)
     writer.start()
     try:
-        assert sender.run(r) == 0
+        assert sender.run(r) == expect
     finally:
         writer.join(10)
         os.close(r)
@@ -116,7 +123,7 @@ def addresses(request: object) -> list[str]:
 def error_xml(code: str, message: str, request_id: str = "req-1") -> bytes:
     return (
         f'<ErrorResponse xmlns="http://ses.amazonaws.com/doc/2010-12-01/"><Error><Type>Sender</Type>'
-        f"<Code>{code}</Code><Message>{message}</Message></Error><RequestId>{request_id}</RequestId>"
+        f"<Code>{code}</Code><Message>{xml_escape(message)}</Message></Error><RequestId>{request_id}</RequestId>"
         f"</ErrorResponse>"
     ).encode()
 
@@ -281,13 +288,169 @@ def test_permanent_failures_go_to_rejects_with_the_ses_status_and_message(ses, t
     assert records[1].secret not in (tmp_path / "rejects.jsonl").read_text()
 
 
-def test_a_missing_template_rejects_the_records_of_the_call(ses, tmp_path):
+def unfinished(out: Path) -> int:
+    journal = Journal(out / "journal")
+    try:
+        return sum(len(r) for _, _, r in journal.recover())
+    finally:
+        journal.close()
+
+
+def test_a_missing_template_stops_the_sender_writes_off_nothing_and_a_restart_after_the_fix_delivers_once(
+    ses, tmp_path, caplog
+):
     ses.delete_template(TemplateName="passwordrecoveryv1")
-    records = [record(1), record(2, Action.PASSWORD_RECOVERY)]
+    records = [record(1), record(2, Action.PASSWORD_RECOVERY), record(3, Action.PASSWORD_RECOVERY)]
+    sender = run_sender(tmp_path, SesProvider(ses, Outputs(tmp_path)), encode_line(records), expect=EXIT_OPERATOR_FAULT)
+    assert sender.fault is not None and sender.fault.code == "TemplateDoesNotExist"
+    assert "mailroom templates push" in sender.fault.fix
+    assert jsonl(tmp_path / "rejects.jsonl") == []
+    assert [d["recipient"] for d in jsonl(tmp_path / "deliveries.jsonl")] == [records[0].email]
+    assert unfinished(tmp_path) == 2
+    faults = [m for m in caplog.messages if m.startswith("operator fault")]
+    assert len(faults) == 1 and "TemplateDoesNotExist" in faults[0] and "mailroom templates push" in faults[0]
+
+    ses.create_template(
+        Template={"TemplateName": "passwordrecoveryv1", "SubjectPart": "s", "TextPart": "t", "HtmlPart": "h"}
+    )
+    run_sender(tmp_path, SesProvider(ses, Outputs(tmp_path)), None)
+    assert sorted(d["recipient"] for d in jsonl(tmp_path / "deliveries.jsonl")) == sorted(r.email for r in records)
+    assert sorted(a for m in sent(ses) for d in m.destinations for a in d["Destination"]["ToAddresses"]) == sorted(
+        r.email for r in records
+    )
+    assert jsonl(tmp_path / "rejects.jsonl") == [] and unfinished(tmp_path) == 0
+
+
+@pytest.mark.parametrize(
+    ("code", "message", "http", "fix"),
+    [
+        ("ConfigurationSetDoesNotExist", "Configuration set <default> does not exist.", 400, "MAILROOM_SES_CONFIG_SET"),
+        ("MailFromDomainNotVerifiedException", "MAIL FROM domain not verified", 400, "MAIL FROM"),
+        ("AccountSendingPausedException", "Account sending paused", 400, "paused"),
+        ("ConfigurationSetSendingPausedException", "Configuration set sending paused", 400, "paused"),
+        ("AccessDenied", "User is not authorized to perform ses:SendBulkTemplatedEmail", 403, "IAM"),
+        ("InvalidClientTokenId", "The security token included in the request is invalid.", 403, "access key"),
+        ("SignatureDoesNotMatch", "The request signature we calculated does not match", 403, "secret key"),
+        ("ExpiredToken", "The security token included in the request is expired", 403, "expired"),
+        ("UnrecognizedClientException", "The security token included in the request is invalid", 400, "access key"),
+        (
+            "MessageRejected",
+            (
+                "Email address is not verified. The following identities failed the check in region "
+                f"US-EAST-1: {SES_SOURCE}"
+            ),
+            400,
+            "verify noreply@example.com",
+        ),
+        ("BrandNewSesErrorCode", "something new", 400, "errors/"),
+    ],
+)
+def test_operator_faults_stop_the_sender_and_write_off_nothing(ses, tmp_path, code, message, http, fix):
+    calls = Calls(ses, [(http, error_xml(code, message))])
+    records = [record(i) for i in range(4)]
+    sender = run_sender(tmp_path, SesProvider(ses, Outputs(tmp_path)), encode_line(records), expect=EXIT_OPERATOR_FAULT)
+    assert len(calls.calls) == 1  # stopped at once: no retry, no split
+    assert sender.fault is not None and sender.fault.code == code and fix in sender.fault.fix
+    assert jsonl(tmp_path / "rejects.jsonl") == [] and jsonl(tmp_path / "deliveries.jsonl") == []
+    assert unfinished(tmp_path) == 4
+    run_sender(tmp_path, SesProvider(ses, Outputs(tmp_path)), None)  # fixed: the journal replays, once
+    assert sorted(d["recipient"] for d in jsonl(tmp_path / "deliveries.jsonl")) == sorted(r.email for r in records)
+
+
+@pytest.mark.parametrize("status", ["TemplateDoesNotExist", "AccountSuspended", "SomethingNew"])
+def test_a_destination_status_that_is_the_operators_fault_writes_off_nothing(ses, tmp_path, status):
+    Calls(ses, [(200, statuses_xml(["Success", status, status]))])
+    records = [record(i) for i in range(3)]
+    run_sender(tmp_path, SesProvider(ses, Outputs(tmp_path)), encode_line(records), expect=EXIT_OPERATOR_FAULT)
+    assert jsonl(tmp_path / "rejects.jsonl") == []
+    assert [d["recipient"] for d in jsonl(tmp_path / "deliveries.jsonl")] == [records[0].email]
+    assert unfinished(tmp_path) == 2
+
+
+class RefusesAddresses:
+    """A before-send hook answering a whole call with SES's InvalidParameterValue while it
+    holds one of `bad`; other calls go on to moto. Records every call's addresses."""
+
+    def __init__(self, client: object, bad: set[str], message: str = "Missing final '@domain'") -> None:
+        self.bad = bad
+        self.message = message
+        self.calls: list[list[str]] = []
+        self.lock = threading.Lock()
+        client.meta.events.register_first("before-send.ses.SendBulkTemplatedEmail", self)  # type: ignore[attr-defined]
+
+    def __call__(self, request: object, **_: object):
+        got = addresses(request)
+        with self.lock:
+            self.calls.append(got)
+        if self.bad & set(got):
+            return AWSResponse(request.url, 400, {}, Raw(error_xml("InvalidParameterValue", self.message)))  # type: ignore[attr-defined]
+        return None
+
+
+def test_one_refused_address_in_100_costs_only_itself(ses, tmp_path):
+    records = [record(i) for i in range(100)]
+    bad = records[37].email
+    hook = RefusesAddresses(ses, {bad})
+    sender = run_sender(tmp_path, SesProvider(ses, Outputs(tmp_path)), encode_line(records), max_send_rate=50.0)
+    deliveries = jsonl(tmp_path / "deliveries.jsonl")
+    delivered = [d["recipient"] for d in deliveries if d["status"] == "Success"]
+    assert sorted(delivered) == sorted(r.email for r in records if r.email != bad)
+    assert len(set(delivered)) == 99
+    rejects = jsonl(tmp_path / "rejects.jsonl")
+    assert [(r["recipient"], r["status"]) for r in rejects] == [(bad, "InvalidParameterValue")]
+    assert rejects[0]["error"] == "Missing final '@domain'" and rejects[0]["token_ref"] == token_ref(records[37].secret)
+    assert rejects[0]["action"] == "activation" and records[37].secret not in json.dumps(rejects)
+    # 2 calls of 50, a probe, then halving 50 down to 1 (2 calls a level, 6 levels): bounded
+    assert len(hook.calls) <= 2 + 1 + 2 * 6
+    assert sender.counts.splits >= 1
+
+
+def test_a_call_refused_whatever_the_recipient_is_an_operator_fault_not_a_write_off(ses, tmp_path):
+    records = [record(i) for i in range(10)]
+    hook = RefusesAddresses(ses, {r.email for r in records} | {SesProvider.probe_address}, "Illegal address")
+    sender = run_sender(tmp_path, SesProvider(ses, Outputs(tmp_path)), encode_line(records), expect=EXIT_OPERATOR_FAULT)
+    assert hook.calls[-1] == [SesProvider.probe_address] and len(hook.calls) == 2
+    assert sender.fault is not None and sender.fault.code == "InvalidParameterValue"
+    assert jsonl(tmp_path / "rejects.jsonl") == [] and unfinished(tmp_path) == 10
+
+
+def test_in_the_sandbox_only_the_unverified_recipients_named_by_ses_are_rejected(ses, tmp_path):
+    records = [record(i) for i in range(6)]
+    message = (
+        "Email address is not verified. The following identities failed the check in region US-EAST-1: "
+        f"{records[2].email}, {records[4].email}"
+    )
+    calls = Calls(ses, [(400, error_xml("MessageRejected", message))])
     run_sender(tmp_path, SesProvider(ses, Outputs(tmp_path)), encode_line(records))
     rejects = jsonl(tmp_path / "rejects.jsonl")
-    assert [(r["record"]["email"], r["status"]) for r in rejects] == [(records[1].email, "TemplateDoesNotExist")]
-    assert len(list((tmp_path / "errors").iterdir())) == 1
+    assert sorted(r["recipient"] for r in rejects) == [records[2].email, records[4].email]
+    delivered = sorted(d["recipient"] for d in jsonl(tmp_path / "deliveries.jsonl") if d["status"] == "Success")
+    assert delivered == sorted(r.email for i, r in enumerate(records) if i not in (2, 4))
+    assert calls.calls[1] == [r.email for i, r in enumerate(records) if i not in (2, 4)]
+
+
+def test_idn_domains_reach_ses_in_punycode_and_non_ascii_local_parts_never_reach_a_call(ses, tmp_path):
+    idn = Record(Action.ACTIVATION, "ada@bücher.example", "ada", record(1).secret, "00000")
+    local = Record(Action.ACTIVATION, "zoë@example.com", "zoë", record(2).secret, "00000")
+    calls = Calls(ses, [])
+    run_sender(tmp_path, SesProvider(ses, Outputs(tmp_path)), encode_line([idn, local, record(3)]))
+    assert sorted(a for c in calls.calls for a in c) == sorted(["ada@xn--bcher-kva.example", record(3).email])
+    rows = {d["recipient"]: d for d in jsonl(tmp_path / "deliveries.jsonl")}
+    assert rows["ada@bücher.example"]["sent_to"] == "ada@xn--bcher-kva.example"
+    assert "sent_to" not in rows[record(3).email]
+    rejects = jsonl(tmp_path / "rejects.jsonl")
+    assert [r["recipient"] for r in rejects] == ["zoë@example.com"]
+    assert "not 7-bit ASCII" in rejects[0]["reason"] and rejects[0]["status"] == "InvalidAddress"
+
+
+def test_an_unexpected_error_in_a_call_stops_the_sender_without_writing_anything_off(tmp_path):
+    class Broken(FakeProvider):
+        def send_bulk(self, send: BulkSend) -> list[DestinationResult]:
+            raise RuntimeError("a bug")
+
+    sender = run_sender(tmp_path, Broken(), encode_line([record(1)]), expect=EXIT_OPERATOR_FAULT)
+    assert sender.fault is not None and sender.fault.code == "Internal"
+    assert jsonl(tmp_path / "rejects.jsonl") == [] and unfinished(tmp_path) == 1
 
 
 def test_daily_quota_exceeded_backs_off_for_long_instead_of_retrying_fast(ses, tmp_path):
@@ -318,7 +481,7 @@ def test_network_errors_are_retried(ses, tmp_path):
 
 
 def test_records_past_the_deadline_are_not_sent(tmp_path):
-    class Recording:
+    class Recording(FakeProvider):
         def __init__(self) -> None:
             self.sends: list[BulkSend] = []
 
@@ -337,12 +500,12 @@ def test_records_past_the_deadline_are_not_sent(tmp_path):
 
 
 def test_a_retry_that_would_land_past_the_deadline_is_rejected_instead(tmp_path):
-    class Transient:
+    class Transient(FakeProvider):
         calls = 0
 
         def send_bulk(self, send: BulkSend) -> list[DestinationResult]:
             Transient.calls += 1
-            return [DestinationResult("TransientFailure", None, "try later")] * len(send.destinations)
+            return [DestinationResult("TransientFailure", None, "try later", Outcome.RETRY)] * len(send.destinations)
 
     policy = RetryPolicy(Backoff(5.0, 5.0))  # a full-jitter delay of up to 5 s...
     policy.rng.seed(1)  # ...drawn as about 0.67 s, over a 0.2 s deadline
@@ -356,7 +519,7 @@ def test_the_rate_limit_holds_in_every_one_second_window(tmp_path):
     stamps: list[tuple[float, int]] = []
     lock = threading.Lock()
 
-    class Recording:
+    class Recording(FakeProvider):
         def send_bulk(self, send: BulkSend) -> list[DestinationResult]:
             with lock:
                 stamps.append((time.monotonic(), len(send.destinations)))
@@ -375,7 +538,7 @@ def test_the_reader_stops_reading_while_the_sender_is_full(tmp_path):
     release = threading.Event()
     called = threading.Event()
 
-    class Blocked:
+    class Blocked(FakeProvider):
         def send_bulk(self, send: BulkSend) -> list[DestinationResult]:
             called.set()
             release.wait(30)

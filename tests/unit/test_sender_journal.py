@@ -8,6 +8,7 @@ import stat
 import time
 from pathlib import Path
 
+from conftest import FakeProvider
 from test_sender import jsonl, record, run_sender
 
 from mailroom.signing import Action
@@ -16,7 +17,7 @@ from sender.journal import Journal
 from sender.provider import BulkSend, DestinationResult
 
 
-class Recording:
+class Recording(FakeProvider):
     def __init__(self) -> None:
         self.emails: list[str] = []
 

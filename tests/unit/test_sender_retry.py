@@ -1,53 +1,119 @@
-"""The retry policy table and the rate limiter, on their own."""
+"""The one outcome table (sender/retry.py): every SES answer falls into exactly one class."""
 
 from __future__ import annotations
 
+import botocore.exceptions
+import botocore.session
 import pytest
 
 from mailroom.backoff import Backoff
 from sender.ratelimit import RateLimiter
-from sender.retry import RetryPolicy, Verdict, error_verdict, status_verdict
+from sender.retry import (
+    Outcome,
+    RetryPolicy,
+    is_address_syntax_error,
+    names,
+    ses_error_outcome,
+    ses_fix,
+    ses_status_outcome,
+)
+
+SEND_BULK = botocore.session.get_session().get_service_model("ses").operation_model("SendBulkTemplatedEmail")
+SOURCE = "Example <noreply@example.com>"
 
 
 @pytest.mark.parametrize(
-    "status,verdict",
+    ("status", "outcome"),
     [
-        ("Success", Verdict.DONE),
-        ("TransientFailure", Verdict.RETRY),
-        ("AccountThrottled", Verdict.RETRY),
-        ("Failed", Verdict.RETRY),
-        ("AccountDailyQuotaExceeded", Verdict.QUOTA),
-        ("MessageRejected", Verdict.PERMANENT),
-        ("TemplateDoesNotExist", Verdict.PERMANENT),
-        ("InvalidParameterValue", Verdict.PERMANENT),
-        ("SomethingNew", Verdict.RETRY),
+        ("Success", Outcome.DELIVERED),
+        ("TransientFailure", Outcome.RETRY),
+        ("AccountThrottled", Outcome.RETRY),
+        ("Failed", Outcome.RETRY),
+        ("AccountDailyQuotaExceeded", Outcome.QUOTA),
+        ("MessageRejected", Outcome.REFUSED),
+        ("InvalidParameterValue", Outcome.REFUSED),
+        ("TemplateDoesNotExist", Outcome.OPERATOR),
+        ("ConfigurationSetDoesNotExist", Outcome.OPERATOR),
+        ("MailFromDomainNotVerified", Outcome.OPERATOR),
+        ("AccountSuspended", Outcome.OPERATOR),
+        ("AccountSendingPaused", Outcome.OPERATOR),
+        ("ConfigurationSetSendingPaused", Outcome.OPERATOR),
+        ("InvalidSendingPoolName", Outcome.OPERATOR),
+        ("SomethingNew", Outcome.OPERATOR),
     ],
 )
-def test_destination_statuses(status, verdict):
-    assert status_verdict(status) is verdict
+def test_each_destination_status_has_exactly_one_outcome(status, outcome):
+    assert ses_status_outcome(status, "", SOURCE) is outcome
+
+
+def test_a_destination_rejected_because_the_source_is_unverified_is_an_operator_fault():
+    message = "Email address is not verified. The following identities failed the check: noreply@example.com"
+    assert ses_status_outcome("MessageRejected", message, SOURCE) is Outcome.OPERATOR
+    other = "Email address is not verified. The following identities failed the check: ada@example.org"
+    assert ses_status_outcome("MessageRejected", other, SOURCE) is Outcome.REFUSED
 
 
 @pytest.mark.parametrize(
-    "code,message,http,verdict",
+    ("code", "message", "http", "outcome"),
     [
-        ("Throttling", "Maximum sending rate exceeded.", 400, Verdict.RETRY),
-        ("Throttling", "Daily message quota exceeded.", 400, Verdict.QUOTA),
-        ("ServiceUnavailable", "", 503, Verdict.RETRY),
-        ("Whatever", "", 500, Verdict.RETRY),
-        ("NetworkError", "connection reset", None, Verdict.RETRY),
-        ("MessageRejected", "Email address is not verified.", 400, Verdict.PERMANENT),
-        ("TemplateDoesNotExist", "", 400, Verdict.PERMANENT),
-        ("InvalidParameterValue", "", 400, Verdict.PERMANENT),
+        ("Throttling", "Maximum sending rate exceeded.", 400, Outcome.RETRY),
+        ("Throttling", "Daily message quota exceeded.", 400, Outcome.QUOTA),
+        ("ThrottlingException", "Rate exceeded", 400, Outcome.RETRY),
+        ("ServiceUnavailable", "", 503, Outcome.RETRY),
+        ("InternalFailure", "", 500, Outcome.RETRY),
+        ("Whatever", "", 500, Outcome.RETRY),
+        ("RequestTimeout", "", 400, Outcome.RETRY),
+        ("", "", 429, Outcome.RETRY),
+        ("InvalidParameterValue", "Missing final '@domain'", 400, Outcome.ISOLATE),
+        ("MessageRejected", "Email address is not verified.", 400, Outcome.ISOLATE),
+        ("TemplateDoesNotExist", "Template activationv1 does not exist", 400, Outcome.OPERATOR),
+        ("ConfigurationSetDoesNotExist", "", 400, Outcome.OPERATOR),
+        ("MailFromDomainNotVerifiedException", "", 400, Outcome.OPERATOR),
+        ("AccountSendingPausedException", "", 400, Outcome.OPERATOR),
+        ("ConfigurationSetSendingPausedException", "", 400, Outcome.OPERATOR),
+        ("AccessDenied", "not authorized to perform ses:SendBulkTemplatedEmail", 403, Outcome.OPERATOR),
+        ("InvalidClientTokenId", "The security token included in the request is invalid.", 403, Outcome.OPERATOR),
+        ("SignatureDoesNotMatch", "", 403, Outcome.OPERATOR),
+        ("ExpiredToken", "The security token included in the request is expired", 403, Outcome.OPERATOR),
+        ("UnrecognizedClientException", "", 400, Outcome.OPERATOR),
+        ("SomethingNobodyHasSeen", "", 400, Outcome.OPERATOR),
     ],
 )
-def test_call_errors(code, message, http, verdict):
-    assert error_verdict(code, message, http) is verdict
+def test_each_call_error_has_exactly_one_outcome(code, message, http, outcome):
+    assert ses_error_outcome(code, message, http, operation_model=SEND_BULK) is outcome
+
+
+@pytest.mark.parametrize(
+    ("exception", "outcome"),
+    [
+        (botocore.exceptions.EndpointConnectionError(endpoint_url="http://x"), Outcome.RETRY),
+        (botocore.exceptions.ReadTimeoutError(endpoint_url="http://x"), Outcome.RETRY),
+        (botocore.exceptions.ConnectTimeoutError(endpoint_url="http://x"), Outcome.RETRY),
+        (botocore.exceptions.NoRegionError(), Outcome.OPERATOR),
+    ],
+)
+def test_transport_failures_are_classified_by_botocore(exception, outcome):
+    assert ses_error_outcome("", str(exception), None, operation_model=SEND_BULK, exception=exception) is outcome
+
+
+def test_every_operator_fault_names_a_fix():
+    fix = ses_fix("TemplateDoesNotExist", template="activationv1", region="us-east-1")
+    assert "mailroom templates push" in fix and "us-east-1" in fix
+    assert "MAILROOM_SES_CONFIG_SET" in ses_fix("ConfigurationSetDoesNotExist", config_set="default")
+    assert "errors/" in ses_fix("SomethingNobodyHasSeen")
+
+
+def test_names_finds_the_addresses_a_message_names():
+    message = "Email address is not verified. The following identities failed the check in region US-EAST-1: a@x.org, B@Y.org"
+    assert names(message, ["a@x.org", "b@y.org", "c@z.org"]) == {"a@x.org", "b@y.org"}
+    assert is_address_syntax_error("Missing final '@domain'")
+    assert not is_address_syntax_error("Template data is too large")
 
 
 def test_quota_delay_is_minutes_and_fast_delay_is_capped():
     policy = RetryPolicy(Backoff(0.2, 20.0), quota_delay=300.0)
-    assert all(150 <= policy.delay(Verdict.QUOTA, 0) <= 300 for _ in range(50))
-    assert all(0 <= policy.delay(Verdict.RETRY, 30) <= 20 for _ in range(50))
+    assert all(150 <= policy.delay(Outcome.QUOTA, 0) <= 300 for _ in range(50))
+    assert all(0 <= policy.delay(Outcome.RETRY, 30) <= 20 for _ in range(50))
 
 
 def test_rate_limiter_never_grants_more_than_the_rate_in_any_window():

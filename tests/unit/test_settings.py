@@ -26,7 +26,7 @@ def test_collector_defaults_are_the_documented_ones() -> None:
 def test_sender_defaults_are_the_documented_ones() -> None:
     s = SenderSettings.from_environ({})
     assert s.debug is False
-    assert (s.config_set, s.source, s.output_path) == ("default", "noreply@localhost", Path("./output"))
+    assert (s.config_set, s.source, s.output_path) == ("", "noreply@localhost", Path("./output"))
     assert (s.template_activation, s.template_recovery) == ("activationv1", "passwordrecoveryv1")
     assert (s.send_deadline_s, s.concurrency, s.max_send_rate) == (600.0, 4, None)
 
