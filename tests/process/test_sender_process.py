@@ -7,17 +7,15 @@ import hashlib
 import json
 import signal
 import subprocess
-import threading
 import time
 from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import parse_qs
 
 import boto3
 import pytest
 from conftest import FAKE_AWS_ENV, script
 
+from bench.fake_ses import Faults, serve
 from mailroom.settings import SENDER_VARIABLES
 from mailroom.signing import Action, sign
 from mailroom.wire import Record, encode_line
@@ -45,60 +43,31 @@ def wait_for(condition, timeout: float = 30.0, what: str = "condition") -> None:
 
 
 class FakeSes:
-    """A slow SES endpoint: answers SendBulkTemplatedEmail with Success after `delay` seconds."""
+    """bench/fake_ses.py on loopback (SES's real XML answers); `faults` injects SES's errors."""
 
-    def __init__(self, delay: float) -> None:
+    def __init__(self, delay: float, faults: Faults | None = None) -> None:
+        self.faults = faults or Faults()
         self.delay = delay
-        self.received: list[str] = []
-        self.lock = threading.Lock()
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: object) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                form = parse_qs(self.rfile.read(int(self.headers["Content-Length"])).decode())
-                action = form["Action"][0]
-                if action == "SendBulkTemplatedEmail":
-                    time.sleep(fake.delay)
-                    emails = [
-                        v[0]
-                        for k, v in sorted(form.items(), key=lambda kv: kv[0])
-                        if k.endswith("ToAddresses.member.1")
-                    ]
-                    with fake.lock:
-                        fake.received += emails
-                    members = "".join(
-                        f"<member><Status>Success</Status><MessageId>id-{e}</MessageId></member>" for e in emails
-                    )
-                    body = (
-                        f"<SendBulkTemplatedEmailResponse><SendBulkTemplatedEmailResult><Status>{members}"
-                        f"</Status></SendBulkTemplatedEmailResult><ResponseMetadata><RequestId>r</RequestId>"
-                        f"</ResponseMetadata></SendBulkTemplatedEmailResponse>"
-                    )
-                else:
-                    body = (
-                        "<ErrorResponse><Error><Code>InvalidAction</Code><Message>no</Message></Error></ErrorResponse>"
-                    )
-                data = body.encode()
-                self.send_response(200 if action == "SendBulkTemplatedEmail" else 400)
-                self.send_header("Content-Type", "text/xml")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     def __enter__(self) -> FakeSes:
-        self.thread.start()
+        self.server, self.stats = serve(0, self.delay, faults=self.faults)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+    @property
+    def received(self) -> list[str]:
+        """Every address of every SendBulkTemplatedEmail call, in order."""
+        with self.stats.lock:
+            return [a for call in self.stats.call_addresses for a in call]
+
+    @property
+    def delivered(self) -> list[str]:
+        with self.stats.lock:
+            return list(self.stats.delivered)
 
 
 def sender_env(base_env: dict[str, str], out: Path, endpoint: str | None, **extra: str) -> dict[str, str]:
