@@ -58,7 +58,7 @@ def build(s: settings.SenderSettings) -> Sender:
     rate: float | None
     if s.debug:
         provider = DebugProvider(sys.stdout, templates.load_all())
-        rate = s.max_send_rate  # None: printing is not paced
+        rate = None  # printing is not paced: there is no provider to protect
     else:
         from sender.ses import SesProvider, make_client
 
