@@ -1,7 +1,9 @@
 """Chunks of the queue: claim, sign, write, and only then commit.
 
 A chunk is one statement (`claim_chunk` in sql/collector.sql) and one line: it deletes up
-to BATCH_LIMIT entries of this consumer's queue and returns what to emit. Up to
+to BATCH_LIMIT entries of this consumer's queue and returns what to emit. A chunk whose
+line would pass the wire's MAX_LINE_BYTES is written as several lines instead, so that
+the sender accepts every line (mailroom/wire.py `encode_lines`). Up to
 CHUNKS_PER_COMMIT chunks share a transaction; their lines are written to stdout, and
 COMMIT comes only once the reader has taken them all (collector/output.py): if anything
 fails first, the transaction rolls back and every claimed entry is still there for the
@@ -26,7 +28,7 @@ from collector.output import LineWriter
 from collector.signals import StopFlag
 from mailroom.db import queries
 from mailroom.signing import Action, sign
-from mailroom.wire import Record, encode_line
+from mailroom.wire import Record, encode_lines
 
 CHUNKS_PER_COMMIT = 10
 
@@ -96,11 +98,12 @@ class Queue:
                         claimed_here += len(rows)
                         records = self.records(rows)
                         if records:
-                            output.write_line(encode_line(records))
+                            for line in encode_lines(records):
+                                output.write_line(line)
+                                result.lines += 1
                         result.chunks += 1
                         result.claimed += len(rows)
                         result.emitted += len(records)
-                        result.lines += 1 if records else 0
                         if stop:
                             done = True
                             break

@@ -1,6 +1,8 @@
 """The wire format between collector and sender: one line per batch on a pipe.
 
-A line is `action,email,username,secret,code` repeated, terminated by LF. Action is 1
+A line is `action,email,username,secret,code` repeated, terminated by LF, and at most
+MAX_LINE_BYTES long (LF included): the collector cuts a chunk that would make a longer
+line into several lines (`encode_lines`), and the sender accepts every line up to it. Action is 1
 (activation) or 2 (password recovery), secret is a signed token (see signing.py), code
 is 5 digits. A field containing a comma, a double quote, CR or LF is quoted RFC 4180
 style: wrapped in double quotes, with each quote inside doubled. Other fields are written
@@ -20,6 +22,10 @@ from dataclasses import dataclass
 from mailroom.signing import Action, InvalidToken, decode_token, is_code, redact
 
 FIELDS_PER_RECORD = 5
+# The longest line, LF included, that the collector writes and the sender accepts whole.
+# One record is at most about 2 KB (two fields of 254 characters of up to 4 bytes, quoted),
+# so a line always has room for at least one.
+MAX_LINE_BYTES = 1 << 20
 MAX_FIELD_CHARS = 254  # accounts.email and accounts.login are varchar(254)
 # A quoted field that runs on past this many bytes (across physical lines) is taken as an
 # unterminated quote: the reader gives up on it and starts afresh at the next line.
@@ -85,6 +91,32 @@ def encode_record(record: Record) -> str:
 def encode_line(records: Iterable[Record]) -> bytes:
     """One batch line, LF-terminated, UTF-8."""
     return (",".join(encode_record(r) for r in records) + "\n").encode("utf-8")
+
+
+def encode_lines(records: Iterable[Record], max_bytes: int = MAX_LINE_BYTES) -> list[bytes]:
+    """Batch lines of at most `max_bytes` each (LF included), the records in order: one
+    line, unless the records do not fit in one."""
+    records = list(records)
+    line = encode_line(records)
+    if len(line) <= max_bytes or len(records) <= 1:
+        if len(line) > max_bytes:
+            raise ValueError(f"one record is {len(line)} bytes, more than the line limit of {max_bytes}")
+        return [line]
+    lines: list[bytes] = []
+    parts: list[bytes] = []
+    size = 1  # the LF
+    for record in records:
+        part = encode_record(record).encode("utf-8")
+        if len(part) + 1 > max_bytes:
+            raise ValueError(f"one record is {len(part) + 1} bytes, more than the line limit of {max_bytes}")
+        extra = len(part) + (1 if parts else 0)  # the comma before it
+        if parts and size + extra > max_bytes:
+            lines.append(b",".join(parts) + b"\n")
+            parts, size, extra = [], 1, len(part)
+        parts.append(part)
+        size += extra
+    lines.append(b",".join(parts) + b"\n")
+    return lines
 
 
 def _open_quote_at(line: bytes) -> int:

@@ -51,7 +51,7 @@ from sender.provider import (
     template_data,
 )
 from sender.ratelimit import RateLimiter
-from sender.reader import decoded_groups
+from sender.reader import ChunkedLines, decoded_groups
 from sender.retry import EXIT_OPERATOR_FAULT, Outcome, RetryPolicy, names, source_address
 
 log = logging.getLogger("sender")
@@ -172,15 +172,18 @@ class Sender:
 
     def _read(self, fd: int) -> None:
         try:
-            for group in decoded_groups(fd, self._before_read):
+            src = ChunkedLines(fd, self._before_read)
+            for group in decoded_groups(src):
                 now = self.clock()
                 rejects = [r for line in group for r in line.rejects]
                 if rejects:
                     self._reject_input(rejects)
                 lines = [(self.journal.new_line_id(), now, line.records) for line in group if line.records]
+                if lines:
+                    self.journal.append_lines(lines)  # with fsync
+                src.ack()  # only now do these lines leave the pipe
                 if not lines:
                     continue
-                self.journal.append_lines(lines)
                 with self._room:
                     self._pending += sum(len(r) for _, _, r in lines)
                 self._events.put(("lines", lines))

@@ -7,7 +7,8 @@ Layout: `<output>/journal/seg-<ns>.jsonl`, JSON lines of four kinds:
 - `{"k":"R","id","n":[...]}` those records were finished otherwise (rejected, duplicate);
 - `{"k":"S","h":[...],"at":[...]}` hashes of secrets delivered recently, carried over.
 
-On start every segment is read (a torn last line from a crash is skipped), the unfinished
+On start every segment is read (a torn last line from a crash is skipped; a corrupt entry
+anywhere else is skipped too, and logged with its segment and line number), the unfinished
 records and the recent deliveries are written to a fresh segment, fsync'ed, and only then
 are the old segments deleted; a crash in between leaves both, and replaying both gives the
 same state (entries are keyed by line id and index). The same compaction runs whenever the
@@ -35,7 +36,7 @@ from pathlib import Path
 
 from mailroom.signing import Action
 from mailroom.wire import Record
-from sender.outputs import open_append, private_dir
+from sender.outputs import open_append, private_dir, write_all
 
 log = logging.getLogger("sender.journal")
 
@@ -89,12 +90,22 @@ class Journal:
 
     def _replay(self, path: Path) -> None:
         with open(path, "rb") as f:
-            for raw in f:
+            for number, raw in enumerate(f, 1):
                 try:
                     entry = json.loads(raw)
                     self._apply(entry)
-                except (ValueError, KeyError, TypeError, IndexError):
-                    self.skipped_entries += 1  # a torn write at a crash: nothing was acted on it
+                except (ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
+                    self.skipped_entries += 1
+                    if raw.endswith(b"\n"):  # not a torn last write: something damaged the file
+                        log.warning(
+                            "journal %s line %d: corrupt entry skipped (%s: %s)",
+                            path.name,
+                            number,
+                            type(exc).__name__,
+                            str(exc)[:200],
+                        )
+                    else:  # a torn write at a crash: nothing was acted on it
+                        log.info("journal %s line %d: torn last entry skipped", path.name, number)
 
     def _apply(self, e: dict) -> None:
         kind = e["k"]
@@ -102,7 +113,7 @@ class Journal:
             rows = e["r"]
             indices = e.get("n") or range(len(rows))
             line = self._pending.setdefault(e["id"], PendingLine(float(e["at"])))
-            for i, row in zip(indices, rows):
+            for i, row in zip(indices, rows, strict=False):
                 line.records[i] = Record(Action(int(row[0])), row[1], row[2], row[3], row[4])
         elif kind in ("D", "R"):
             line = self._pending.get(e["id"])
@@ -116,7 +127,7 @@ class Journal:
                 for h in e.get("h", ()):
                     self._remember(int(h, 16), at)
         elif kind == "S":
-            for h, at in zip(e["h"], e["at"]):
+            for h, at in zip(e["h"], e["at"], strict=False):
                 self._remember(int(h, 16), float(at))
 
     def _remember(self, h: int, at: float) -> None:
@@ -137,7 +148,8 @@ class Journal:
         def write(entries: list[dict]) -> None:  # a piece at a time: no large transient strings
             nonlocal size
             data = "".join(json.dumps(e, ensure_ascii=False, separators=(",", ":")) + "\n" for e in entries).encode()
-            size += os.write(fd, data)
+            write_all(fd, data)
+            size += len(data)
 
         lines = list(self._pending.items())
         for i in range(0, len(lines), 200):
@@ -197,7 +209,7 @@ class Journal:
         with self._lock:
             for line_id, at, records in lines:
                 self._pending[line_id] = PendingLine(at, dict(enumerate(records)))
-            os.write(self._fd, data)
+            write_all(self._fd, data)
             os.fsync(self._fd)
             self._size += len(data)
 
@@ -218,7 +230,7 @@ class Journal:
             return
         data = "".join(json.dumps(e, separators=(",", ":")) + "\n" for e in entries).encode()
         with self._lock:
-            os.write(self._fd, data)
+            write_all(self._fd, data)
             self._size += len(data)
             for e in entries:
                 self._apply(e)

@@ -7,28 +7,36 @@ it blocks while the sender is full (back-pressure) and says whether to go on at 
 
 When stdin is a pipe (Linux), lines are not taken out of it when they are read: they are
 looked at with tee(2), which copies what the pipe holds without consuming it, and taken
-only when the reader is asked for more, that is after the caller has journaled the group
-they belonged to (sender/dispatch.py journals with fsync before it reads on). The
-collector commits a line only once the pipe is empty (collector/output.py), so a line is
-never both committed by the collector and lost with a killed sender: until the sender
-has it on disk, it is still in the pipe, and if the sender dies the pipe and the
-collector's uncommitted chunk go with it.
+only when the caller acknowledges them (`ChunkedLines.ack()`), which sender/dispatch.py
+does after the journal's fsync of the group they belong to; asking for more input before
+that is an error (UnackedLines), so no buffering by a caller can silently take lines out
+early. The collector commits a line only once the pipe is empty (collector/output.py), so
+a line is never both committed by the collector and lost with a killed sender: until the
+sender has it on disk, it is still in the pipe, and if the sender dies the pipe and the
+collector's uncommitted chunk go with it. When stdin is a socket, or tee(2) is missing,
+this hand-off is off and a warning says so at start.
+
+A line is at most MAX_LINE_BYTES (mailroom/wire.py), LF included: every line the collector
+writes is accepted whole; a longer one is rejected whole, and the lines after it go on.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
+import logging
 import os
 import stat
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from mailroom.wire import Record, Rejected, decode_line, logical_lines
+from mailroom.wire import MAX_LINE_BYTES, Record, Rejected, decode_line, logical_lines
 
 CHUNK = 1 << 16
-MAX_LINE_BYTES = 1 << 20  # a "line" longer than this without LF is handed on (and rejected)
+
+log = logging.getLogger("sender.reader")
 
 
 def _libc_tee() -> Callable[[int, int, int, int], int] | None:
@@ -88,10 +96,8 @@ class PipePeek:
 
     def close(self) -> None:
         for fd in (self._r, self._w):
-            try:
+            with contextlib.suppress(OSError):
                 os.close(fd)
-            except OSError:
-                pass
 
 
 class _HeldReads:
@@ -114,57 +120,107 @@ class _HeldReads:
         pass
 
 
+class UnackedLines(RuntimeError):
+    """More input was asked for while lines handed on were not acknowledged: a caller bug
+    that would take lines out of the pipe before they are journaled."""
+
+
 class ChunkedLines:
-    """Physical lines (with their LF) from a file descriptor; `drained` when no full line is buffered."""
+    """Physical lines (with their LF) from a file descriptor; `drained` when no full line is buffered.
+
+    The hand-off's acknowledgement is explicit: a line handed on stays in the pipe until
+    the caller calls `ack()` (after its journal's fsync); asking for more input before
+    that raises UnackedLines. A line longer than MAX_LINE_BYTES (LF included) is not
+    handed on: it is taken out of the pipe, counted in `too_long`, and an empty line
+    (b"\\n") stands in for it so that the caller sees where it was.
+    """
 
     def __init__(self, fd: int, before_read: Callable[[], bool]) -> None:
         self.fd = fd
         self.before_read = before_read
         self.drained = True
+        self.too_long = 0
         self.peeker = PipePeek.open(fd)
+        self._source: PipePeek | _HeldReads | None = None
+        self._unacked = 0  # bytes of the lines handed on, still in the pipe
+        try:
+            mode = os.fstat(fd).st_mode
+        except OSError:
+            mode = 0
+        if self.peeker is None and (stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)):
+            log.warning(
+                "stdin is a %s and the pipe hand-off is off (%s): lines are taken out as they are read, "
+                "so lines read but not yet journaled can be lost if the sender is killed",
+                "pipe" if stat.S_ISFIFO(mode) else "socket",
+                "tee(2) is not available" if stat.S_ISFIFO(mode) else "tee(2) needs a pipe",
+            )
+
+    @property
+    def unacked(self) -> int:
+        return self._unacked
+
+    def ack(self) -> None:
+        """Take every line handed on so far out of the pipe: the caller has them on disk."""
+        if self._unacked and self._source is not None:
+            self._source.take(self._unacked)
+        self._unacked = 0
 
     def __iter__(self) -> Iterator[bytes]:
-        source = self.peeker or _HeldReads(self.fd)
+        self._source = source = self.peeker or _HeldReads(self.fd)
         try:
             yield from self._peeking(source)
         finally:
             source.close()
 
     def _peeking(self, peeker: PipePeek | _HeldReads) -> Iterator[bytes]:
-        """Whole lines leave the source only when the next read is asked for: by then the
-        caller has journaled them (with a pipe, that is what the collector waits for). A line's first part may be taken
-        earlier (no LF yet, nothing to journal): its chunk cannot have been committed,
+        """Whole lines leave the source only when acknowledged. A line's first part may be
+        taken earlier (no LF yet, nothing to journal): its chunk cannot have been committed,
         since the collector commits only once the whole line has left the pipe."""
         buf = b""  # taken out of the pipe, no LF yet
-        owed = 0  # bytes of the lines handed on, still in the pipe
+        skipping = False  # inside a line longer than MAX_LINE_BYTES: discard up to its LF
         while True:
-            if owed:
-                peeker.take(owed)
-                owed = 0
+            if self._unacked:
+                raise UnackedLines(f"{self._unacked} bytes of lines handed on were not acknowledged")
             if not self.before_read():
                 return
             data = peeker.peek(CHUNK)
             if not data:
-                if buf:
-                    self.drained = True
+                self.drained = True
+                if skipping:
+                    self.too_long += 1
+                    yield b"\n"
+                elif buf:
                     yield buf
                 return
+            if skipping:
+                end = data.find(b"\n") + 1
+                peeker.take(end or len(data))
+                if end:
+                    skipping, self.drained = False, True
+                    self.too_long += 1
+                    yield b"\n"
+                continue
             cut = data.rfind(b"\n") + 1
             if not cut:
                 peeker.take(len(data))
                 buf += data
-                if len(buf) > MAX_LINE_BYTES:
-                    self.drained, line, buf = True, buf, b""
-                    yield line
+                if len(buf) >= MAX_LINE_BYTES:  # no LF yet: with it, the line is longer than the limit
+                    buf, skipping = b"", True
                 continue
-            owed = cut
             lines = (buf + data[:cut]).split(b"\n")
             lines.pop()  # empty: the data ended with LF at `cut`
+            taken = len(buf)  # of the first line, this much has left the pipe already
             buf = b""
             last = len(lines) - 1
             for i, line in enumerate(lines):
                 self.drained = i == last
-                yield line + b"\n"
+                self._unacked += len(line) + 1 - taken
+                taken = 0
+                if len(line) + 1 > MAX_LINE_BYTES:
+                    self.too_long += 1
+                    yield b"\n"
+                else:
+                    yield line + b"\n"
 
 
 @dataclass
@@ -173,12 +229,28 @@ class DecodedLine:
     rejects: list[Rejected]
 
 
-def decoded_groups(fd: int, before_read: Callable[[], bool], max_records: int = 500) -> Iterator[list[DecodedLine]]:
-    """Groups of decoded lines: a group ends where the input read so far ends."""
-    src = ChunkedLines(fd, before_read)
+def decoded_groups(src: ChunkedLines, max_records: int = 500) -> Iterator[list[DecodedLine]]:
+    """Groups of decoded lines: a group ends where the input read so far ends. The caller
+    journals each group, then calls `src.ack()`, before it asks for the next one."""
     group: list[DecodedLine] = []
     count = 0
-    for item in logical_lines(src):
+    items = 0
+
+    def physical() -> Iterator[bytes]:
+        for line in src:
+            seen = items
+            yield line
+            if src.drained and items == seen and src.unacked:
+                # A quoted field with a line break runs on past what was read: the start of
+                # that logical line (no record to journal yet) is taken, as a partial line is.
+                # Its rest keeps the pipe from emptying, so its chunk is not committed yet.
+                src.ack()
+
+    for item in logical_lines(physical()):
+        items += 1
+        if src.too_long:
+            group.append(DecodedLine([], [Rejected(f"line longer than {MAX_LINE_BYTES} bytes", ())]))
+            src.too_long -= 1
         if isinstance(item, Rejected):
             group.append(DecodedLine([], [item]))
         else:
@@ -186,8 +258,11 @@ def decoded_groups(fd: int, before_read: Callable[[], bool], max_records: int = 
             if records or rejects:
                 group.append(DecodedLine(records, rejects))
                 count += len(records)
-        if group and (src.drained or count >= max_records):
-            yield group
+        if src.drained or count >= max_records:
+            if group:
+                yield group
+            else:
+                src.ack()  # blank lines: nothing to journal
             group, count = [], 0
     if group:
         yield group
