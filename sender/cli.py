@@ -89,9 +89,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     def on_signal(signum: int, _frame: object) -> None:
         sender.stop()
 
+    preflight = getattr(sender.provider, "preflight", None)  # TEMPORARY: the lead's preflight replaces this
+    if not s.debug and preflight is not None:
+        failed = [c for c in preflight() if not c.ok]
+        if failed:
+            for check in failed:
+                print(f"sender: preflight failed: {check.line()}", file=sys.stderr)
+            return settings.CONFIG_EXIT_STATUS
+
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    return sender.run(sys.stdin.fileno())
+    try:
+        return sender.run(sys.stdin.fileno())
+    finally:
+        close = getattr(sender.provider, "close", None)  # TEMPORARY: the lead's shutdown replaces this
+        if close is not None:
+            close()
 
 
 if __name__ == "__main__":

@@ -32,12 +32,13 @@ from sender.provider import (
     Destination,
     DestinationResult,
     Provider,
+    UnsendableAddress,
     default_template_data,
     template_data,
 )
 from sender.ratelimit import RateLimiter
 from sender.reader import decoded_groups
-from sender.retry import RetryPolicy, Verdict, error_verdict, status_verdict
+from sender.retry import EXIT_OPERATOR_FAULT, Outcome, RetryPolicy
 
 log = logging.getLogger("sender")
 SES_MAX_DESTINATIONS = 50
@@ -51,6 +52,7 @@ class Item:
     read_at: float
     attempts: int = 0
     last_error: str = ""
+    address: str = ""
 
 
 @dataclass(frozen=True)
@@ -114,6 +116,7 @@ class Sender:
         self._stopping = threading.Event()
         self._eof = False
         self.failed = False
+        self.operator_fault = ""
 
     # -- control ------------------------------------------------------------------------
     def stop(self) -> None:
@@ -194,6 +197,8 @@ class Sender:
             self.counts.retries,
             self.counts.calls,
         )
+        if self.operator_fault:
+            return EXIT_OPERATOR_FAULT
         return 1 if self.failed else 0
 
     def _loop(self, pool: ThreadPoolExecutor) -> None:
@@ -251,6 +256,11 @@ class Sender:
             self.journal.finished([], [(item.line_id, item.index)])
             self._release(1)
             return
+        try:
+            item.address = self.provider.address(item.record.email)
+        except UnsendableAddress as exc:
+            self._finish_rejected([item], f"unsendable address: {exc}", status="UnsendableAddress")
+            return
         self._in_hand_secrets[secret] = 1
         self._ready[item.record.action].append(item)
 
@@ -278,7 +288,7 @@ class Sender:
             self.config.source,
             self.config.config_set,
             self.default_data,
-            [Destination(i.record.email, template_data(i.record)) for i in batch],
+            [Destination(i.address or i.record.email, template_data(i.record)) for i in batch],
         )
         future = pool.submit(self._call, send)
         self._inflight.add(future)
@@ -293,23 +303,22 @@ class Sender:
         now = self.clock()
         try:
             results = future.result()
-            outcomes = [(status_verdict(r.status), r) for r in results]
+            outcomes = [(r.outcome, r) for r in results]
         except CallFailed as exc:
-            verdict = error_verdict(exc.code, exc.message, exc.http_status)
-            failure = DestinationResult(exc.code, None, exc.message)
-            outcomes = [(verdict, failure)] * len(batch)
-            log.warning("SES call of %d destination(s) failed: %s (%s)", len(batch), exc.code, verdict.value)
+            failure = DestinationResult(exc.code, None, exc.message, exc.outcome, exc.fix)
+            outcomes = [(exc.outcome, failure)] * len(batch)
+            log.warning("call of %d destination(s) failed: %s (%s)", len(batch), exc.code, exc.outcome.value)
         except Exception as exc:  # a bug or an unexpected library error: retry within the deadline
-            log.exception("SES call failed unexpectedly")
-            failure = DestinationResult("Failed", None, f"{type(exc).__name__}: {exc}")
-            outcomes = [(Verdict.RETRY, failure)] * len(batch)
+            log.exception("call failed unexpectedly")
+            failure = DestinationResult("Failed", None, f"{type(exc).__name__}: {exc}", Outcome.RETRY)
+            outcomes = [(Outcome.RETRY, failure)] * len(batch)
         delivered: list[Item] = []
         rows: list[dict[str, Any]] = []
         stamp = utc_now()
-        delays: dict[tuple[Verdict, int], float] = {}
-        for item, (verdict, result) in zip(batch, outcomes):
+        delays: dict[tuple[Outcome, int], float] = {}
+        for item, (outcome, result) in zip(batch, outcomes):
             item.attempts += 1
-            if verdict is Verdict.DONE:
+            if outcome is Outcome.DELIVERED:
                 delivered.append(item)
                 row = delivery_row(item.record, stamp, status=result.status, attempts=item.attempts)
                 if self.config.debug:
@@ -317,16 +326,21 @@ class Sender:
                 else:
                     row["message_id"] = result.message_id
                 rows.append(row)
-            elif verdict is Verdict.PERMANENT:
+            elif outcome is Outcome.REFUSED:
                 self._finish_rejected(
-                    [item], f"SES refused it: {result.status}", status=result.status, error=result.error or ""
+                    [item], f"refused: {result.status}", status=result.status, error=result.error or ""
                 )
+            elif outcome is Outcome.OPERATOR:
+                if not self.operator_fault:
+                    self.operator_fault = result.fix or f"{result.status}: {result.error or ''}"
+                    log.error("operator fault: %s: %s; fix: %s", result.status, result.error, result.fix)
+                    self.stop()
             else:
                 item.last_error = f"{result.status}: {result.error or ''}".rstrip(": ")
                 # the failed destinations of one call retry together, so they stay one call
-                key = (verdict, item.attempts)
+                key = (outcome, item.attempts)
                 if key not in delays:
-                    delays[key] = self.policy.delay(verdict, item.attempts - 1)
+                    delays[key] = self.policy.delay(outcome, item.attempts - 1)
                 delay = delays[key]
                 if now + delay > item.read_at + self.config.deadline_s:
                     self._finish_rejected(
