@@ -19,6 +19,8 @@ from sender.outputs import Outputs
 
 log = logging.getLogger("sender")
 DEBUG_DEFAULT_RATE = 14.0
+# Relays publish no quota API: the SES sandbox rate, until MAILROOM_SES_MAX_SEND_RATE says more.
+SMTP_DEFAULT_RATE = 14.0
 
 DESCRIPTION = """\
 Read the collector's batch lines on stdin and send each record as a templated email with
@@ -48,6 +50,11 @@ def build(s: settings.SenderSettings) -> Sender:
     if s.debug:
         provider = DebugProvider(sys.stdout, templates.load_all())
         rate = s.max_send_rate or DEBUG_DEFAULT_RATE
+    elif s.provider == "smtp":
+        from sender.smtp import SmtpProvider
+
+        provider = SmtpProvider(s.smtp, s.source, templates.load_all())
+        rate = s.max_send_rate or SMTP_DEFAULT_RATE
     else:
         from sender.ses import SesProvider, account_send_rate, make_client
 
@@ -79,7 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings.exit_on_config_error("sender", exc)
     log.info(
         "sending %s; at most %g emails/s, %d call(s) in flight, %d destinations per call, deadline %gs",
-        "in debug mode (printing, no AWS call)" if s.debug else "through SES",
+        "in debug mode (printing, no AWS call)" if s.debug else f"through {s.provider.upper()}",
         sender.config.max_send_rate,
         s.concurrency,
         sender.batch_size,
