@@ -33,7 +33,7 @@ from collections.abc import Mapping
 from email.message import EmailMessage
 
 from mailroom.checks import Check
-from mailroom.settings import SmtpSettings
+from mailroom.settings import ConfigError, SmtpSettings
 from mailroom.signing import Action
 from sender.addresses import ascii_address
 from sender.provider import BulkSend, DestinationResult, UnsendableAddress
@@ -100,7 +100,10 @@ class SmtpProvider:
     ) -> None:
         self.settings = settings
         self.source = source
-        self.envelope_from = ascii_address(source_address(source))
+        try:
+            self.envelope_from = ascii_address(source_address(source))
+        except UnsendableAddress as exc:
+            raise ConfigError("MAILROOM_SOURCE", f"{source!r} cannot be an SMTP envelope sender: {exc}") from None
         self.domain = self.envelope_from.rpartition("@")[2]
         self.templates = templates
         self.local_hostname = local_hostname
