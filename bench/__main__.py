@@ -7,6 +7,7 @@
     python -m bench insert --clients 4 --seconds 15
     python -m bench sender --records 100000 --concurrency 8
     python -m bench debug --records 2000
+    python -m bench smtp --records 10000 --connections 4
 
 Every figure in BENCHMARKS.md names the single command that reproduces it. Benchmarks use
 a fresh database per measurement on the tests' PostgreSQL (MAILROOM_BENCH_DATABASE_URL,
@@ -23,7 +24,7 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-from bench import debug_rate, drain, insert_cost, live, sender_rate
+from bench import debug_rate, drain, insert_cost, live, sender_rate, smtp_rate
 from bench.common import ROOT, Figure, load_average, machine
 from bench.report import print_table, write_markdown
 
@@ -70,7 +71,13 @@ def suite(quick: bool) -> list[Figure]:
             f"sender --records {records} --concurrency {concurrency}",
             lambda r=records, c=concurrency: sender_rate.run(r, c),
         )
-    figures += _guard("6 debug", "debug --records 2000", lambda: debug_rate.run(2000))
+    for connections in (1, 4, 8):
+        figures += _guard(
+            "6 smtp",
+            f"smtp --records {small} --connections {connections}",
+            lambda c=connections: smtp_rate.run(small, c),
+        )
+    figures += _guard("7 debug", "debug --records 2000", lambda: debug_rate.run(2000))
     return figures
 
 
@@ -104,7 +111,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("sender", help="4: sender against bench/fake_ses.py (and its peak RSS)")
     p.add_argument("--records", type=int, default=100_000)
     p.add_argument("--concurrency", type=int, default=4)
-    p = sub.add_parser("debug", help="6: sender in debug mode (not paced): sending time of N printed emails")
+    p = sub.add_parser("smtp", help="6: sender with MAILROOM_PROVIDER=smtp against a local aiosmtpd sink")
+    p.add_argument("--records", type=int, default=10_000)
+    p.add_argument("--connections", type=int, default=4)
+    p = sub.add_parser("debug", help="7: sender in debug mode (not paced): sending time of N printed emails")
     p.add_argument("--records", type=int, default=2000)
     return parser
 
@@ -131,7 +141,9 @@ def main(argv: list[str] | None = None) -> int:
     elif command == "insert":
         figures = _guard("3 insert cost", "insert", lambda: insert_cost.run(args.clients, args.seconds, args.rounds))
     elif command == "debug":
-        figures = _guard("6 debug", "debug", lambda: debug_rate.run(args.records))
+        figures = _guard("7 debug", "debug", lambda: debug_rate.run(args.records))
+    elif command == "smtp":
+        figures = _guard("6 smtp", "smtp", lambda: smtp_rate.run(args.records, args.connections))
     else:
         figures = _guard("4 sender", "sender", lambda: sender_rate.run(args.records, args.concurrency))
     print_table(figures)

@@ -1,4 +1,4 @@
-"""Benchmark 6: debug mode prints as fast as it reads (it is not paced: there is no provider).
+"""Benchmark 7: debug mode prints as fast as it reads (it is not paced: there is no provider).
 
 N valid records are written to a file as batch lines; `sender` in debug mode reads it on
 stdin and prints every email (subject and body rendered) to a file. The figure is the
@@ -44,7 +44,7 @@ def run(records: int) -> list[Figure]:
         seconds = (_stamp(log, "done:") - _stamp(log, "ready:")).total_seconds()
     return [
         Figure(
-            "6 debug",
+            "7 debug",
             f"debug mode, {records:,} records printed (sending time)",
             seconds,
             "s",

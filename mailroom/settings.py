@@ -14,7 +14,7 @@ import os
 import re
 import sys
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -160,6 +160,46 @@ def seconds(name: str, raw: str) -> float:
     return float(match.group(1)) * unit
 
 
+def choice(*allowed: str) -> Callable[[str, str], str]:
+    """One of a few fixed words (case-insensitive)."""
+
+    def parse(name: str, raw: str) -> str:
+        value = raw.strip().lower()
+        if value not in allowed:
+            _bad(name, raw, "one of " + ", ".join(allowed))
+        return value
+
+    return parse
+
+
+def port(name: str, raw: str) -> int:
+    try:
+        value = int(raw.strip(), 10)
+    except ValueError:
+        _bad(name, raw, "a TCP port from 1 to 65535")
+    if not 0 < value <= 65535:
+        _bad(name, raw, "a TCP port from 1 to 65535")
+    return value
+
+
+def optional_positive_int(name: str, raw: str) -> int | None:
+    return None if raw.strip() == "" else positive_int(name, raw)
+
+
+def optional_email_address(name: str, raw: str) -> str:
+    return "" if raw.strip() == "" else email_address(name, raw)
+
+
+def optional_file(name: str, raw: str) -> Path | None:
+    """Empty: not set. Otherwise a readable file, checked now rather than at the first send."""
+    if raw.strip() == "":
+        return None
+    path = Path(raw)
+    if not path.is_file() or not os.access(path, os.R_OK):
+        _bad(name, raw, "the path of a readable file")
+    return path
+
+
 VARIABLES: dict[str, Variable] = {
     v.name: v
     for v in (
@@ -220,7 +260,12 @@ VARIABLES: dict[str, Variable] = {
             "(The earlier implementation defaulted to 'default', which a new SES account does not have.)",
             text,
         ),
-        Variable("MAILROOM_SES_SOURCE", "noreply@localhost", "From address of every email.", email_address),
+        Variable(
+            "MAILROOM_SES_SOURCE",
+            "noreply@localhost",
+            "Older name of MAILROOM_SOURCE, still honoured (both set to different values is an error).",
+            email_address,
+        ),
         Variable(
             "MAILROOM_SES_OUTPUT_PATH",
             "./output",
@@ -240,7 +285,12 @@ VARIABLES: dict[str, Variable] = {
             "Seconds after a record is read past which it is no longer sent (rejected).",
             positive_number,
         ),
-        Variable("MAILROOM_SES_CONCURRENCY", "4", "SES calls in flight at once.", positive_int),
+        Variable(
+            "MAILROOM_SES_CONCURRENCY",
+            "4",
+            "Older name of MAILROOM_CONNECTIONS, still honoured (both set to different values is an error).",
+            positive_int,
+        ),
         Variable(
             "MAILROOM_SES_MAX_SEND_RATE",
             "",
@@ -253,6 +303,52 @@ VARIABLES: dict[str, Variable] = {
             "http://localhost:8000",
             "Base URL of the links in emails (filled into the templates).",
             http_url,
+        ),
+        Variable(
+            "MAILROOM_PROVIDER",
+            "ses",
+            "How the sender sends: ses (the SES API) or smtp (any SMTP relay). MAILROOM_DEBUG=true prints instead.",
+            choice("ses", "smtp"),
+        ),
+        Variable(
+            "MAILROOM_SOURCE",
+            "",
+            "From address of every email, for either provider; empty: MAILROOM_SES_SOURCE.",
+            optional_email_address,
+        ),
+        Variable(
+            "MAILROOM_CONNECTIONS",
+            "",
+            "SES calls or SMTP connections in flight at once; empty: MAILROOM_SES_CONCURRENCY.",
+            optional_positive_int,
+        ),
+        Variable(
+            "MAILROOM_SMTP_HOST", "", "SMTP server (relay) host name; required when MAILROOM_PROVIDER=smtp.", text
+        ),
+        Variable("MAILROOM_SMTP_PORT", "587", "SMTP server port (587 for starttls, 465 for tls).", port),
+        Variable("MAILROOM_SMTP_USERNAME", "", "SMTP login; empty: no AUTH.", text),
+        Variable(
+            "MAILROOM_SMTP_PASSWORD", "", "SMTP password (or the relay's API key); never logged.", text, secret=True
+        ),
+        Variable(
+            "MAILROOM_SMTP_TLS",
+            "starttls",
+            "starttls (upgrade on connect, required), tls (implicit TLS, port 465) or none (loopback hosts only, "
+            "unless MAILROOM_SMTP_ALLOW_PLAINTEXT=true).",
+            choice("starttls", "tls", "none"),
+        ),
+        Variable(
+            "MAILROOM_SMTP_ALLOW_PLAINTEXT",
+            "false",
+            "true: allow MAILROOM_SMTP_TLS=none to a host that is not loopback (a sink on a private network).",
+            boolean,
+        ),
+        Variable("MAILROOM_SMTP_TIMEOUT", "10", "Seconds to wait for the SMTP server at each step.", seconds),
+        Variable(
+            "MAILROOM_SMTP_CA_FILE",
+            "",
+            "PEM bundle of CAs to trust for the SMTP server, besides the system's; empty: the system's only.",
+            optional_file,
         ),
         Variable(
             "MAILROOM_PRUNE_AFTER",
@@ -366,17 +462,92 @@ class CollectorSettings:
 
 SENDER_VARIABLES = (
     "MAILROOM_DEBUG",
+    "MAILROOM_PROVIDER",
+    "MAILROOM_SOURCE",
     "MAILROOM_SES_SOURCE",
     "MAILROOM_SES_CONFIG_SET",
     "MAILROOM_SES_TEMPLATE_ACTIVATION",
     "MAILROOM_SES_TEMPLATE_RECOVERY",
     "MAILROOM_SES_OUTPUT_PATH",
     "MAILROOM_SEND_DEADLINE",
+    "MAILROOM_CONNECTIONS",
     "MAILROOM_SES_CONCURRENCY",
     "MAILROOM_SES_MAX_SEND_RATE",
     "MAILROOM_APP_URL",
     "MAILROOM_LOG_LEVEL",
+    "MAILROOM_SMTP_HOST",
+    "MAILROOM_SMTP_PORT",
+    "MAILROOM_SMTP_USERNAME",
+    "MAILROOM_SMTP_PASSWORD",
+    "MAILROOM_SMTP_TLS",
+    "MAILROOM_SMTP_ALLOW_PLAINTEXT",
+    "MAILROOM_SMTP_TIMEOUT",
+    "MAILROOM_SMTP_CA_FILE",
 )
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    """Where and how the SMTP provider connects; validated as a whole when it is the provider."""
+
+    host: str = ""
+    port: int = 587
+    username: str = ""
+    password: str = field(default="", repr=False)
+    tls: str = "starttls"
+    allow_plaintext: bool = False
+    timeout_s: float = 10.0
+    ca_file: Path | None = None
+
+    @classmethod
+    def from_values(cls, v: Mapping[str, Any]) -> SmtpSettings:
+        return cls(
+            host=v["MAILROOM_SMTP_HOST"].strip(),
+            port=v["MAILROOM_SMTP_PORT"],
+            username=v["MAILROOM_SMTP_USERNAME"],
+            password=v["MAILROOM_SMTP_PASSWORD"],
+            tls=v["MAILROOM_SMTP_TLS"],
+            allow_plaintext=v["MAILROOM_SMTP_ALLOW_PLAINTEXT"],
+            timeout_s=v["MAILROOM_SMTP_TIMEOUT"],
+            ca_file=v["MAILROOM_SMTP_CA_FILE"],
+        )
+
+    def validate(self) -> None:
+        """What only makes sense together: raised only when SMTP is the provider."""
+        if not self.host:
+            raise ConfigError("MAILROOM_SMTP_HOST", "is required when MAILROOM_PROVIDER=smtp; the SMTP server's name")
+        if self.tls == "none" and not self.allow_plaintext and not is_loopback(self.host):
+            raise ConfigError(
+                "MAILROOM_SMTP_TLS",
+                f"'none' sends mail (and any password) in clear text to {self.host!r}, which is not a loopback host;"
+                " use starttls or tls, or set MAILROOM_SMTP_ALLOW_PLAINTEXT=true to force it",
+            )
+        if self.password and not self.username:
+            raise ConfigError("MAILROOM_SMTP_USERNAME", "is empty but MAILROOM_SMTP_PASSWORD is set; set both or none")
+        if self.username and not self.password:
+            raise ConfigError("MAILROOM_SMTP_PASSWORD", "is empty but MAILROOM_SMTP_USERNAME is set; set both or none")
+
+
+def is_loopback(host: str) -> bool:
+    """localhost or a loopback address: mail that never leaves the machine."""
+    import ipaddress
+
+    if host.lower().rstrip(".") in ("localhost", "localhost.localdomain") or host.lower().endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def renamed(environ: Mapping[str, str], v: Mapping[str, Any], new: str, old: str) -> Any:
+    """A variable with an older name: the new name wins when only it is set; the old one is still
+    honoured; both set to different values is an error, since one of them would be silently ignored."""
+    if environ.get(new, "").strip() != "" and old in environ and v[new] != v[old]:
+        raise ConfigError(new, f"'{v[new]}' differs from {old} '{v[old]}'; set only {new}")
+    if environ.get(new, "").strip() != "":
+        return v[new]
+    return v[old]
 
 
 @dataclass(frozen=True)
@@ -392,19 +563,26 @@ class SenderSettings:
     max_send_rate: float | None
     app_url: str
     log_level: str
+    provider: str = "ses"
+    smtp: SmtpSettings = SmtpSettings()
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> SenderSettings:
         v = read(environ, *SENDER_VARIABLES)
+        smtp = SmtpSettings.from_values(v)
+        if v["MAILROOM_PROVIDER"] == "smtp" and not v["MAILROOM_DEBUG"]:
+            smtp.validate()
         return cls(
             debug=v["MAILROOM_DEBUG"],
-            source=v["MAILROOM_SES_SOURCE"],
+            provider=v["MAILROOM_PROVIDER"],
+            smtp=smtp,
+            source=renamed(environ, v, "MAILROOM_SOURCE", "MAILROOM_SES_SOURCE"),
             config_set=v["MAILROOM_SES_CONFIG_SET"],
             template_activation=v["MAILROOM_SES_TEMPLATE_ACTIVATION"],
             template_recovery=v["MAILROOM_SES_TEMPLATE_RECOVERY"],
             output_path=v["MAILROOM_SES_OUTPUT_PATH"],
             send_deadline_s=v["MAILROOM_SEND_DEADLINE"],
-            concurrency=v["MAILROOM_SES_CONCURRENCY"],
+            concurrency=renamed(environ, v, "MAILROOM_CONNECTIONS", "MAILROOM_SES_CONCURRENCY"),
             max_send_rate=v["MAILROOM_SES_MAX_SEND_RATE"],
             app_url=v["MAILROOM_APP_URL"],
             log_level=v["MAILROOM_LOG_LEVEL"],

@@ -20,7 +20,7 @@ from sender.outputs import Outputs
 from sender.provider import Provider
 
 log = logging.getLogger("sender")
-FALLBACK_SEND_RATE = 14.0  # the SES sandbox rate, when GetSendQuota gives none
+FALLBACK_SEND_RATE = 14.0  # the SES sandbox rate, when the provider publishes none (SMTP relays)
 
 DESCRIPTION = """\
 Read the collector's batch lines on stdin and send each record as a templated email with
@@ -59,6 +59,11 @@ def build(s: settings.SenderSettings) -> Sender:
     if s.debug:
         provider = DebugProvider(sys.stdout, templates.load_all())
         rate = None  # printing is not paced: there is no provider to protect
+    elif s.provider == "smtp":
+        from sender.smtp import SmtpProvider
+
+        provider = SmtpProvider(s.smtp, s.source, templates.load_all())
+        rate = s.max_send_rate
     else:
         from sender.ses import SesProvider, make_client
 
@@ -124,7 +129,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     log.info("ready: preflight passed, reading stdin")
-    return sender.run(sys.stdin.fileno())
+    try:
+        return sender.run(sys.stdin.fileno())
+    finally:
+        sender.provider.close()
 
 
 if __name__ == "__main__":

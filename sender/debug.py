@@ -34,6 +34,9 @@ class DebugProvider:
     def preflight(self) -> list[Check]:
         return [Check("provider", True, "debug mode: emails are printed, no provider is called")]
 
+    def close(self) -> None:
+        """Nothing to release."""
+
     def send_bulk(self, send: BulkSend) -> list[DestinationResult]:
         n = len(send.destinations)
         lines = [

@@ -95,3 +95,7 @@ class Provider(Protocol):
     def send_bulk(self, send: BulkSend) -> list[DestinationResult]:
         """One result per destination, in order; raises CallFailed when the whole call fails."""
         ...
+
+    def close(self) -> None:
+        """Release connections at exit."""
+        ...

@@ -13,7 +13,7 @@ Every answer of a mail provider falls into exactly one `Outcome`:
   account, and every answer this table does not know. Nothing is written off: the sender
   stops, keeps the records in its journal and exits with EXIT_OPERATOR_FAULT.
 
-Providers classify with the functions below; the dispatcher (dispatch.py) acts on the outcome only.
+Providers classify with the functions below (SES: ses_*, SMTP: smtp_*); the dispatcher (dispatch.py) acts on the outcome only.
 botocore is configured not to retry (see ses.py): every retry happens here, per destination.
 """
 
@@ -169,6 +169,95 @@ def names(message: str, addresses: Iterable[str]) -> set[str]:
 
 def is_address_syntax_error(message: str) -> bool:
     return bool(_ADDRESS_SYNTAX.search(message))
+
+
+# -- SMTP: what a reply (or no reply) at each stage of a session means -------------------------
+# One message to one recipient is one transaction (MAIL, RCPT, DATA), so a reply is about one
+# recipient at most. `code` None means no reply at all: refused, dropped or timed out.
+SMTP_CONNECT = "connect"  # the TCP connection and the server's greeting
+SMTP_TLS = "tls"  # the TLS handshake (implicit TLS or STARTTLS): certificate, protocol
+SMTP_EHLO = "ehlo"  # EHLO, and STARTTLS's own reply, and the extensions the sender needs
+SMTP_AUTH = "auth"
+SMTP_MAIL = "mail"  # MAIL FROM (and RSET before it)
+SMTP_RCPT = "rcpt"
+SMTP_DATA = "data"  # the DATA command and the reply to the message
+SMTP_EXTENSION = "extension"  # the server lacks what the settings need (STARTTLS, AUTH, a common mechanism)
+
+# RFC 3463 enhanced status codes that are about the destination mailbox: a 5xx reply to DATA
+# carrying one of these is about the recipient (one per transaction), not about our content.
+SMTP_RECIPIENT_STATUSES = frozenset({"5.1.1", "5.1.2", "5.1.3", "5.1.6", "5.1.10", "5.2.1", "5.2.2"})
+# A 5xx to RCPT that says the server will not relay for us (not authenticated, or not allowed to
+# send from this host) is about the sender's configuration, whatever the recipient.
+_SMTP_NOT_OURS = re.compile(r"relay|authenticat|auth required|not permitted to send", re.IGNORECASE)
+_SMTP_ENHANCED = re.compile(r"^\s*([245]\.\d{1,3}\.\d{1,3})\b")
+
+SMTP_FIXES: dict[str, str] = {
+    SMTP_CONNECT: (
+        "the server at {host}:{port} does not accept mail from us ({reply}): check MAILROOM_SMTP_HOST and"
+        " MAILROOM_SMTP_PORT"
+    ),
+    SMTP_TLS: (
+        "TLS with {host}:{port} failed ({reply}): the certificate must be valid for {host} and trusted (set"
+        " MAILROOM_SMTP_CA_FILE for a private CA), and MAILROOM_SMTP_TLS must match the port (starttls: 587,"
+        " tls: 465)"
+    ),
+    SMTP_EHLO: "the server at {host}:{port} answered {reply}: check MAILROOM_SMTP_TLS and the server's configuration",
+    SMTP_EXTENSION: (
+        "the server at {host}:{port} {reply}: check MAILROOM_SMTP_TLS, MAILROOM_SMTP_PORT and MAILROOM_SMTP_USERNAME"
+        " against the relay's documentation"
+    ),
+    SMTP_AUTH: (
+        "the server at {host}:{port} refused the login ({reply}): check MAILROOM_SMTP_USERNAME and"
+        " MAILROOM_SMTP_PASSWORD (or the relay's API key), then restart the sender"
+    ),
+    SMTP_MAIL: (
+        "the server refused the sender address {source} ({reply}): verify it (or its domain) with the relay,"
+        " or fix MAILROOM_SOURCE"
+    ),
+    SMTP_RCPT: (
+        "the server will not relay for us ({reply}): set MAILROOM_SMTP_USERNAME/MAILROOM_SMTP_PASSWORD, or"
+        " allow this host on the relay"
+    ),
+    SMTP_DATA: (
+        "the server refused the message itself ({reply}); our content is the same for every recipient: read the"
+        " reply (size, content policy, DKIM/SPF of {source}), fix it, then restart the sender"
+    ),
+}
+SMTP_UNKNOWN_FIX = "the server at {host}:{port} answered {reply} at {stage}, which the sender does not know: read it"
+
+
+def smtp_outcome(stage: str, code: int | None, reply: str = "") -> Outcome:
+    """What an SMTP reply (or none) at `stage` means. `reply` is the server's text, for the few
+    replies whose meaning depends on it; anything this function does not know is an operator fault."""
+    if stage == SMTP_EXTENSION:
+        return Outcome.OPERATOR
+    if code is None:
+        # TLS refused or a certificate not trusted is configuration; a connection refused,
+        # dropped or timed out is the network or the server, and passes.
+        return Outcome.OPERATOR if stage == SMTP_TLS else Outcome.RETRY
+    if 200 <= code < 300 and stage == SMTP_DATA:
+        return Outcome.DELIVERED
+    if 400 <= code < 500:
+        return Outcome.RETRY  # 421 closing, 450/451/452 try later, 454 TLS or auth temporarily unavailable
+    if 500 <= code < 600:
+        if stage == SMTP_RCPT:
+            return Outcome.OPERATOR if code == 530 or _SMTP_NOT_OURS.search(reply) else Outcome.REFUSED
+        if stage == SMTP_DATA:
+            enhanced = _SMTP_ENHANCED.match(reply)
+            return Outcome.REFUSED if enhanced and enhanced.group(1) in SMTP_RECIPIENT_STATUSES else Outcome.OPERATOR
+        return Outcome.OPERATOR  # greeting, TLS, EHLO, AUTH (535), MAIL FROM
+    return Outcome.OPERATOR
+
+
+def smtp_fix(stage: str, code: int | None, reply: str = "", **context: object) -> str:
+    """The one-line fix for an SMTP operator fault (context: host, port, source)."""
+    shown = f"{code} {reply}".strip() if code is not None else (reply or "no answer")
+    if stage == SMTP_EXTENSION:
+        shown = reply
+    names = {k: context.get(k, "?") for k in ("host", "port", "source")}
+    known = code is None or 400 <= code < 600
+    template = SMTP_FIXES.get(stage, SMTP_UNKNOWN_FIX) if known else SMTP_UNKNOWN_FIX
+    return template.format(reply=shown, stage=stage, **names)
 
 
 @dataclass(frozen=True)

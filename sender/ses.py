@@ -119,6 +119,9 @@ class SesProvider:
     def fix(self, code: str, template: str = "") -> str:
         return ses_fix(code, template=template, config_set=self.config_set, source=self.source, region=self.region)
 
+    def close(self) -> None:
+        """Nothing to release."""
+
     def send_bulk(self, send: BulkSend) -> list[DestinationResult]:
         params: dict[str, Any] = {
             "Source": send.source,

@@ -210,6 +210,9 @@ class FakeProvider:
     def preflight(self) -> list[object]:
         return []
 
+    def close(self) -> None:
+        pass
+
 
 @pytest.fixture
 def fake_aws(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -104,7 +104,9 @@ def test_every_operator_fault_names_a_fix():
 
 
 def test_names_finds_the_addresses_a_message_names():
-    message = "Email address is not verified. The following identities failed the check in region US-EAST-1: a@x.org, B@Y.org"
+    message = (
+        "Email address is not verified. The following identities failed the check in region US-EAST-1: a@x.org, B@Y.org"
+    )
     assert names(message, ["a@x.org", "b@y.org", "c@z.org"]) == {"a@x.org", "b@y.org"}
     assert is_address_syntax_error("Missing final '@domain'")
     assert not is_address_syntax_error("Template data is too large")
