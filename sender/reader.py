@@ -1,4 +1,4 @@
-"""stdin to records: physical lines, logical lines (quoted LF), decoded records and rejects.
+"""stdin to records: lines (each parsed on its own), decoded records and rejects.
 
 Lines are read in chunks straight from the file descriptor, and handed on in groups: all
 the lines a chunk completed (at most `max_records` records), so the journal can make a
@@ -25,7 +25,7 @@ import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from mailroom.wire import Record, Rejected, decode_line, logical_lines
+from mailroom.wire import Record, Rejected, decode_line, lines
 
 CHUNK = 1 << 16
 MAX_LINE_BYTES = 1 << 20  # a "line" longer than this without LF is handed on (and rejected)
@@ -178,14 +178,11 @@ def decoded_groups(fd: int, before_read: Callable[[], bool], max_records: int = 
     src = ChunkedLines(fd, before_read)
     group: list[DecodedLine] = []
     count = 0
-    for item in logical_lines(src):
-        if isinstance(item, Rejected):
-            group.append(DecodedLine([], [item]))
-        else:
-            records, rejects = decode_line(item)
-            if records or rejects:
-                group.append(DecodedLine(records, rejects))
-                count += len(records)
+    for line in lines(src):
+        records, rejects = decode_line(line)
+        if records or rejects:
+            group.append(DecodedLine(records, rejects))
+            count += len(records)
         if group and (src.drained or count >= max_records):
             yield group
             group, count = [], 0
