@@ -131,6 +131,15 @@ def directory(name: str, raw: str) -> Path:
     return Path(raw)
 
 
+def optional_existing_directory(name: str, raw: str) -> Path | None:
+    """Empty means "not set"; otherwise a directory that exists now."""
+    if raw.strip() == "":
+        return None
+    if not Path(raw).is_dir():
+        _bad(name, raw, "an existing directory (or empty)")
+    return Path(raw)
+
+
 def http_url(name: str, raw: str) -> str:
     if not re.match(r"^https?://[^\s/]+", raw):
         _bad(name, raw, "an http:// or https:// URL")
@@ -219,6 +228,14 @@ VARIABLES: dict[str, Variable] = {
             "passwordrecoveryv1",
             "SES template for password-recovery emails.",
             nonempty,
+        ),
+        Variable(
+            "MAILROOM_TEMPLATES_DIR",
+            "",
+            "Folder of your own email templates (activation/ and password_recovery/, each with subject.txt, "
+            "body.txt and body.html) for the sender's debug mode and `mailroom templates push` and `render`; "
+            "empty: the templates shipped with mailroom.",
+            optional_existing_directory,
         ),
         Variable(
             "MAILROOM_SEND_DEADLINE",
@@ -360,6 +377,7 @@ SENDER_VARIABLES = (
     "MAILROOM_SES_CONCURRENCY",
     "MAILROOM_SES_MAX_SEND_RATE",
     "MAILROOM_APP_URL",
+    "MAILROOM_TEMPLATES_DIR",
     "MAILROOM_LOG_LEVEL",
 )
 
@@ -377,6 +395,7 @@ class SenderSettings:
     max_send_rate: float | None
     app_url: str
     log_level: str
+    templates_dir: Path | None = None  # None: the shipped templates
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> SenderSettings:
@@ -393,6 +412,7 @@ class SenderSettings:
             max_send_rate=v["MAILROOM_SES_MAX_SEND_RATE"],
             app_url=v["MAILROOM_APP_URL"],
             log_level=v["MAILROOM_LOG_LEVEL"],
+            templates_dir=v["MAILROOM_TEMPLATES_DIR"],
         )
 
 

@@ -46,7 +46,7 @@ def build(s: settings.SenderSettings) -> Sender:
             "MAILROOM_SES_OUTPUT_PATH", f"cannot create or write {str(s.output_path)!r}: {exc.strerror or exc}"
         ) from None
     if s.debug:
-        provider = DebugProvider(sys.stdout, templates.load_all())
+        provider = DebugProvider(sys.stdout, templates.load_all(s.templates_dir))
         rate = s.max_send_rate or DEBUG_DEFAULT_RATE
     else:
         from sender.ses import SesProvider, account_send_rate, make_client
@@ -74,9 +74,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         s = settings.SenderSettings.from_environ(environ)
         setup_logging("sender", s.log_level)
+        templates.load_all(s.templates_dir)  # every template checked, debug or not, before stdin is read
         sender = build(s)
     except settings.ConfigError as exc:
         settings.exit_on_config_error("sender", exc)
+    except templates.TemplateError as exc:
+        templates.exit_on_error("sender", exc)
     log.info(
         "sending %s; at most %g emails/s, %d call(s) in flight, %d destinations per call, deadline %gs",
         "in debug mode (printing, no AWS call)" if s.debug else "through SES",
