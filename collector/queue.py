@@ -28,7 +28,7 @@ from collector.output import LineWriter
 from collector.signals import StopFlag
 from mailroom.db import queries
 from mailroom.signing import Action, sign
-from mailroom.wire import Record, encode_lines
+from mailroom.wire import Record, control_char_in, encode_lines
 
 CHUNKS_PER_COMMIT = 10
 
@@ -67,10 +67,22 @@ class Queue:
     def records(self, rows: list[tuple]) -> list[Record]:
         key = self.key
         out = []
-        for _token, emittable, action_no, email, login, secret, code in rows:
+        for token, emittable, action_no, email, login, secret, code in rows:
             if emittable:
                 action = _ACTIONS[action_no]
-                out.append(Record(action, email, login, sign(key, action, bytes(secret), code), code))
+                record = Record(action, email, login, sign(key, action, bytes(secret), code), code)
+                if field := control_char_in(record):
+                    # Only where migration 0005's constraint was bypassed: a line break would
+                    # cut the line (and its neighbours' records) in two, so it is not sent.
+                    log.error(
+                        "token %d not emitted: the account's %s holds a control character (CR, LF, ...), which "
+                        "the schema refuses (migrations/0005_no_control_chars.sql); fix the account and issue "
+                        "a new token",
+                        token,
+                        field,
+                    )
+                    continue
+                out.append(record)
         return out
 
     def drain(self, output: LineWriter, stop: StopFlag) -> DrainResult:

@@ -32,7 +32,11 @@ def _cmd_migrate(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         result = migrate.rollback_last(url)
         print("rolled back: " + (", ".join(result.rolled_back) or "nothing (no migration applied)"))
     else:
-        result = migrate.apply(url)
+        try:
+            result = migrate.apply(url)
+        except migrate.MigrationFailed as exc:
+            print(f"mailroom migrate: failed: {exc}", file=sys.stderr)
+            return 1
         print("applied: " + (", ".join(result.applied) or "nothing (schema is up to date)"))
     log.info("migrations done on %s", describe(url))
     return 0

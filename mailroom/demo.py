@@ -1,7 +1,8 @@
 """`mailroom demo`: the whole job in one command, on a throwaway database, with no AWS account.
 
 What it does, in order (each step is narrated on stdout in lines starting with `[demo]`;
-everything else on stdout is what the sender prints in debug mode):
+everything else on stdout is what the sender prints in debug mode, passed on one whole
+bulk send at a time, so that narration never lands inside an email):
 
 1. a database: an embedded throwaway PostgreSQL (`mailroom.embedded`, the `pgserver`
    package) unless MAILROOM_DATABASE_URL is set, in which case that database is used as it
@@ -48,6 +49,7 @@ from mailroom import embedded, migrate
 from mailroom.db import describe
 from mailroom.signing import InvalidToken
 from mailroom.verify import verify_link_token
+from sender.debug import END_RULE, RULE
 
 DEMO_VARIABLES = ("MAILROOM_DATABASE_URL", "MAILROOM_LOG_LEVEL")
 BATCH_TIMEOUT_MS = 300
@@ -81,9 +83,9 @@ class Screen:
                 self.out.write(f"[demo] {line}\n")
             self.out.flush()
 
-    def passthrough(self, line: str) -> None:
+    def passthrough(self, text: str) -> None:
         with self.lock:
-            self.out.write(line)
+            self.out.write(text)
             self.out.flush()
 
 
@@ -131,6 +133,45 @@ class Inbox:
                 self.cond.wait(min(left, 0.5))
 
 
+class SenderOutput:
+    """The sender's stdout, passed on to the screen one whole bulk send (RULE ... END_RULE,
+    see sender/debug.py) at a time, and only then to the inbox.
+
+    The demo's narration is written between two of these whole writes, never inside one,
+    and narration that waits for an email (`Inbox.wait_for`) comes after it is printed.
+    """
+
+    def __init__(self, screen: Screen, inbox: Inbox) -> None:
+        self.screen = screen
+        self.inbox = inbox
+        self._block: list[str] = []
+
+    def feed(self, line: str) -> None:
+        mark = line.rstrip("\r\n")
+        if mark == RULE and self._block:  # a block that never ended (cannot happen): pass it on
+            self._flush()
+        if self._block or mark == RULE:
+            self._block.append(line)
+            if mark == END_RULE:
+                self._flush()
+        else:
+            self._pass([line])
+
+    def close(self) -> None:
+        """End of the sender's output: pass on what is left of a block cut short."""
+        self._flush()
+
+    def _flush(self) -> None:
+        block, self._block = self._block, []
+        if block:
+            self._pass(block)
+
+    def _pass(self, lines: list[str]) -> None:
+        self.screen.passthrough("".join(lines))
+        for line in lines:
+            self.inbox.feed(line)
+
+
 def _die_with_parent() -> None:
     """In the child: get SIGTERM if the demo dies without cleaning up (Linux; a no-op elsewhere)."""
     with contextlib.suppress(Exception):
@@ -156,7 +197,7 @@ class Pipeline:
             errors="replace",
             bufsize=1,
             start_new_session=True,
-            preexec_fn=_die_with_parent,
+            preexec_fn=_die_with_parent,  # noqa: PLW1509 (one prctl call; no lock taken)
         )
         self.pid = self.proc.pid
         self._reader = threading.Thread(target=self._read, args=(screen, inbox), name="sender-stdout", daemon=True)
@@ -164,10 +205,11 @@ class Pipeline:
 
     def _read(self, screen: Screen, inbox: Inbox) -> None:
         assert self.proc.stdout is not None
+        output = SenderOutput(screen, inbox)
         try:
             for line in self.proc.stdout:
-                screen.passthrough(line)
-                inbox.feed(line)
+                output.feed(line)
+            output.close()
         finally:
             inbox.close()
 
@@ -175,10 +217,8 @@ class Pipeline:
         """SIGTERM and wait; SIGKILL the whole group if it hangs. Returns `mailroom run`'s status."""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 self.proc.wait(STOP_GRACE_S)
-            except subprocess.TimeoutExpired:
-                pass
         # Whatever is left in the group (a child that outlived the supervisor) goes too.
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.pid, signal.SIGKILL)
@@ -209,7 +249,13 @@ def _database(environ: Mapping[str, str], screen: Screen, workdir: Path) -> Iter
 
 
 @contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
+def _signals_as_interrupt() -> Iterator[None]:
+    """Ctrl-C (SIGINT) and SIGTERM interrupt the demo, which then cleans up.
+
+    SIGINT's handler is installed explicitly, as `mailroom run` does: a shell starts a
+    background job (`make demo &`) with SIGINT ignored, and Python keeps an ignored SIGINT
+    ignored, so without this Ctrl-C would not reach the demo at all.
+    """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -217,11 +263,15 @@ def _sigterm_as_interrupt() -> Iterator[None]:
     def raise_interrupt(signum: int, frame: object) -> None:
         raise _Interrupted()
 
-    previous = signal.signal(signal.SIGTERM, raise_interrupt)
+    previous = {
+        signal.SIGTERM: signal.signal(signal.SIGTERM, raise_interrupt),
+        signal.SIGINT: signal.signal(signal.SIGINT, signal.default_int_handler),
+    }
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def _child_env(url: str, key_hex: str, queue_name: str, workdir: Path, environ: Mapping[str, str]) -> dict[str, str]:
@@ -258,6 +308,7 @@ def _app_side(conn: psycopg.Connection, inbox: Inbox, key: bytes, screen: Screen
                 "INSERT INTO accounts (email, login) VALUES (%s, %s), (%s, %s), (%s, %s) RETURNING id",
                 [v for email, login, _ in people for v in (email, login)],
             ).fetchall(),
+            strict=True,
         )
     }
     recipients = [email for email, _, _ in people]
@@ -316,7 +367,7 @@ def run(environ: Mapping[str, str], out: IO[str] = sys.stdout) -> int:
     pipeline: Pipeline | None = None
     try:
         with (
-            _sigterm_as_interrupt(),
+            _signals_as_interrupt(),
             tempfile.TemporaryDirectory(prefix="mailroom-demo-") as tmp,
             _database(environ, screen, Path(tmp)) as (url, is_embedded),
         ):

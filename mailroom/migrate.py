@@ -18,6 +18,16 @@ from mailroom.resources import resource_dir
 MIGRATION_TABLE = "_yoyo_migration"
 
 
+class MigrationFailed(Exception):
+    """A migration stopped with an error (rolled back, nothing of it applied); the message
+    is the server's, with its hint (a migration that refuses existing data says which)."""
+
+    def __init__(self, error: psycopg.Error) -> None:
+        diag = error.diag
+        message = diag.message_primary or str(error).strip()
+        super().__init__(message + (f" (hint: {diag.message_hint})" if diag.message_hint else ""))
+
+
 @dataclass(frozen=True)
 class MigrationResult:
     applied: list[str]
@@ -35,13 +45,18 @@ def _backend(conninfo: str) -> PostgresqlPsycopgBackend:
 
 
 def apply(conninfo: str) -> MigrationResult:
-    """Apply every migration not yet applied (idempotent)."""
+    """Apply every migration not yet applied (idempotent); MigrationFailed when one fails."""
     backend = _backend(conninfo)
     try:
         migrations = read_migrations(str(resource_dir("migrations")))
         with backend.lock():
             todo = backend.to_apply(migrations)
-            backend.apply_migrations(todo)
+            try:
+                backend.apply_migrations(todo)
+            except psycopg.OperationalError:
+                raise
+            except psycopg.Error as exc:
+                raise MigrationFailed(exc) from exc
         return MigrationResult(applied=[m.id for m in todo], rolled_back=[])
     finally:
         backend.connection.close()

@@ -139,6 +139,15 @@ def directory(name: str, raw: str) -> Path:
     return Path(raw)
 
 
+def optional_existing_directory(name: str, raw: str) -> Path | None:
+    """Empty means "not set"; otherwise a directory that exists now."""
+    if raw.strip() == "":
+        return None
+    if not Path(raw).is_dir():
+        _bad(name, raw, "an existing directory (or empty)")
+    return Path(raw)
+
+
 def http_url(name: str, raw: str) -> str:
     if not re.match(r"^https?://[^\s/]+", raw):
         _bad(name, raw, "an http:// or https:// URL")
@@ -278,6 +287,14 @@ VARIABLES: dict[str, Variable] = {
             "passwordrecoveryv1",
             "SES template for password-recovery emails.",
             nonempty,
+        ),
+        Variable(
+            "MAILROOM_TEMPLATES_DIR",
+            "",
+            "Folder of your own email templates (activation/ and password_recovery/, each with subject.txt, "
+            "body.txt and body.html) for the sender's debug mode and `mailroom templates push` and `render`; "
+            "empty: the templates shipped with mailroom.",
+            optional_existing_directory,
         ),
         Variable(
             "MAILROOM_SEND_DEADLINE",
@@ -474,6 +491,7 @@ SENDER_VARIABLES = (
     "MAILROOM_SES_CONCURRENCY",
     "MAILROOM_SES_MAX_SEND_RATE",
     "MAILROOM_APP_URL",
+    "MAILROOM_TEMPLATES_DIR",
     "MAILROOM_LOG_LEVEL",
     "MAILROOM_SMTP_HOST",
     "MAILROOM_SMTP_PORT",
@@ -565,6 +583,7 @@ class SenderSettings:
     log_level: str
     provider: str = "ses"
     smtp: SmtpSettings = SmtpSettings()
+    templates_dir: Path | None = None  # None: the shipped templates
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> SenderSettings:
@@ -586,6 +605,7 @@ class SenderSettings:
             max_send_rate=v["MAILROOM_SES_MAX_SEND_RATE"],
             app_url=v["MAILROOM_APP_URL"],
             log_level=v["MAILROOM_LOG_LEVEL"],
+            templates_dir=v["MAILROOM_TEMPLATES_DIR"],
         )
 
 

@@ -3,6 +3,10 @@
 The link base URL is not baked into the SES templates: they use `{{app_url}}`, which the
 sender fills from MAILROOM_APP_URL in each call's DefaultTemplateData. Changing the URL
 therefore needs no push; changing the wording does.
+
+Both read the templates from MAILROOM_TEMPLATES_DIR when it is set (the shipped ones
+otherwise), and check every one of them first: a problem is one line naming the file and
+the line, exit status 2, and nothing is pushed.
 """
 
 from __future__ import annotations
@@ -10,12 +14,21 @@ from __future__ import annotations
 import argparse
 import json
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from mailroom import settings
 from mailroom.signing import Action
 
-PUSH_VARIABLES = ("MAILROOM_SES_TEMPLATE_ACTIVATION", "MAILROOM_SES_TEMPLATE_RECOVERY", "MAILROOM_LOG_LEVEL")
-RENDER_VARIABLES = ("MAILROOM_APP_URL", "MAILROOM_LOG_LEVEL")
+if TYPE_CHECKING:
+    from sender.templates import EmailTemplate
+
+PUSH_VARIABLES = (
+    "MAILROOM_SES_TEMPLATE_ACTIVATION",
+    "MAILROOM_SES_TEMPLATE_RECOVERY",
+    "MAILROOM_TEMPLATES_DIR",
+    "MAILROOM_LOG_LEVEL",
+)
+RENDER_VARIABLES = ("MAILROOM_APP_URL", "MAILROOM_TEMPLATES_DIR", "MAILROOM_LOG_LEVEL")
 ACTION_NAMES = {
     "activation": Action.ACTIVATION,
     "1": Action.ACTIVATION,
@@ -31,8 +44,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="templates_command", required=True, metavar="SUBCOMMAND")
     sub.add_parser(
         "push",
-        help="create or update both SES templates from templates/ (idempotent)",
-        description="Create or update both SES templates from templates/ (idempotent). "
+        help="create or update both SES templates from the templates folder (idempotent)",
+        description="Create or update both SES templates from the templates folder "
+        "(MAILROOM_TEMPLATES_DIR, or the shipped templates when it is empty), all checked first (idempotent). "
         "AWS is configured by boto3's standard chain (AWS_REGION, credentials, "
         "AWS_ENDPOINT_URL_SES).",
     )
@@ -52,13 +66,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def handle(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
-    if args.templates_command == "push":
-        return push(environ)
-    return render(ACTION_NAMES[args.action], args.login, environ)
+    from sender import templates
+
+    try:
+        if args.templates_command == "push":
+            return push(environ)
+        return render(ACTION_NAMES[args.action], args.login, environ)
+    except templates.TemplateError as exc:
+        templates.exit_on_error(f"mailroom templates {args.templates_command}", exc)
+
+
+def _load_all(environ: Mapping[str, str]) -> dict[Action, EmailTemplate]:
+    """Every template from MAILROOM_TEMPLATES_DIR (or the shipped ones), all checked."""
+    from sender import templates
+
+    return templates.load_all(settings.read(environ, "MAILROOM_TEMPLATES_DIR")["MAILROOM_TEMPLATES_DIR"])
 
 
 def push(environ: Mapping[str, str]) -> int:
-    from sender import templates
     from sender.ses import make_client
 
     names = settings.read(environ, "MAILROOM_SES_TEMPLATE_ACTIVATION", "MAILROOM_SES_TEMPLATE_RECOVERY")
@@ -66,9 +91,10 @@ def push(environ: Mapping[str, str]) -> int:
         Action.ACTIVATION: names["MAILROOM_SES_TEMPLATE_ACTIVATION"],
         Action.PASSWORD_RECOVERY: names["MAILROOM_SES_TEMPLATE_RECOVERY"],
     }
+    loaded = _load_all(environ)  # before any call: a bad template pushes nothing
     client = make_client()
     for action, name in by_action.items():
-        t = templates.load(action)
+        t = loaded[action]
         body = {"TemplateName": name, "SubjectPart": t.subject, "TextPart": t.text, "HtmlPart": t.html}
         try:
             client.update_template(Template=body)
@@ -88,10 +114,8 @@ def sample_data(action: Action, login: str, app_url: str) -> dict[str, str]:
 
 
 def render(action: Action, login: str, environ: Mapping[str, str]) -> int:
-    from sender import templates
-
     app_url = settings.read(environ, "MAILROOM_APP_URL")["MAILROOM_APP_URL"]
-    message = templates.load(action).render(sample_data(action, login, app_url))
+    message = _load_all(environ)[action].render(sample_data(action, login, app_url))
     print(
         f"Subject: {message['subject']}\n\n--- text/plain ---\n{message['text'].rstrip()}\n\n"
         f"--- text/html ---\n{message['html'].rstrip()}"

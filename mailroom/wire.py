@@ -4,10 +4,16 @@ A line is `action,email,username,secret,code` repeated, terminated by LF, and at
 MAX_LINE_BYTES long (LF included): the collector cuts a chunk that would make a longer
 line into several lines (`encode_lines`), and the sender accepts every line up to it. Action is 1
 (activation) or 2 (password recovery), secret is a signed token (see signing.py), code
-is 5 digits. A field containing a comma, a double quote, CR or LF is quoted RFC 4180
-style: wrapped in double quotes, with each quote inside doubled. Other fields are written
-bare, so ordinary lines are byte-identical to the earlier C implementation's. A quote is only special at the start
-of a field, so that implementation's unquoted lines read back as they were meant.
+is 5 digits. A field containing a comma or a double quote is quoted RFC 4180 style:
+wrapped in double quotes, with each quote inside doubled. Other fields are written bare,
+so ordinary lines are byte-identical to the earlier C implementation's. A quote is only
+special at the start of a field, so that implementation's unquoted lines read back as
+they were meant.
+
+A field never holds a line break (the schema refuses control characters in emails and
+logins, migrations/0005_no_control_chars.sql, and the encoder refuses CR and LF), so
+every physical line is a line of its own: the reader parses each one alone, and a
+malformed line (a stray quote, garbage) is rejected without costing any other line.
 
 Encoder and decoder live here, once, for both programs. Decoding never raises on bad
 input: it returns the good records and a reason for each bad one.
@@ -27,10 +33,10 @@ FIELDS_PER_RECORD = 5
 # so a line always has room for at least one.
 MAX_LINE_BYTES = 1 << 20
 MAX_FIELD_CHARS = 254  # accounts.email and accounts.login are varchar(254)
-# A quoted field that runs on past this many bytes (across physical lines) is taken as an
-# unterminated quote: the reader gives up on it and starts afresh at the next line.
-MAX_QUOTED_FIELD_BYTES = 4096
-_NEEDS_QUOTES = re.compile(r'[,"\r\n]')
+_NEEDS_QUOTES = re.compile(r'[,"]')
+# Unicode category Cc (CR and LF among them): never in a field on the wire; the schema
+# refuses them in emails and logins (migrations/0005_no_control_chars.sql).
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 _TOKEN_LIKE = re.compile(r"[A-Za-z0-9_-]{20,}")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
 
@@ -65,7 +71,16 @@ class Rejected:
 
 
 class WireError(ValueError):
-    """A line whose fields cannot be told apart (bad quoting)."""
+    """A line whose fields cannot be told apart (bad quoting), or a field the wire cannot carry."""
+
+
+def control_char_in(record: Record) -> str | None:
+    """The first field of `record` that holds a control character (the wire cannot carry
+    it, see `encode_record`), or None."""
+    for name in ("email", "login", "secret", "code"):
+        if _CONTROL.search(getattr(record, name)):
+            return name
+    return None
 
 
 def _field(value: str) -> str:
@@ -75,6 +90,10 @@ def _field(value: str) -> str:
 
 
 def encode_record(record: Record) -> str:
+    """One record's fields; WireError when a field holds a control character (CR, LF or
+    any other of Unicode category Cc), so that no line break ever gets inside a line."""
+    if field := control_char_in(record):
+        raise WireError(f"the {field} holds a control character, which the wire format does not carry")
     # Secret and code never need quotes when valid; quoting them anyway keeps a bad value
     # from turning into extra fields (records) on the line.
     return ",".join(
@@ -119,30 +138,8 @@ def encode_lines(records: Iterable[Record], max_bytes: int = MAX_LINE_BYTES) -> 
     return lines
 
 
-def _open_quote_at(line: bytes) -> int:
-    """Where the quoted field left open at the end of `line` starts, or -1 if none is."""
-    i, n = 0, len(line)
-    while i <= n:
-        if i < n and line[i] == 0x22:  # a field that starts with '"'
-            start, j = i, i + 1
-            while True:
-                k = line.find(b'"', j)
-                if k < 0:
-                    return start
-                if line[k + 1 : k + 2] == b'"':
-                    j = k + 2
-                    continue
-                i = k + 1
-                break
-        k = line.find(b",", i)
-        if k < 0:
-            return -1
-        i = k + 1
-    return -1
-
-
 def split_fields(line: bytes) -> list[bytes]:
-    """Split one logical line (without its LF) into fields, undoing RFC 4180 quoting."""
+    """Split one line (without its LF) into fields, undoing RFC 4180 quoting."""
     fields: list[bytes] = []
     i, n = 0, len(line)
     while True:
@@ -175,26 +172,11 @@ def split_fields(line: bytes) -> list[bytes]:
             i = k + 1
 
 
-def logical_lines(physical: Iterable[bytes]) -> Iterator[bytes | Rejected]:
-    """Join physical lines into logical ones (a quoted field may hold LF) and strip the EOL.
-
-    A quoted field still open after MAX_QUOTED_FIELD_BYTES is yielded as a Rejected, and
-    reading goes on afresh at the next physical line, so one stray quote costs one batch.
-    """
-    pending = b""
-    for chunk in physical:
-        pending += chunk
-        start = _open_quote_at(pending)
-        if start >= 0:
-            if len(pending) - start <= MAX_QUOTED_FIELD_BYTES and chunk.endswith(b"\n"):
-                continue
-            yield Rejected("unterminated quoted field", (_redact_text(pending),))
-            pending = b""
-            continue
-        yield _strip_eol(pending)
-        pending = b""
-    if pending:
-        yield Rejected("unterminated quoted field at end of input", (_redact_text(pending),))
+def lines(physical: Iterable[bytes]) -> Iterator[bytes]:
+    """Each physical line on its own, without its LF (or CRLF): a field never spans lines,
+    so whatever is wrong with one line stays in that line."""
+    for line in physical:
+        yield _strip_eol(line)
 
 
 def _strip_eol(line: bytes) -> bytes:
@@ -217,6 +199,8 @@ def _text(raw: bytes, what: str) -> str:
         raise ValueError(f"{what} is not valid UTF-8 (byte {exc.start})") from None
     if len(value) > MAX_FIELD_CHARS:
         raise ValueError(f"{what} is {len(value)} characters, more than {MAX_FIELD_CHARS}")
+    if control := _CONTROL.search(value):
+        raise ValueError(f"{what} contains a control character (U+{ord(control.group(0)):04X})")
     return value
 
 
@@ -250,7 +234,7 @@ def _redacted_fields(fields: list[bytes]) -> tuple[str, ...]:
 
 
 def decode_line(line: bytes) -> tuple[list[Record], list[Rejected]]:
-    """The valid records of one logical line, and a reason for everything else in it."""
+    """The valid records of one line, and a reason for everything else in it."""
     if not line.strip():
         return [], []
     try:

@@ -57,12 +57,12 @@ def build(s: settings.SenderSettings) -> Sender:
     provider: Provider
     rate: float | None
     if s.debug:
-        provider = DebugProvider(sys.stdout, templates.load_all())
+        provider = DebugProvider(sys.stdout, templates.load_all(s.templates_dir))
         rate = None  # printing is not paced: there is no provider to protect
     elif s.provider == "smtp":
         from sender.smtp import SmtpProvider
 
-        provider = SmtpProvider(s.smtp, s.source, templates.load_all())
+        provider = SmtpProvider(s.smtp, s.source, templates.load_all(s.templates_dir))
         rate = s.max_send_rate
     else:
         from sender.ses import SesProvider, make_client
@@ -100,9 +100,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         s = settings.SenderSettings.from_environ(environ)
         setup_logging("sender", s.log_level)
+        templates.load_all(s.templates_dir)  # every template checked, debug or not, before stdin is read
         sender = build(s)
     except settings.ConfigError as exc:
         settings.exit_on_config_error("sender", exc)
+    except templates.TemplateError as exc:
+        templates.exit_on_error("sender", exc)
     checks = preflight(sender, s)
     if args.check:
         print(render(checks), flush=True)

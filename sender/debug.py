@@ -2,6 +2,10 @@
 
 No AWS call and no credentials. Where the local templates exist, each message's rendered
 subject and text body is printed too, so a developer sees the email itself.
+
+Each bulk send is one block, from RULE to END_RULE, written at once: a program that shows
+this output among lines of its own (`mailroom demo`) can tell where a block ends and
+never print inside one.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from sender.provider import BulkSend, DestinationResult
 from sender.templates import EmailTemplate
 
 RULE = "=" * 72
+END_RULE = "-" * 72
 
 
 class DebugProvider:
@@ -58,6 +63,7 @@ class DebugProvider:
                 lines.extend(
                     "        | " + row if row else "        |" for row in message["text"].rstrip("\n").split("\n")
                 )
+        lines.append(END_RULE)
         with self._lock:
             self.out.write("\n".join(lines) + "\n")
             self.out.flush()

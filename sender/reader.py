@@ -1,4 +1,4 @@
-"""stdin to records: physical lines, logical lines (quoted LF), decoded records and rejects.
+"""stdin to records: lines (each parsed on its own), decoded records and rejects.
 
 Lines are read in chunks straight from the file descriptor, and handed on in groups: all
 the lines a chunk completed (at most `max_records` records), so the journal can make a
@@ -32,7 +32,7 @@ import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from mailroom.wire import MAX_LINE_BYTES, Record, Rejected, decode_line, logical_lines
+from mailroom.wire import MAX_LINE_BYTES, Record, Rejected, decode_line, lines
 
 CHUNK = 1 << 16
 
@@ -234,30 +234,14 @@ def decoded_groups(src: ChunkedLines, max_records: int = 500) -> Iterator[list[D
     journals each group, then calls `src.ack()`, before it asks for the next one."""
     group: list[DecodedLine] = []
     count = 0
-    items = 0
-
-    def physical() -> Iterator[bytes]:
-        for line in src:
-            seen = items
-            yield line
-            if src.drained and items == seen and src.unacked:
-                # A quoted field with a line break runs on past what was read: the start of
-                # that logical line (no record to journal yet) is taken, as a partial line is.
-                # Its rest keeps the pipe from emptying, so its chunk is not committed yet.
-                src.ack()
-
-    for item in logical_lines(physical()):
-        items += 1
+    for line in lines(src):
         if src.too_long:
             group.append(DecodedLine([], [Rejected(f"line longer than {MAX_LINE_BYTES} bytes", ())]))
             src.too_long -= 1
-        if isinstance(item, Rejected):
-            group.append(DecodedLine([], [item]))
-        else:
-            records, rejects = decode_line(item)
-            if records or rejects:
-                group.append(DecodedLine(records, rejects))
-                count += len(records)
+        records, rejects = decode_line(line)
+        if records or rejects:
+            group.append(DecodedLine(records, rejects))
+            count += len(records)
         if src.drained or count >= max_records:
             if group:
                 yield group

@@ -6,15 +6,20 @@ the message instead; the sender's DefaultTemplateData gives every name a value, 
 agree for our templates). Any other Handlebars construct ({{#if}}, partials, ...) is an
 error here, so the templates cannot silently grow beyond what this renderer checks.
 
-Templates live in `templates/<action>/` as `subject.txt`, `body.txt` and `body.html`.
+Templates live in `templates/<action>/` as `subject.txt`, `body.txt` and `body.html`, or in
+a folder of your own with the same layout (MAILROOM_TEMPLATES_DIR). They are all checked
+at start (`load_all`), and a problem is one line that names the file, the line and what
+is supported (`exit_on_error`), never a traceback in the middle of the run.
 """
 
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 from mailroom.resources import resource_dir
 from mailroom.signing import Action
@@ -26,14 +31,41 @@ _ESCAPES = {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#x27;"
 _ESCAPE_RE = re.compile("[&<>\"'`=]")
 
 FILES = {"subject": "subject.txt", "text": "body.txt", "html": "body.html"}
+SUPPORTED = "supported: {{name}} (HTML-escaped) and {{{name}}} (raw), a name being letters, digits and _"
+LAYOUT = "a templates folder holds activation/ and password_recovery/, each with subject.txt, body.txt and body.html"
+TEMPLATE_EXIT_STATUS = 2
 
 
 class TemplateError(ValueError):
-    """A template uses something outside the supported subset."""
+    """A template uses something outside the supported subset, or a part is missing."""
 
 
 def escape(value: str) -> str:
     return _ESCAPE_RE.sub(lambda m: _ESCAPES[m.group(0)], value)
+
+
+def check(template: str, where: str) -> None:
+    """TemplateError naming `where`, the line and what is supported, for the first construct
+    outside the subset (or a lone `{{` or `}}`, which Handlebars would not take either)."""
+    position = 0
+    for match in [*_TAG.finditer(template), None]:
+        gap = template[position : match.start() if match else len(template)]
+        for stray in ("{{", "}}"):
+            if stray in gap:
+                at = position + gap.index(stray)
+                raise TemplateError(f"{where}, line {_line(template, at)}: a lone {stray!r}; {SUPPORTED}")
+        if match is None:
+            return
+        if match.group(2) is not None and not _NAME.match(match.group(2)):
+            raise TemplateError(
+                f"{where}, line {_line(template, match.start())}: unsupported Handlebars expression "
+                f"{match.group(0)}; {SUPPORTED}"
+            )
+        position = match.end()
+
+
+def _line(text: str, offset: int) -> int:
+    return text.count("\n", 0, offset) + 1
 
 
 def render(template: str, data: Mapping[str, object]) -> str:
@@ -72,23 +104,36 @@ class EmailTemplate:
         return {"subject": render(self.subject, data), "text": render(self.text, data), "html": render(self.html, data)}
 
 
-def template_dir() -> Path:
-    return resource_dir("templates")
+def template_dir(configured: Path | None = None) -> Path:
+    """The templates folder: MAILROOM_TEMPLATES_DIR when set, else the shipped one."""
+    return configured or resource_dir("templates")
 
 
 def load(action: Action, directory: Path | None = None) -> EmailTemplate:
-    """Read `<directory>/<action>/`; raises FileNotFoundError when a part is missing."""
-    base = (directory or template_dir()) / action.db_name
-    parts = {key: (base / name).read_text(encoding="utf-8") for key, name in FILES.items()}
-    template = EmailTemplate(action, parts["subject"].strip(), parts["text"], parts["html"])
-    for part in (template.subject, template.text, template.html):
-        render(part, {})  # validates the subset
-    return template
+    """Read and check `<directory>/<action>/`; TemplateError names the file that is missing,
+    unreadable or outside the supported subset."""
+    base = template_dir(directory) / action.db_name
+    parts = {}
+    for key, name in FILES.items():
+        path = base / name
+        try:
+            parts[key] = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise TemplateError(f"{path} is missing ({LAYOUT})") from None
+        except UnicodeDecodeError as exc:
+            raise TemplateError(f"{path} is not UTF-8 text (byte {exc.start})") from None
+        except OSError as exc:
+            raise TemplateError(f"{path} cannot be read: {exc.strerror or exc}") from None
+        check(parts[key], str(path))
+    return EmailTemplate(action, parts["subject"].strip(), parts["text"], parts["html"])
 
 
-def load_all(directory: Path | None = None) -> dict[Action, EmailTemplate] | None:
-    """Every action's template, or None when the templates are not available (debug prints less)."""
-    try:
-        return {action: load(action, directory) for action in Action}
-    except (FileNotFoundError, TemplateError):
-        return None
+def load_all(directory: Path | None = None) -> dict[Action, EmailTemplate]:
+    """Every action's template, all checked; TemplateError for the first problem."""
+    return {action: load(action, directory) for action in Action}
+
+
+def exit_on_error(program: str, error: TemplateError) -> NoReturn:
+    """Print the one-line template error and exit with status 2 (as for invalid configuration)."""
+    print(f"{program}: invalid template: {error}", file=sys.stderr)
+    raise SystemExit(TEMPLATE_EXIT_STATUS)

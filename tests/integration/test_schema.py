@@ -145,3 +145,53 @@ def test_migrations_apply_roll_back_and_reapply_cleanly(empty_database_url: str)
         ).fetchone()
     assert left == (0,) and types == (0,)
     assert migrate.apply(empty_database_url).applied == applied
+
+
+# A control character (Unicode category Cc) in an email or login: refused by the schema
+# (migrations/0005_no_control_chars.sql), since the wire format carries one batch per line.
+CONTROL_CHARS = ["\n", "\r", "\t", "\x01", "\x1f", "\x7f", "\x85", "\x9f"]
+
+
+@pytest.mark.parametrize("char", CONTROL_CHARS, ids=[f"U+{ord(c):04X}" for c in CONTROL_CHARS])
+@pytest.mark.parametrize("column", ["email", "login"])
+def test_an_account_with_a_control_character_in_its_email_or_login_is_refused(
+    db: psycopg.Connection, column: str, char: str
+) -> None:
+    values = {"email": "cc@example.com", "login": "cc"}
+    values[column] = values[column].replace("c", "c" + char, 1)
+    with pytest.raises(psycopg.errors.CheckViolation, match=f"accounts_{column}_has_no_control_chars"):
+        db.execute("INSERT INTO accounts (email, login) VALUES (%(email)s, %(login)s)", values)
+    _account(db, "plain")  # an UPDATE is refused too
+    with pytest.raises(psycopg.errors.CheckViolation):
+        db.execute(f"UPDATE accounts SET {column} = %s WHERE login = 'plain'", (values[column],))
+
+
+def test_other_unicode_in_an_email_or_login_is_accepted(db: psycopg.Connection) -> None:
+    # Not category Cc: format characters, line/paragraph separators, non-Latin letters.
+    db.execute("INSERT INTO accounts (email, login) VALUES (%s, %s)", ("zoë@例え.jp", 'Zoë\u200d\u2028李 "x, y"'))
+
+
+def test_the_control_character_migration_reports_existing_offenders_and_applies_once_they_are_fixed(
+    empty_database_url: str,
+) -> None:
+    migrate.apply(empty_database_url)
+    undone: list[str] = []
+    while "0005_no_control_chars" not in undone:  # back to just before it (and what came after)
+        rolled = migrate.rollback_last(empty_database_url).rolled_back
+        assert rolled, undone
+        undone += rolled
+    with psycopg.connect(empty_database_url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO accounts (email, login) VALUES ('ok@example.com', 'ok'), "
+            "('two@example.com', E'two\\nlines'), (E'tab\\t@example.com', 'tab'), ('c1@example.com', E'c1\\u0085')"
+        )
+        with pytest.raises(migrate.MigrationFailed) as failed:
+            migrate.apply(empty_database_url)
+        message = str(failed.value)
+        assert "0005_no_control_chars: 3 account(s) have a control character" in message
+        query = message.split("list them with: ", 1)[1].split("; fix or delete", 1)[0]
+        assert sorted(row[2] for row in conn.execute(query).fetchall()) == ["c1\x85", "tab", "two\nlines"]
+        # Nothing of the failed migration stayed: the offenders are still there to fix.
+        assert conn.execute("SELECT count(*) FROM accounts").fetchone() == (4,)
+        conn.execute(f"DELETE FROM accounts WHERE id IN (SELECT id FROM ({query}) q)")
+    assert migrate.apply(empty_database_url).applied == list(reversed(undone))

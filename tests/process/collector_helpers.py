@@ -15,7 +15,7 @@ from pathlib import Path
 import psycopg
 
 from collector import connection
-from mailroom.wire import Record, Rejected, decode_line, logical_lines
+from mailroom.wire import Record, decode_line, lines
 
 COLLECTOR_APPLICATION_NAME = "mailroom-collector"
 
@@ -31,7 +31,7 @@ class CollectorProcess:
         self.proc = subprocess.Popen(
             [executable, *args], env=dict(env), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self._log
         )
-        self.lines: queue.Queue[bytes | Rejected] = queue.Queue()
+        self.lines: queue.Queue[bytes] = queue.Queue()
         self._reader: threading.Thread | None = None
         if read_stdout:
             self._reader = threading.Thread(target=self._read, daemon=True)
@@ -39,7 +39,7 @@ class CollectorProcess:
 
     def _read(self) -> None:
         assert self.proc.stdout is not None
-        for line in logical_lines(iter(self.proc.stdout.readline, b"")):
+        for line in lines(iter(self.proc.stdout.readline, b"")):
             self.lines.put(line)
 
     def close_stdout(self) -> None:
@@ -52,7 +52,6 @@ class CollectorProcess:
             line = self.lines.get(timeout=max(0.0, timeout))
         except queue.Empty:
             return None
-        assert isinstance(line, bytes), f"collector wrote an unreadable line: {line}"
         return line
 
     def read_lines(self, until: float) -> Iterator[bytes]:

@@ -412,6 +412,25 @@ def test_migrate_builds_the_schema_on_an_empty_database_is_idempotent_and_rolls_
     assert _mailroom(env, "migrate", cwd=tmp_path).stdout == f"applied: {last}\n"
 
 
+def test_migrate_over_accounts_with_control_characters_names_them_in_one_line_and_exits_1(
+    base_env: dict[str, str], empty_database_url: str, tmp_path: Path
+) -> None:
+    env = {**base_env, "MAILROOM_DATABASE_URL": empty_database_url}
+    assert _mailroom(env, "migrate", cwd=tmp_path).returncode == 0
+    for _ in range(20):  # roll back to just before 0005 (and whatever came after it)
+        if "0005_no_control_chars" in _mailroom(env, "migrate", "--rollback", cwd=tmp_path).stdout:
+            break
+    else:
+        pytest.fail("0005_no_control_chars was never rolled back")
+    with psycopg.connect(empty_database_url, autocommit=True) as conn:
+        conn.execute("INSERT INTO accounts (email, login) VALUES ('lf@example.com', E'l\\nf')")
+    done = _mailroom(env, "migrate", cwd=tmp_path)
+    assert done.returncode == 1 and done.stdout == ""
+    (line,) = done.stderr.splitlines()
+    assert line.startswith("mailroom migrate: failed: migration 0005_no_control_chars: 1 account(s) have a control")
+    assert "list them with: SELECT id, email, login FROM accounts WHERE" in line
+
+
 def test_migrate_against_an_unreachable_database_says_so_and_exits_1(base_env: dict[str, str], tmp_path: Path) -> None:
     env = {**base_env, "MAILROOM_DATABASE_URL": "postgresql://nobody:secretpw@127.0.0.1:1/none?connect_timeout=2"}
     done = _mailroom(env, "migrate", cwd=tmp_path)

@@ -24,6 +24,9 @@ from pathlib import Path
 import psycopg
 import pytest
 from conftest import script
+from demo_output import blocks
+
+from sender.debug import END_RULE, RULE
 
 DEMO_TIMEOUT_S = 120
 
@@ -102,8 +105,15 @@ def test_demo_shows_rendered_emails_and_leaves_no_process_behind(base_env: dict[
     assert "mailroom_consume_token -> NULL (a token works once)" in out
     assert "[demo] collector and sender exited 0" in out
     assert "[demo] embedded PostgreSQL stopped" in out
-    # Every non-narration line on stdout is the sender's (its debug print), nothing else.
-    assert all(line.startswith(("[demo] ", "=" * 72, "bulk send:", "  ")) for line in out.splitlines()), out
+    # Every non-narration line on stdout is the sender's (its debug print), nothing else, and
+    # each bulk send is printed whole, narration only between them (blocks() checks).
+    assert all(line.startswith(("[demo] ", RULE, END_RULE, "bulk send:", "  ")) for line in out.splitlines()), out
+    emails, outside = blocks(out)
+    assert all(line.startswith("[demo] ") for line in outside), outside
+    per_email = [part for block in emails for part in re.split(r"(?m)^(?=\s+\[\d+/\d+\] to )", block)[1:]]
+    assert len(per_email) == 4
+    for email in per_email:  # each email intact: recipient, data, subject, then its body to the end
+        assert re.match(r"\s+\[\d+/\d+\] to \S+\n\s+data: +\{.*\}\n\s+subject: .+\n(\s+\|.*\n)+", email), email
     # The key never shows, and nothing on stderr at the default (warning) log level.
     assert "MAILROOM_SECRET_KEY=" not in out.replace("MAILROOM_SECRET_KEY (not shown)", "")
     assert result.stderr.strip() == "", result.stderr
@@ -117,9 +127,18 @@ def test_demo_shows_rendered_emails_and_leaves_no_process_behind(base_env: dict[
     print(f"mailroom demo took {elapsed:.1f} s")
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL], ids=["ctrl-c", "sigterm", "kill-9"])
+def _as_a_background_job() -> None:
+    """What a shell does to a background job (`make demo &`): SIGINT starts ignored."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@pytest.mark.parametrize(
+    "signum,background",
+    [(signal.SIGINT, False), (signal.SIGINT, True), (signal.SIGTERM, False), (signal.SIGKILL, False)],
+    ids=["ctrl-c", "ctrl-c-started-as-a-background-job", "sigterm", "kill-9"],
+)
 def test_demo_interrupted_midway_stops_everything_it_started(
-    signum: int, base_env: dict[str, str], tmp_path: Path
+    signum: int, background: bool, base_env: dict[str, str], tmp_path: Path
 ) -> None:
     proc = subprocess.Popen(
         [script("mailroom"), "demo"],
@@ -128,6 +147,7 @@ def test_demo_interrupted_midway_stops_everything_it_started(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=_as_a_background_job if background else None,  # noqa: PLW1509 (no threads yet)
     )
     lines: list[str] = []
     first_email = threading.Event()

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import shutil
 import signal
 import subprocess
 import time
@@ -19,6 +21,7 @@ from bench.fake_ses import Faults, serve
 from mailroom.settings import SENDER_VARIABLES
 from mailroom.signing import Action, sign
 from mailroom.wire import Record, encode_line
+from sender import templates
 
 KEY = bytes(range(32))
 SOURCE = "noreply@example.com"
@@ -248,3 +251,61 @@ def test_invalid_configuration_exits_2_with_one_line(base_env, tmp_path, extra, 
     )
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1 and needle in done.stderr and "invalid configuration" in done.stderr
+
+
+@pytest.mark.parametrize("debug", ["true", "false"])
+def test_a_broken_template_exits_2_with_one_line_naming_file_and_line_before_reading_stdin(base_env, tmp_path, debug):
+    mine = tmp_path / "mine"
+    shutil.copytree(templates.template_dir(), mine)
+    broken = mine / "password_recovery" / "body.txt"
+    broken.write_text("Hello {{login}},\n\n{{#if code}}enter {{code}}{{/if}}\n")
+    env = sender_env(base_env, tmp_path / "out", None, MAILROOM_DEBUG=debug, MAILROOM_TEMPLATES_DIR=str(mine))
+    if debug == "false":
+        env.update(FAKE_AWS_ENV)  # SES mode gets as far as it can without a network call
+    line = encode_line([record(1)])
+    r, w = os.pipe()
+    try:
+        os.write(w, line)  # waiting in stdin: a sender that read anything would take it out
+        done = subprocess.run(
+            [script("sender")], check=False, stdin=r, env=env, cwd=tmp_path, capture_output=True, timeout=30
+        )
+        assert done.returncode == 2, done.stderr
+        assert done.stdout == b""
+        assert done.stderr.decode() == (
+            f"sender: invalid template: {broken}, line 3: unsupported Handlebars expression {{{{#if code}}}}; "
+            f"{templates.SUPPORTED}\n"
+        )
+        os.set_blocking(r, False)
+        assert os.read(r, len(line) + 1) == line  # stdin untouched
+    finally:
+        os.close(r)
+        os.close(w)
+    assert not (tmp_path / "out").exists()  # nothing started: no journal, no output files
+
+
+def test_debug_mode_prints_emails_from_a_templates_folder_of_your_own(base_env, tmp_path):
+    mine = tmp_path / "mine"
+    shutil.copytree(templates.template_dir(), mine)
+    (mine / "activation" / "subject.txt").write_text("Welcome aboard, {{login}}\n")
+    env = sender_env(base_env, tmp_path / "out", None, MAILROOM_DEBUG="true", MAILROOM_TEMPLATES_DIR=str(mine))
+    done = subprocess.run(
+        [script("sender")],
+        check=False,
+        input=encode_line([record(7)]),
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr.decode()
+    assert "subject: Welcome aboard, user7" in done.stdout.decode()
+
+
+def test_a_templates_folder_that_does_not_exist_exits_2_naming_the_variable(base_env, tmp_path):
+    env = sender_env(base_env, tmp_path / "out", None, MAILROOM_TEMPLATES_DIR=str(tmp_path / "nowhere"))
+    done = subprocess.run(
+        [script("sender")], check=False, input="", env=env, cwd=tmp_path, capture_output=True, text=True, timeout=30
+    )
+    assert done.returncode == 2
+    assert done.stderr.startswith("sender: invalid configuration: MAILROOM_TEMPLATES_DIR: ")
+    assert done.stderr.count("\n") == 1

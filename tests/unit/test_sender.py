@@ -31,7 +31,7 @@ from sender.ses import SesProvider
 KEY = bytes(range(32))
 SOURCE = SES_SOURCE
 FAST = RetryPolicy(Backoff(0.001, 0.01), quota_delay=0.05)
-TRICKY_LOGINS = ['say "hi"', "back\\slash", "{{login}} {{{secret}}}", "Zoë 山田 🚀", "a,b\nc", "<b>x</b>"]
+TRICKY_LOGINS = ['say "hi"', "back\\slash", "{{login}} {{{secret}}}", "Zoë 山田 🚀", 'a,"b",c', "<b>x</b>"]
 
 
 def record(i: int, action: Action = Action.ACTIVATION, login: str | None = None) -> Record:

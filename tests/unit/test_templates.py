@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
+import shutil
+from pathlib import Path
 
 import pytest
 
@@ -65,3 +68,100 @@ def test_render_command_prints_subject_text_and_html(capsys, monkeypatch):
     out = capsys.readouterr().out
     assert out.startswith("Subject: Reset your password")
     assert "--- text/html ---" in out and "&lt;a href=" in out and "https://app.example.com/recover?token=" in out
+
+
+# ---------------------------------------------------------------- checking, and templates of your own
+
+
+def copy_shipped(to: Path) -> Path:
+    shutil.copytree(templates.template_dir(), to)
+    return to
+
+
+def test_every_shipped_template_passes_the_check():
+    assert set(templates.load_all()) == set(Action)
+
+
+@pytest.mark.parametrize(
+    "text,line,what",
+    [
+        ("Hello {{login}},\n\n{{#if login}}x{{/if}}\n", 3, "unsupported Handlebars expression {{#if login}}"),
+        ("a\n{{> partial}}", 2, "unsupported Handlebars expression {{> partial}}"),
+        ("{{ a.b }}", 1, "unsupported Handlebars expression {{ a.b }}"),
+        ("one\ntwo {{login\n", 2, "a lone '{{'"),
+        ("{{{code}}} }}", 1, "a lone '}}'"),
+    ],
+)
+def test_a_template_outside_the_subset_is_named_with_its_file_line_and_what_is_supported(text, line, what):
+    with pytest.raises(templates.TemplateError) as caught:
+        templates.check(text, "mine/activation/body.txt")
+    message = str(caught.value)
+    assert message.startswith(f"mine/activation/body.txt, line {line}: {what}")
+    assert templates.SUPPORTED in message and "\n" not in message
+
+
+def test_a_folder_of_your_own_is_used_and_its_bad_template_is_named(tmp_path):
+    mine = copy_shipped(tmp_path / "mine")
+    (mine / "activation" / "subject.txt").write_text("Welcome aboard, {{login}}\n")
+    data = sample_data(Action.ACTIVATION, "ada", "https://app.example.com")
+    assert templates.load_all(mine)[Action.ACTIVATION].render(data)["subject"] == "Welcome aboard, ada"
+    body = mine / "password_recovery" / "body.html"
+    body.write_text(body.read_text() + "\n<p>{{#each links}}</p>\n")
+    with pytest.raises(templates.TemplateError, match=rf"^{re.escape(str(body))}, line \d+: unsupported"):
+        templates.load_all(mine)
+
+
+def test_a_folder_of_your_own_that_lacks_a_part_names_the_missing_file(tmp_path):
+    mine = copy_shipped(tmp_path / "mine")
+    (mine / "password_recovery" / "body.txt").unlink()
+    with pytest.raises(templates.TemplateError) as caught:
+        templates.load_all(mine)
+    assert str(caught.value) == (
+        f"{mine / 'password_recovery' / 'body.txt'} is missing (a templates folder holds activation/ and "
+        "password_recovery/, each with subject.txt, body.txt and body.html)"
+    )
+
+
+def test_the_templates_folder_setting_must_be_an_existing_directory_or_empty(tmp_path):
+    from mailroom.settings import ConfigError, read
+
+    assert read({"MAILROOM_TEMPLATES_DIR": ""}, "MAILROOM_TEMPLATES_DIR") == {"MAILROOM_TEMPLATES_DIR": None}
+    assert read({"MAILROOM_TEMPLATES_DIR": str(tmp_path)}, "MAILROOM_TEMPLATES_DIR") == {
+        "MAILROOM_TEMPLATES_DIR": tmp_path
+    }
+    with pytest.raises(ConfigError, match=r"^MAILROOM_TEMPLATES_DIR: '.*nowhere' is invalid; expected an existing"):
+        read({"MAILROOM_TEMPLATES_DIR": str(tmp_path / "nowhere")}, "MAILROOM_TEMPLATES_DIR")
+
+
+def test_render_command_uses_the_templates_folder_and_exits_2_on_a_bad_template(capsys, monkeypatch, tmp_path):
+    from mailroom import cli
+
+    mine = copy_shipped(tmp_path / "mine")
+    (mine / "password_recovery" / "subject.txt").write_text("Your code, {{login}}")
+    monkeypatch.setenv("MAILROOM_TEMPLATES_DIR", str(mine))
+    assert cli.main(["templates", "render", "recovery", "--login", "ada"]) == 0
+    assert capsys.readouterr().out.startswith("Subject: Your code, ada")
+
+    (mine / "activation" / "body.txt").write_text("Hi\n{{#if login}}\n")  # the other action: checked too
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["templates", "render", "recovery"])
+    assert exited.value.code == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err == (
+        f"mailroom templates render: invalid template: {mine / 'activation' / 'body.txt'}, line 2: "
+        f"unsupported Handlebars expression {{{{#if login}}}}; {templates.SUPPORTED}\n"
+    )
+
+
+def test_push_checks_every_template_before_it_calls_aws(capsys, monkeypatch, tmp_path):
+    from mailroom import cli
+
+    mine = copy_shipped(tmp_path / "mine")
+    (mine / "password_recovery" / "body.html").unlink()
+    monkeypatch.setenv("MAILROOM_TEMPLATES_DIR", str(mine))
+    monkeypatch.setattr("sender.ses.make_client", lambda *a, **k: pytest.fail("AWS called with a bad template"))
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["templates", "push"])
+    assert exited.value.code == 2
+    assert capsys.readouterr().err.startswith("mailroom templates push: invalid template: ")

@@ -38,14 +38,33 @@ def test_decoder_reads_the_earlier_implementations_unquoted_line() -> None:
     assert records == _vector_records()
 
 
-@pytest.mark.parametrize("login", ["a,b", 'say "hi"', "two\nlines", "cr\rhere", "Zoë 李", '"', ",", "", 'o"neil'])
+def _record(login: str = "l", email: str = "x@example.com") -> wire.Record:
+    return wire.Record(Action.ACTIVATION, email, login, sign(KEY, Action.ACTIVATION, b"\1" * 32, "12345"), "12345")
+
+
+@pytest.mark.parametrize("login", ["a,b", 'say "hi"', "Zoë 李", '"', ",", "", 'o"neil', '"a,b",c', "\u2028 \u2029x"])
 def test_awkward_logins_round_trip(login: str) -> None:
-    record = wire.Record(
-        Action.ACTIVATION, "x@example.com", login, sign(KEY, Action.ACTIVATION, b"\1" * 32, "12345"), "12345"
-    )
+    record = _record(login)
     line = wire.encode_line([record, record])
-    (logical,) = list(wire.logical_lines(io.BytesIO(line)))
-    assert wire.decode_line(logical) == ([record, record], [])
+    (one,) = list(wire.lines(io.BytesIO(line)))
+    assert wire.decode_line(one) == ([record, record], [])
+
+
+@pytest.mark.parametrize("bad", ["two\nlines", "cr\rhere", "tab\there", "nul\0", "del\x7f", "c1\x85"])
+def test_the_encoder_refuses_a_control_character_in_any_field(bad: str) -> None:
+    for record in (_record(login=bad), _record(email=f"{bad}@example.com")):
+        assert wire.control_char_in(record) in ("login", "email")
+        with pytest.raises(wire.WireError, match="control character"):
+            wire.encode_line([record])
+
+
+@pytest.mark.parametrize("bad", ["cr\rhere", "tab\there", "del\x7f", "c1\x85"])
+def test_the_decoder_rejects_a_record_with_a_control_character_and_keeps_its_neighbours(bad: str) -> None:
+    good = wire.encode_record(_record())
+    hand_written = good.replace(",l,", "," + bad + ",", 1)  # as no encoder of ours would write it
+    records, rejected = wire.decode_line(f"{good},{hand_written},{good}".encode())
+    assert records == [_record(), _record()]
+    assert len(rejected) == 1 and "username contains a control character" in rejected[0].reason
 
 
 def test_quoted_fields_follow_rfc_4180() -> None:
@@ -87,14 +106,23 @@ def test_rejects_never_carry_a_whole_signed_secret() -> None:
     assert token not in json.dumps(rejected[0].fields)
 
 
-def test_an_unterminated_quote_costs_one_line_not_the_stream() -> None:
+@pytest.mark.parametrize(
+    "bad",
+    [
+        b'"\n',  # a stray quote alone: the by-hand case of issue 11
+        b'"1,x@example.com,l,' + b"A" * 86 + b",12345\n",
+        b'1,x@example.com,"open' + b"x" * 5000 + b"\n",
+        b'1,"x@example.com"junk,l,' + b"A" * 86 + b",12345\n",
+    ],
+)
+def test_an_unterminated_or_broken_quote_costs_its_own_line_and_nothing_else(bad: bytes) -> None:
     good = VECTORS["line"].encode() + b"\n"
-    bad = b'1,x@example.com,"open' + b"x" * (wire.MAX_QUOTED_FIELD_BYTES + 10) + b"\n"
-    out = list(wire.logical_lines([bad, good]))
-    assert isinstance(out[0], wire.Rejected)
-    assert out[1] == VECTORS["line"].encode()
+    out = [wire.decode_line(line) for line in wire.lines([good, bad, good, good])]
+    assert [records for records, _ in out] == [_vector_records(), [], _vector_records(), _vector_records()]
+    assert [len(rejected) for _, rejected in out] == [0, 1, 0, 0]
+    assert "quoted field" in out[1][1][0].reason
 
 
 def test_crlf_line_endings_are_accepted() -> None:
-    out = list(wire.logical_lines([VECTORS["line"].encode() + b"\r\n"]))
+    out = list(wire.lines([VECTORS["line"].encode() + b"\r\n"]))
     assert out == [VECTORS["line"].encode()]
