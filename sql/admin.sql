@@ -66,3 +66,21 @@ SELECT token FROM queued ORDER BY token
 -- name: notify
 -- Wake the queue's collector (a notification is a wake-up; the collector reads the queue).
 SELECT pg_notify(%(channel)s, '')
+
+-- name: relation_exists
+-- Whether a table (of the search path) exists: `mailroom check` inspects, it never fails on
+-- a schema that is not there yet.
+SELECT to_regclass(%(name)s) IS NOT NULL
+
+-- name: backlog_age
+-- What the queue has yet to read: how many entries, how many of their tokens have expired
+-- meanwhile, and how long ago the oldest was created (seconds; NULL when empty).
+SELECT count(*) AS queued,
+       count(*) FILTER (WHERE t.expires_at <= now()) AS expired,
+       extract(epoch FROM now() - min(t.created_at))::float8 AS oldest_age_s
+  FROM job_tokens q
+  JOIN tokens t ON t.id = q.token
+ WHERE q.job = %(queue)s
+
+-- name: server_version
+SELECT current_setting('server_version')

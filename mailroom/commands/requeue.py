@@ -34,6 +34,10 @@ class RequeueError(Exception):
     """Something the operator must fix (the message says what); nothing was changed."""
 
 
+class UsageError(RequeueError):
+    """The command line does not say which tokens (exit status 2, like argparse's errors)."""
+
+
 @dataclass(frozen=True)
 class Selection:
     """Which tokens: those of `emails` or `refs` (all tokens when both are empty), created at
@@ -218,9 +222,9 @@ def selection_from_args(args: argparse.Namespace) -> tuple[Selection, list[str]]
         if neither:
             notes.append(f"{neither} row(s) of {args.rejects} name no token_ref and no address: skipped")
         if not more_refs and not more_emails:
-            raise RequeueError(f"{args.rejects} names no token (no row with a token_ref or an address)")
+            raise UsageError(f"{args.rejects} names no token (no row with a token_ref or an address)")
     if not (emails or refs or args.since):
-        raise RequeueError("say which tokens: --email, --ref, --rejects or --since (see --help)")
+        raise UsageError("say which tokens: --email, --ref, --rejects or --since (see --help)")
     selection = Selection(
         emails=tuple(dict.fromkeys(emails)),
         refs=tuple(dict.fromkeys(refs)),
@@ -239,7 +243,7 @@ def cli_main(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
             result = requeue(conn, queue, selection, dry_run=args.dry_run)
     except RequeueError as exc:
         print(f"mailroom requeue: {exc}", file=sys.stderr)
-        return 1
+        return 2 if isinstance(exc, UsageError) else 1
     except (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedColumn):
         print("mailroom requeue: the database schema is not up to date: run `mailroom migrate`", file=sys.stderr)
         return 1

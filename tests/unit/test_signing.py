@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import pytest
-
 import hashlib
+
+import pytest
 
 from mailroom.signing import Action, InvalidToken, secret_ref, sign, token_ref, verify
 
