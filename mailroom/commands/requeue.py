@@ -10,6 +10,7 @@ queued is not queued twice.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import re
 import sys
@@ -74,8 +75,12 @@ class RequeueResult:
     queued: list[int]  # ids put on the queue (what would be, in a dry run)
     dry_run: bool
 
+    @functools.cached_property
+    def _queued(self) -> frozenset[int]:
+        return frozenset(self.queued)
+
     def status(self, c: Candidate) -> str:
-        if c.id in self.queued:
+        if c.id in self._queued:
             return "would queue" if self.dry_run else "queued"
         if c.queued:
             return "already queued"
@@ -85,7 +90,7 @@ class RequeueResult:
 
     @property
     def already(self) -> int:
-        return sum(1 for c in self.candidates if c.id not in self.queued and (c.queued or c.valid))
+        return sum(1 for c in self.candidates if c.id not in self._queued and (c.queued or c.valid))
 
     @property
     def invalid(self) -> int:
