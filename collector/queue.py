@@ -14,12 +14,20 @@ is produced, and the sender's journal recognises it.
 Why several chunks a transaction: the sender takes a line out of the pipe only after its
 journal fsync, so waiting for the reader once per line would cost one fsync per line;
 once per transaction, the sender journals the transaction's lines with one fsync.
+
+The cooldown (MAILROOM_RECOVERY_COOLDOWN): at most one email per account and action per
+cooldown. The chunk query says which tokens an email already covers from earlier reads;
+between the tokens of one chunk, `Chunk` decides in id order. A skipped token is still
+valid (its link works if someone has it); it is only not emailed, counted, and marked
+`suppressed` in the same transaction, as are tokens that were not sendable: only emailed
+tokens start a cooldown window. That UPDATE runs only for chunks that have such tokens.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
 import psycopg
 from psycopg.types.numeric import Int8
@@ -51,38 +59,68 @@ class DrainResult:
     emitted: int = 0
     lines: int = 0
     chunks: int = 0
+    cooled: int = 0  # sendable, but skipped: within the cooldown of an email already sent
+
+
+@dataclass
+class Chunk:
+    """What to do with one chunk's rows: the records to emit, and the tokens to mark
+    suppressed (skipped by the cooldown, or not sendable)."""
+
+    records: list[Record] = field(default_factory=list)
+    suppressed: list[int] = field(default_factory=list)
+    cooled: int = 0
 
 
 class Queue:
     """This consumer's queue on one connection."""
 
-    def __init__(self, conn: psycopg.Connection, queue_name: str, batch_limit: int, key: bytes) -> None:
+    def __init__(
+        self, conn: psycopg.Connection, queue_name: str, batch_limit: int, key: bytes, cooldown_s: float = 0.0
+    ) -> None:
         self.conn = conn
         self.key = key
         self.batch_limit = batch_limit
+        self.cooldown = timedelta(seconds=cooldown_s)
         self._queue_name = queue_name
-        self._claim = queries("collector.sql")["claim_chunk"]
+        sql_text = queries("collector.sql")
+        self._claim = sql_text["claim_chunk"]
+        self._suppress = sql_text["suppress"]
         self._cursor = conn.cursor(binary=True)
 
-    def records(self, rows: list[tuple]) -> list[Record]:
-        key = self.key
-        out = []
-        for token, emittable, action_no, email, login, secret, code in rows:
-            if emittable:
-                action = _ACTIONS[action_no]
-                record = Record(action, email, login, sign(key, action, bytes(secret), code), code)
-                if field := control_char_in(record):
-                    # Only where migration 0005's constraint was bypassed: a line break would
-                    # cut the line (and its neighbours' records) in two, so it is not sent.
-                    log.error(
-                        "token %d not emitted: the account's %s holds a control character (CR, LF, ...), which "
-                        "the schema refuses (migrations/0005_no_control_chars.sql); fix the account and issue "
-                        "a new token",
-                        token,
-                        field,
-                    )
+    def chunk(self, rows: list[tuple]) -> Chunk:
+        """Sign what may be emitted. Rows come in id order; a token that the query found
+        uncovered is still skipped when a token before it in this chunk, of the same
+        account and action, created within the cooldown, is emitted."""
+        key, cooldown = self.key, self.cooldown
+        emitted_at: dict[tuple[int, int], list[datetime]] = {}
+        out = Chunk()
+        for token, emittable, action_no, email, login, secret, code, account, created_at, covered in rows:
+            if not emittable:
+                if account is not None:  # None: the token row is gone, nothing to mark
+                    out.suppressed.append(token)
+                continue
+            if cooldown:
+                earlier = emitted_at.setdefault((account, action_no), [])
+                if covered or any(abs(created_at - other) < cooldown for other in earlier):
+                    out.suppressed.append(token)
+                    out.cooled += 1
                     continue
-                out.append(record)
+                earlier.append(created_at)
+            action = _ACTIONS[action_no]
+            record = Record(action, email, login, sign(key, action, bytes(secret), code), code)
+            if field := control_char_in(record):
+                # Only where migration 0005's constraint was bypassed: a line break would
+                # cut the line (and its neighbours' records) in two, so it is not sent.
+                log.error(
+                    "token %d not emitted: the account's %s holds a control character (CR, LF, ...), which "
+                    "the schema refuses (migrations/0005_no_control_chars.sql); fix the account and issue "
+                    "a new token",
+                    token,
+                    field,
+                )
+                continue
+            out.records.append(record)
         return out
 
     def drain(self, output: LineWriter, stop: StopFlag) -> DrainResult:
@@ -104,18 +142,26 @@ class Queue:
             try:
                 with self.conn.transaction():
                     for _ in range(CHUNKS_PER_COMMIT):
-                        params = {"queue": self._queue_name, "after": Int8(after), "limit": Int8(self.batch_limit)}
+                        params = {
+                            "queue": self._queue_name,
+                            "after": Int8(after),
+                            "limit": Int8(self.batch_limit),
+                            "cooldown": self.cooldown,
+                        }
                         cur.execute(self._claim, params, prepare=True)
                         rows = cur.fetchall()
                         claimed_here += len(rows)
-                        records = self.records(rows)
-                        if records:
-                            for line in encode_lines(records):
+                        chunk = self.chunk(rows)
+                        if chunk.suppressed:
+                            cur.execute(self._suppress, {"ids": [Int8(i) for i in chunk.suppressed]})
+                        if chunk.records:
+                            for line in encode_lines(chunk.records):
                                 output.write_line(line)
                                 result.lines += 1
                         result.chunks += 1
                         result.claimed += len(rows)
-                        result.emitted += len(records)
+                        result.emitted += len(chunk.records)
+                        result.cooled += chunk.cooled
                         if stop:
                             done = True
                             break

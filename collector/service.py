@@ -118,7 +118,9 @@ class Collector:
                 return self._stopped()
         register_and_listen(conn, self.settings)
         log.info("active on queue %r, listening on channel %r", name, self.settings.channel_name)
-        queue = Queue(conn, name, self.settings.batch_limit, self.settings.secret_key)
+        queue = Queue(
+            conn, name, self.settings.batch_limit, self.settings.secret_key, self.settings.recovery_cooldown_s
+        )
         awake = Awake(conn, name, self.policy)
         awake.note_writers()  # a predecessor that died awake may have left some
         self._drain(queue, "start")
@@ -169,12 +171,14 @@ class Collector:
         result = queue.drain(self.output, self.stop)
         if result.claimed:
             log.info(
-                "read %d queued tokens (%s): emitted %d in %d lines, skipped %d not sendable",
+                "read %d queued tokens (%s): emitted %d in %d lines, skipped %d not sendable, "
+                "%d within the cooldown of an email already sent",
                 result.claimed,
                 reason,
                 result.emitted,
                 result.lines,
-                result.claimed - result.emitted,
+                result.claimed - result.emitted - result.cooled,
+                result.cooled,
             )
         else:
             log.debug("queue empty (%s)", reason)

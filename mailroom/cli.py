@@ -18,6 +18,7 @@ from mailroom import (  # app-side commands: verify, prune, run
     templates_cmd,
     verify,
 )
+from mailroom.commands import check, requeue
 from mailroom.db import describe
 from mailroom.logs import setup_logging
 
@@ -66,6 +67,18 @@ COMMANDS: dict[str, tuple[str, tuple[str, ...], Handler, Callable[[argparse.Argu
         prune.PRUNE_VARIABLES,
         prune.cli_main,
         prune.add_cli_arguments,
+    ),
+    "requeue": (
+        "put still-valid tokens (unconsumed, unexpired) back on the queue, to be emailed again; --dry-run shows them",
+        requeue.REQUEUE_VARIABLES,
+        requeue.cli_main,
+        requeue.add_cli_arguments,
+    ),
+    "check": (
+        "check the deployment (database, schema, queue, backlog, key): one line per check, exit 0 when all pass",
+        check.CHECK_VARIABLES,
+        check.cli_main,
+        check.add_cli_arguments,
     ),
     "run": (
         "run `collector | sender` supervised: exit non-zero when either dies; SIGTERM stops both",

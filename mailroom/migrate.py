@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import psycopg
+from psycopg import sql
 from yoyo import read_migrations
 from yoyo.backends.core.postgresql import PostgresqlPsycopgBackend
 from yoyo.connections import parse_uri
@@ -73,3 +74,23 @@ def rollback_last(conninfo: str) -> MigrationResult:
         return MigrationResult(applied=[], rolled_back=[m.id for m in todo])
     finally:
         backend.connection.close()
+
+
+def shipped() -> list[str]:
+    """The ids of the migrations this installation carries, in order."""
+    return [m.id for m in read_migrations(str(resource_dir("migrations")))]
+
+
+def applied(conn: psycopg.Connection) -> list[str]:
+    """The ids of the migrations applied to the database of `conn`, oldest first.
+
+    Read-only, unlike the yoyo backend (which creates its bookkeeping tables): for
+    `mailroom check`, which must not change the database it inspects.
+    """
+    row = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (MIGRATION_TABLE,)).fetchone()
+    if not row or not row[0]:
+        return []
+    query = sql.SQL("SELECT migration_id FROM {} ORDER BY applied_at_utc, migration_id").format(
+        sql.Identifier(MIGRATION_TABLE)
+    )
+    return [r[0] for r in conn.execute(query).fetchall()]

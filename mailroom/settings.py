@@ -160,13 +160,26 @@ def email_address(name: str, raw: str) -> str:
     return raw
 
 
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
+_DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _duration(name: str, raw: str, allow_zero: bool) -> float:
+    match = _DURATION.match(raw)
+    if not match or (float(match.group(1)) <= 0 and not allow_zero):
+        kind = "duration" if allow_zero else "positive duration"
+        _bad(name, raw, f"a {kind} such as 3600, 90s, 15m, 12h or 7d" + (" (0 turns it off)" if allow_zero else ""))
+    return float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+
+
 def seconds(name: str, raw: str) -> float:
     """A duration such as `90`, `90s`, `15m`, `12h` or `7d`, in seconds."""
-    match = re.match(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$", raw)
-    if not match or float(match.group(1)) <= 0:
-        _bad(name, raw, "a positive duration such as 3600, 90s, 15m, 12h or 7d")
-    unit = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
-    return float(match.group(1)) * unit
+    return _duration(name, raw, allow_zero=False)
+
+
+def seconds_or_zero(name: str, raw: str) -> float:
+    """Like `seconds`, and `0` (any unit) too: for durations where 0 means "off"."""
+    return _duration(name, raw, allow_zero=True)
 
 
 def choice(*allowed: str) -> Callable[[str, str], str]:
@@ -373,6 +386,13 @@ VARIABLES: dict[str, Variable] = {
             "How long consumed or expired tokens are kept before `mailroom prune` deletes them.",
             seconds,
         ),
+        Variable(
+            "MAILROOM_RECOVERY_COOLDOWN",
+            "60s",
+            "At most one email per account and action (password recovery, activation) per this duration: "
+            "the collector skips a token created within it of the last one emailed. 0 turns it off.",
+            seconds_or_zero,
+        ),
     )
 }
 
@@ -434,6 +454,7 @@ COLLECTOR_VARIABLES = (
     "MAILROOM_HEALTHCHECK_INTERVAL",
     "MAILROOM_BATCH_TIMEOUT",
     "MAILROOM_BATCH_LIMIT",
+    "MAILROOM_RECOVERY_COOLDOWN",
     "MAILROOM_LOG_LEVEL",
 )
 
@@ -448,12 +469,13 @@ class CollectorSettings:
     batch_timeout_ms: int
     batch_limit: int
     log_level: str
+    recovery_cooldown_s: float
 
     def __repr__(self) -> str:  # never print the key or the password in the URL
         return (
             f"CollectorSettings(channel_name={self.channel_name!r}, queue_name={self.queue_name!r}, "
             f"batch_limit={self.batch_limit}, batch_timeout_ms={self.batch_timeout_ms}, "
-            f"healthcheck_interval_ms={self.healthcheck_interval_ms})"
+            f"healthcheck_interval_ms={self.healthcheck_interval_ms}, recovery_cooldown_s={self.recovery_cooldown_s:g})"
         )
 
     @classmethod
@@ -474,6 +496,7 @@ class CollectorSettings:
             batch_timeout_ms=v["MAILROOM_BATCH_TIMEOUT"],
             batch_limit=v["MAILROOM_BATCH_LIMIT"],
             log_level=v["MAILROOM_LOG_LEVEL"],
+            recovery_cooldown_s=v["MAILROOM_RECOVERY_COOLDOWN"],
         )
 
 

@@ -93,19 +93,21 @@ def verify(key: bytes, token: str, action: Action, code: str | None = None) -> b
     return secret
 
 
-def redact(token: str) -> str:
-    """Enough of a signed token to correlate log lines, never enough to use it."""
-    return token[:6] + "…" if len(token) > 6 else "…"
+def secret_ref(secret: bytes) -> str:
+    """A non-secret name for a secret: the first 16 hex characters of its SHA-256.
+
+    The same value as SQL `left(encode(sha256(tokens.secret), 'hex'), 16)`, so that an
+    operator can find a token's row from a log or reject line without the link being
+    usable: a hash does not give the secret back, and the link also needs the HMAC.
+    """
+    return hashlib.sha256(secret).hexdigest()[:16]
 
 
 def token_ref(token: str) -> str:
-    """A non-secret reference to a signed token: 16 hex characters of sha256 of its secret.
+    """The `secret_ref` of a signed token's secret (its first 32 bytes); InvalidToken if malformed."""
+    return secret_ref(decode_token(token)[:SECRET_BYTES])
 
-    It finds the token's row (`left(encode(sha256(secret), 'hex'), 16)` in SQL) and can
-    never rebuild the link. "" for a token that is malformed.
-    """
-    try:
-        raw = decode_token(token)
-    except InvalidToken:
-        return ""
-    return hashlib.sha256(raw[:SECRET_BYTES]).hexdigest()[:16]
+
+def redact(token: str) -> str:
+    """Enough of a signed token to correlate log lines, never enough to use it."""
+    return token[:6] + "…" if len(token) > 6 else "…"

@@ -1,5 +1,5 @@
 -- No control characters in accounts.email and accounts.login.
--- depends: 0003_prune
+-- depends: 0004_cooldown
 
 -- The wire format between collector and sender is one batch per line: a field that holds
 -- a line break (or any other control character: Unicode category Cc, U+0001-U+001F and

@@ -108,7 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         templates.exit_on_error("sender", exc)
     checks = preflight(sender, s)
     if args.check:
-        print(render(checks), flush=True)
+        print("\n".join(render(checks)), flush=True)
         return 0 if all(c.ok for c in checks) else 1
     failed = [c for c in checks if not c.ok]
     if failed:

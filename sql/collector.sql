@@ -22,6 +22,15 @@ SELECT pg_try_advisory_lock(hashtextextended('mailroom:' || %(queue)s, 0))
 -- consumed, or whose account is not in the status the action needs; those entries are
 -- consumed without output. The number of rows returned is the number claimed: a chunk
 -- of only unsendable tokens is not the end of the queue.
+-- `covered` (the cooldown, MAILROOM_RECOVERY_COOLDOWN; `cooldown` = 0 turns it off) is
+-- true for an emittable token when an email already went out for another token of the
+-- same account and action created less than `cooldown` before or after it, whose link
+-- still worked when this one was created (not consumed before). "Went out" means: read
+-- by this queue earlier (no longer queued here) and not suppressed. Tokens of this same
+-- chunk are still queued in the statement's snapshot, so they never count here: the
+-- caller decides between them in id order (collector/queue.py) and marks the skipped
+-- ones suppressed. The lookup is one probe of tokens_account_action_created_idx, which
+-- in the common case finds only the token itself.
 -- `after` only lets a long drain start its index scan past the entries it has just
 -- deleted (dead until vacuumed, they would make each chunk slower than the last); it is
 -- never progress: a drain ends only with a chunk read from `after` = 0 (see queue.py).
@@ -36,22 +45,46 @@ WITH claimed AS (
           LIMIT %(limit)s
           FOR UPDATE SKIP LOCKED))
     RETURNING token
+),
+checked AS (
+    SELECT c.token,
+           coalesce(t.consumed_at IS NULL
+                    AND t.expires_at > now()
+                    AND a.status = CASE t.action WHEN 'activation' THEN 'provisioned'::account_status
+                                                 ELSE 'active'::account_status END,
+                    false) AS emittable,
+           t.account, t.action AS action_name, t.created_at,
+           t.secret, t.code, a.email, a.login
+    FROM claimed c
+    LEFT JOIN tokens t ON t.id = c.token
+    LEFT JOIN accounts a ON a.id = t.account
 )
-SELECT c.token,
-       coalesce(t.consumed_at IS NULL
-                AND t.expires_at > now()
-                AND a.status = CASE t.action WHEN 'activation' THEN 'provisioned'::account_status
-                                             ELSE 'active'::account_status END,
-                false) AS emittable,
-       CASE t.action WHEN 'activation' THEN 1 ELSE 2 END AS action,
-       a.email::text,
-       a.login::text,
-       t.secret,
-       t.code
-FROM claimed c
-LEFT JOIN tokens t ON t.id = c.token
-LEFT JOIN accounts a ON a.id = t.account
-ORDER BY c.token
+SELECT k.token,
+       k.emittable,
+       CASE k.action_name WHEN 'activation' THEN 1 ELSE 2 END AS action,
+       k.email::text,
+       k.login::text,
+       k.secret,
+       k.code,
+       k.account,
+       k.created_at,
+       k.emittable AND %(cooldown)s > interval '0' AND EXISTS (
+           SELECT 1 FROM tokens o
+           WHERE o.account = k.account AND o.action = k.action_name
+             AND o.created_at > k.created_at - %(cooldown)s
+             AND o.created_at < k.created_at + %(cooldown)s
+             AND o.id <> k.token
+             AND NOT o.suppressed
+             AND (o.consumed_at IS NULL OR o.consumed_at > k.created_at)
+             AND NOT EXISTS (SELECT 1 FROM job_tokens q WHERE q.job = %(queue)s AND q.token = o.id)
+       ) AS covered
+FROM checked k
+ORDER BY k.token
+
+-- name: suppress
+-- Mark the tokens of a chunk that were read and not emailed (see migrations/0004_cooldown.sql).
+-- Only run when a chunk has some: the common chunk costs no UPDATE.
+UPDATE tokens SET suppressed = true WHERE id = ANY (%(ids)s) AND NOT suppressed
 
 -- name: backlog
 -- What this queue has yet to read (for operators and tests).

@@ -100,6 +100,28 @@ def test_durations_take_units(raw: str, secs: float) -> None:
     assert settings.seconds("MAILROOM_PRUNE_AFTER", raw) == secs
 
 
+@pytest.mark.parametrize(("raw", "secs"), [("60s", 60.0), ("0", 0.0), ("0s", 0.0), ("2m", 120.0)])
+def test_the_recovery_cooldown_is_a_duration_and_0_turns_it_off(raw: str, secs: float) -> None:
+    s = CollectorSettings.from_environ(collector_env(MAILROOM_RECOVERY_COOLDOWN=raw))
+    assert s.recovery_cooldown_s == secs
+
+
+def test_the_recovery_cooldown_defaults_to_a_minute() -> None:
+    assert CollectorSettings.from_environ(collector_env()).recovery_cooldown_s == 60.0
+
+
+@pytest.mark.parametrize("raw", ["-1", "soon", "", "1w"])
+def test_an_invalid_recovery_cooldown_is_a_config_error_naming_it(raw: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        CollectorSettings.from_environ(collector_env(MAILROOM_RECOVERY_COOLDOWN=raw))
+    assert err.value.name == "MAILROOM_RECOVERY_COOLDOWN" and "0 turns it off" in str(err.value)
+
+
+def test_a_zero_duration_is_still_refused_where_it_makes_no_sense() -> None:
+    with pytest.raises(ConfigError, match="positive duration"):
+        settings.seconds("MAILROOM_PRUNE_AFTER", "0")
+
+
 def test_the_database_url_is_never_echoed_in_errors() -> None:
     with pytest.raises(ConfigError) as err:
         settings.read({"MAILROOM_DATABASE_URL": "   "}, "MAILROOM_DATABASE_URL")

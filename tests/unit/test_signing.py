@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import pytest
 
-from mailroom.signing import Action, InvalidToken, sign, verify
+from mailroom.signing import Action, InvalidToken, secret_ref, sign, token_ref, verify
 
 KEY = bytes(range(32))
 SECRET = bytes(range(100, 132))
@@ -47,3 +49,16 @@ def test_another_key_does_not_verify() -> None:
     token = sign(KEY, Action.ACTIVATION, SECRET, "00000")
     with pytest.raises(InvalidToken, match="bad signature"):
         verify(bytes(32), token, Action.ACTIVATION)
+
+
+def test_a_token_ref_names_the_secret_whatever_the_key_action_or_code() -> None:
+    ref = hashlib.sha256(SECRET).hexdigest()[:16]
+    assert secret_ref(SECRET) == ref
+    assert token_ref(sign(KEY, Action.ACTIVATION, SECRET, "00000")) == ref
+    assert token_ref(sign(bytes(32), Action.PASSWORD_RECOVERY, SECRET, "12345")) == ref
+    assert len(ref) == 16 and ref not in sign(KEY, Action.ACTIVATION, SECRET, "00000")
+
+
+def test_a_token_ref_of_a_malformed_token_says_what_is_wrong() -> None:
+    with pytest.raises(InvalidToken, match="86 characters"):
+        token_ref("short")

@@ -1,0 +1,255 @@
+"""`mailroom check`: is this deployment ready to send mail? One line per check, exit 0 or 1.
+
+For deploy pipelines and for a person at 3 a.m.: each failing check says what is wrong
+and what fixes it. The command only reads: it never migrates, registers a queue or
+creates yoyo's bookkeeping tables. A check that cannot run (no database) is a ✗ line,
+never a traceback.
+
+The database half is here; the mail provider's checks are appended by `run_checks` from
+MAIL_PROVIDER_CHECKS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from collections.abc import Callable, Mapping
+
+import psycopg
+
+from mailroom import migrate, settings
+from mailroom.checks import FAIL_MARK, PASS_MARK, Check, all_passed, render
+from mailroom.db import connect, describe, queries
+
+CHECK_VARIABLES = (
+    "MAILROOM_DATABASE_URL",
+    "MAILROOM_SECRET_KEY",
+    "MAILROOM_QUEUE_NAME",
+    "MAILROOM_CHANNEL_NAME",
+    "MAILROOM_LOG_LEVEL",
+)
+
+# The oldest queued token may be this old before the backlog check fails: a third of the
+# default 15-minute token lifetime, so the alarm comes while the links still work. A
+# collector that is running reads within MAILROOM_BATCH_TIMEOUT of an insert, and at the
+# latest at its health check (MAILROOM_HEALTHCHECK_INTERVAL, 270 s by default).
+BACKLOG_MAX_AGE_S = 300.0
+CONNECT_TIMEOUT_S = 5
+
+CheckGroup = Callable[[Mapping[str, str]], list[Check]]
+
+
+def sender_checks(environ: Mapping[str, str]) -> list[Check]:
+    """The mail provider's checks: exactly the sender's preflight, run as `sender --check`
+    (the real program, with the same environment), its lines read back."""
+    command = [sys.executable, "-m", "sender.cli", "--check"]
+    try:
+        done = subprocess.run(
+            command, env=dict(environ), capture_output=True, text=True, timeout=SENDER_CHECK_TIMEOUT_S, check=False
+        )
+    except subprocess.TimeoutExpired:
+        return [
+            Check(
+                "mail provider",
+                False,
+                f"`sender --check` did not answer in {SENDER_CHECK_TIMEOUT_S:g} s",
+                "check the network path to the provider",
+            )
+        ]
+    checks = [_parse(line) for line in done.stdout.splitlines() if line[:1] in (PASS_MARK, FAIL_MARK)]
+    if done.returncode not in (0, 1) or not checks:
+        why = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
+        checks.append(Check("mail provider", False, why.removeprefix("sender: "), "fix the sender's settings"))
+    return checks
+
+
+def _parse(line: str) -> Check:
+    """A `sender --check` line back into a Check: `✓ name: detail` or `✗ name: detail — fix: ...`."""
+    ok = line.startswith(PASS_MARK)
+    name, _, rest = line[2:].partition(": ")
+    detail, _, fix = rest.partition(" — fix: ")
+    return Check(name, ok, detail, fix)
+
+
+# Checks of the mail provider (the sender's preflight), run after the database ones. Each
+# group takes the environment and returns its lines.
+SENDER_CHECK_TIMEOUT_S = 60.0
+MAIL_PROVIDER_CHECKS: tuple[CheckGroup, ...] = (sender_checks,)
+
+
+def run_checks(environ: Mapping[str, str], max_backlog_age_s: float = BACKLOG_MAX_AGE_S) -> list[Check]:
+    """Every check, in the order they are printed."""
+    checks = database_checks(environ, max_backlog_age_s)
+    checks.append(secret_key_check(environ))
+    for group in MAIL_PROVIDER_CHECKS:
+        checks += group(environ)
+    return checks
+
+
+def secret_key_check(environ: Mapping[str, str]) -> Check:
+    try:
+        settings.read(environ, "MAILROOM_SECRET_KEY")
+    except settings.ConfigError as exc:  # its message never shows the value
+        return Check(
+            "secret key",
+            False,
+            str(exc),
+            "set MAILROOM_SECRET_KEY to the key the apps verify links with (64 hex characters)",
+        )
+    return Check("secret key", True, "MAILROOM_SECRET_KEY is set (32 bytes)")
+
+
+def database_checks(environ: Mapping[str, str], max_backlog_age_s: float = BACKLOG_MAX_AGE_S) -> list[Check]:
+    """database, schema, queue, backlog: the checks that need the database stop at the first
+    one that makes the next ones meaningless (no connection, no queue)."""
+    try:
+        url = settings.read(environ, "MAILROOM_DATABASE_URL")["MAILROOM_DATABASE_URL"]
+    except settings.ConfigError as exc:
+        return [Check("database", False, str(exc), "set MAILROOM_DATABASE_URL to a libpq URL or key=value string")]
+    where = describe(url)
+    try:
+        conn = connect(url, application_name="mailroom check", connect_timeout=CONNECT_TIMEOUT_S)
+    except psycopg.Error as exc:
+        return [
+            Check(
+                "database",
+                False,
+                f"cannot connect to {where}: {_first_line(exc)}",
+                "check MAILROOM_DATABASE_URL, and that PostgreSQL is running and reachable from here",
+            )
+        ]
+    with conn:
+        try:
+            version = str(_one(conn, "server_version", {})).split()[0]
+            checks = [Check("database", True, f"connected to {where} (PostgreSQL {version})")]
+            checks.append(_schema_check(conn))
+            queue = _queue_check(conn, environ)
+            checks.append(queue)
+            if queue.ok:
+                checks.append(_backlog_check(conn, environ, max_backlog_age_s))
+        except psycopg.Error as exc:
+            checks.append(
+                Check(
+                    "database",
+                    False,
+                    f"a query on {where} failed: {_first_line(exc)}",
+                    "check that MAILROOM_DATABASE_URL's role may read the mailroom tables",
+                )
+            )
+    return checks
+
+
+def _schema_check(conn: psycopg.Connection) -> Check:
+    shipped, applied = migrate.shipped(), migrate.applied(conn)
+    missing = [m for m in shipped if m not in applied]
+    unknown = [m for m in applied if m not in shipped]
+    if unknown:
+        return Check(
+            "schema",
+            False,
+            f"the database has migrations this mailroom does not ship: {', '.join(unknown)}",
+            "run the mailroom version that migrated this database (or a newer one)",
+        )
+    if missing:
+        return Check(
+            "schema",
+            False,
+            f"{len(missing)} of {len(shipped)} migrations not applied: {', '.join(missing)}",
+            "run `mailroom migrate`",
+        )
+    return Check("schema", True, f"all {len(shipped)} migrations applied (latest {shipped[-1]})")
+
+
+def _queue_check(conn: psycopg.Connection, environ: Mapping[str, str]) -> Check:
+    try:
+        values = settings.read(environ, "MAILROOM_QUEUE_NAME", "MAILROOM_CHANNEL_NAME")
+    except settings.ConfigError as exc:
+        return Check("queue", False, str(exc), f"set {exc.name} to the collector's value")
+    queue, channel = values["MAILROOM_QUEUE_NAME"], values["MAILROOM_CHANNEL_NAME"]
+    if not _one(conn, "relation_exists", {"name": "jobs"}):
+        return Check("queue", False, "the database has no mailroom tables", "run `mailroom migrate`")
+    registered = conn.execute(queries("admin.sql")["queue_channel"], {"queue": queue}).fetchone()
+    if registered is None:
+        return Check(
+            "queue",
+            False,
+            f"queue {queue!r} (MAILROOM_QUEUE_NAME) is not registered",
+            "start the collector once (it registers its queue when it connects), or run "
+            f"SELECT mailroom_register_queue('{queue}', '{channel}'); or set MAILROOM_QUEUE_NAME to the collector's",
+        )
+    if registered[0] != channel:
+        return Check(
+            "queue",
+            False,
+            f"queue {queue!r} is registered with channel {registered[0]!r}, but MAILROOM_CHANNEL_NAME is {channel!r}",
+            "give the collector and this check the same MAILROOM_CHANNEL_NAME "
+            "(the collector updates its queue's channel when it connects)",
+        )
+    return Check("queue", True, f"queue {queue!r} is registered, channel {channel!r}")
+
+
+def _backlog_check(conn: psycopg.Connection, environ: Mapping[str, str], max_age_s: float) -> Check:
+    queue = settings.read(environ, "MAILROOM_QUEUE_NAME")["MAILROOM_QUEUE_NAME"]
+    row = conn.execute(queries("admin.sql")["backlog_age"], {"queue": queue}).fetchone()
+    queued, expired, oldest_s = (row[0], row[1], row[2]) if row else (0, 0, None)
+    if not queued or oldest_s is None:
+        return Check("backlog", True, f"nothing queued on {queue!r}")
+    detail = f"{queued} token(s) queued on {queue!r}, the oldest created {_age(oldest_s)} ago"
+    if expired:
+        detail += f"; {expired} expired while queued"
+    if oldest_s > max_age_s:
+        return Check(
+            "backlog",
+            False,
+            f"{detail} (more than {_age(max_age_s)}: links expire 15 min after creation by default)",
+            f"make sure a collector is running on queue {queue!r} (`mailroom run`) and look at its log",
+        )
+    return Check("backlog", True, detail)
+
+
+def _one(conn: psycopg.Connection, name: str, params: Mapping[str, object]) -> object:
+    row = conn.execute(queries("admin.sql")[name], params).fetchone()
+    return row[0] if row else None
+
+
+def _age(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+# -- the command --------------------------------------------------------------------------
+
+
+def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--max-backlog-age",
+        type=_duration,
+        default=BACKLOG_MAX_AGE_S,
+        metavar="DURATION",
+        help=f"fail when the oldest queued token is older than this (90s, 10m) [default: {BACKLOG_MAX_AGE_S:g}s]",
+    )
+
+
+def _duration(raw: str) -> float:
+    try:
+        return settings.seconds("--max-backlog-age", raw)
+    except settings.ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc).split(": ", 1)[1]) from None
+
+
+def cli_main(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    """Print one line per check; 0 when every check passed, 1 otherwise."""
+    checks = run_checks(environ, args.max_backlog_age)
+    for line in render(checks):
+        print(line)
+    sys.stdout.flush()
+    return 0 if all_passed(checks) else 1
