@@ -8,7 +8,7 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from mailroom import settings
+from mailroom import __version__, settings
 from mailroom.logs import setup_logging
 from mailroom.signing import Action
 from sender import templates
@@ -29,12 +29,14 @@ reason. Every outcome is in deliveries.jsonl. AWS is configured by boto3's stand
 
 
 def build_parser() -> argparse.ArgumentParser:
-    return argparse.ArgumentParser(
+    parser = argparse.ArgumentParser(
         prog="sender",
         description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=settings.help_epilog(settings.SENDER_VARIABLES),
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    return parser
 
 
 def build(s: settings.SenderSettings) -> Sender:
@@ -74,6 +76,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         s = settings.SenderSettings.from_environ(environ)
         setup_logging("sender", s.log_level)
+        settings.warn_unknown_variables(environ, log)
         sender = build(s)
     except settings.ConfigError as exc:
         settings.exit_on_config_error("sender", exc)
