@@ -368,7 +368,9 @@ def read(environ: Mapping[str, str], *names: str) -> dict[str, Any]:
             values[name] = var.parse(name, raw)
         except ConfigError as exc:
             message = exc.message
-            if var.secret and exc.expected and raw in message:  # say what is wrong, never show the value
+            if (
+                var.secret and exc.expected and raw.strip() and raw in message
+            ):  # say what is wrong, never show the value
                 message = f"the value is invalid; expected {exc.expected}"
             if _INLINE_COMMENT.search(raw) and INLINE_COMMENT_HINT not in message:
                 message += INLINE_COMMENT_HINT
