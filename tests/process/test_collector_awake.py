@@ -159,6 +159,7 @@ def test_a_shared_awake_lock_left_behind_by_an_app_session_does_not_stop_the_mai
         for n in range(1, 4):
             add_accounts(db, f"leak{n}-", 1)
             assert [r.login for r in collector.records(1, timeout=10)] == [f"leak{n}-1"]
+            collector.wait_for_log("asleep:", count=n)  # that round is over before the next insert
         assert not _awake(db)
         collector.wait_for_log("could not take the awake lock")
     # Each read on its notification: it never became awake.
