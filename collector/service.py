@@ -2,7 +2,9 @@
 
 Any `psycopg.OperationalError` (the database went away, the backend was terminated, a
 health check failed) closes the connection and starts over with capped exponential
-backoff and jitter, logging each attempt. Starting over always means: take the standby
+backoff and jitter, logging each attempt; except a failure that retrying cannot fix (the
+database or the role does not exist, authentication failed: `mailroom.db.permanent_failure`),
+which exits 2 like invalid configuration. Starting over always means: take the standby
 lock, register the queue, LISTEN, note the writers that may have skipped a NOTIFY, then
 drain whatever accumulated, then wait. A wake-up reads in awake mode (collector/awake.py).
 """
@@ -21,8 +23,9 @@ from collector.output import LineWriter, StoppedUnread
 from collector.queue import OutputClosed, Queue
 from collector.signals import StopFlag
 from mailroom.backoff import Backoff
-from mailroom.db import describe
-from mailroom.settings import CollectorSettings
+from mailroom.db import describe, permanent_failure
+from mailroom.logs import plural
+from mailroom.settings import CONFIG_EXIT_STATUS, CollectorSettings
 
 log = logging.getLogger("collector")
 
@@ -71,16 +74,25 @@ class Collector:
                 return EXIT_OK
             except OutputClosed as exc:
                 log.error(
-                    "%s: the reader of stdout is gone; rolled back the chunk of %d tokens, "
+                    "%s: the reader of stdout is gone; rolled back the chunk of %s, "
                     "they stay queued for the next collector",
                     exc,
-                    exc.claimed,
+                    plural(exc.claimed, "token"),
                 )
                 self.output.detach()
                 return EXIT_FAILURE
             except psycopg.OperationalError as exc:
                 if self.stop:
                     break
+                if (reason := permanent_failure(exc)) is not None:
+                    log.error(
+                        "cannot connect to %s: %s (%s); retrying cannot fix this: check MAILROOM_DATABASE_URL "
+                        "(and the server's roles, databases and pg_hba.conf)",
+                        self.where,
+                        reason,
+                        _first_line(exc),
+                    )
+                    return CONFIG_EXIT_STATUS
                 log.warning("database connection failed (%s): %s", self.where, _first_line(exc))
             except psycopg.Error as exc:
                 log.error(
@@ -127,6 +139,8 @@ class Collector:
         self.attempt = 0  # healthy: the next failure starts the backoff afresh
         if self.drain_only:
             return EXIT_OK
+        # Tests (and operators) wait for this line: everything queued before it was read.
+        log.info("ready: start drain done, waiting for notifications")
 
         def wait(timeout: float, stop_after: int) -> int:
             return sum(1 for _ in conn.notifies(timeout=timeout, stop_after=stop_after))
@@ -144,9 +158,12 @@ class Collector:
                 continue
             if wake is Wake.HEALTHCHECK:
                 log.debug("health check: no notification for %.0f s, reading the queue", self.policy.healthcheck_s)
-            self._awake_cycle(
-                conn, queue, awake, f"{notifications} notifications" if wake is Wake.BATCH else "health check"
-            )
+                reason = "health check"
+            elif notifications >= self.policy.limit:
+                reason = f"{plural(notifications, 'notification')}, the batch limit"
+            else:
+                reason = f"{plural(notifications, 'notification')}, the batch timeout"
+            self._awake_cycle(conn, queue, awake, reason)
         return self._stopped()
 
     def _awake_cycle(self, conn: psycopg.Connection, queue: Queue, awake: Awake, reason: str) -> None:
@@ -166,17 +183,17 @@ class Collector:
         for _ in conn.notifies(timeout=0):
             pass
         self._drain(queue, "going to sleep")
+        log.debug("asleep: waiting for notifications; writers that may have skipped NOTIFY: %d", len(awake.pending))
 
     def _drain(self, queue: Queue, reason: str) -> None:
         result = queue.drain(self.output, self.stop)
         if result.claimed:
             log.info(
-                "read %d queued tokens (%s): emitted %d in %d lines, skipped %d not sendable, "
-                "%d within the cooldown of an email already sent",
-                result.claimed,
+                "read %s (%s): emitted %d in %s, skipped %d not sendable, %d within the cooldown of an email already sent",
+                plural(result.claimed, "queued token"),
                 reason,
                 result.emitted,
-                result.lines,
+                plural(result.lines, "line"),
                 result.claimed - result.emitted - result.cooled,
                 result.cooled,
             )

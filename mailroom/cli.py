@@ -10,6 +10,7 @@ from collections.abc import Callable, Mapping, Sequence
 import psycopg
 
 from mailroom import (  # app-side commands: verify, prune, run
+    __version__,
     demo,  # `mailroom demo` (make demo)
     migrate,
     pipeline,
@@ -19,7 +20,7 @@ from mailroom import (  # app-side commands: verify, prune, run
     verify,
 )
 from mailroom.commands import check, requeue
-from mailroom.db import describe
+from mailroom.db import describe, permanent_failure
 from mailroom.logs import setup_logging
 
 log = logging.getLogger("mailroom")
@@ -87,8 +88,10 @@ COMMANDS: dict[str, tuple[str, tuple[str, ...], Handler, Callable[[argparse.Argu
         pipeline.add_cli_arguments,
     ),
     "demo": (
-        "the whole job on a throwaway database (embedded unless MAILROOM_DATABASE_URL is set), "
-        "no AWS: shows the emails, then stops everything",
+        (
+            "the whole job on a throwaway database (embedded unless MAILROOM_DATABASE_URL is set), "
+            "no AWS: shows the emails, then stops everything"
+        ),
         demo.DEMO_VARIABLES,
         demo.cli_main,
         demo.add_cli_arguments,
@@ -96,14 +99,27 @@ COMMANDS: dict[str, tuple[str, tuple[str, ...], Handler, Callable[[argparse.Argu
 }
 
 
+class _Parser(argparse.ArgumentParser):
+    """Reports arguments it does not know itself, with its own usage: `mailroom prune --x`
+    shows prune's usage, not the top-level one (argparse leaves unknown arguments to the
+    top-level parser)."""
+
+    def parse_known_args(self, args=None, namespace=None):  # type: ignore[no-untyped-def,override]
+        namespace, extras = super().parse_known_args(args, namespace)
+        if extras:
+            self.error("unrecognized arguments: " + " ".join(extras))
+        return namespace, extras
+
+
 def build_parser() -> argparse.ArgumentParser:
     every = tuple(dict.fromkeys(name for _, names, _, _ in COMMANDS.values() for name in names))
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="mailroom",
         description="mailroom admin: schema migrations and operator tasks.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=settings.help_epilog(every),
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (summary, names, _, add_arguments) in COMMANDS.items():
         p = sub.add_parser(
@@ -123,16 +139,35 @@ def main(argv: Sequence[str] | None = None) -> int:
         argv = verify.protect_token_argument(argv)
     args = build_parser().parse_args(argv)
     environ = settings.load_environment()
+    _, names, handler, _ = COMMANDS[args.command]
     try:
         level = settings.read(environ, "MAILROOM_LOG_LEVEL")["MAILROOM_LOG_LEVEL"]
         setup_logging("mailroom", level)
-        _, _, handler, _ = COMMANDS[args.command]
+        if args.command != "run":  # `run`'s collector and sender say it themselves
+            settings.warn_unknown_variables(environ, log)
+        # Every variable the command reads is checked before it does anything; the demo
+        # uses MAILROOM_DATABASE_URL only when it is set (else an embedded server).
+        unset_by_design = {"MAILROOM_DATABASE_URL"} - set(environ) if args.command == "demo" else set()
+        settings.read(environ, *(name for name in names if name not in unset_by_design))
         return handler(args, environ)
     except settings.ConfigError as exc:
         settings.exit_on_config_error("mailroom", exc)
     except psycopg.OperationalError as exc:
+        url = environ.get("MAILROOM_DATABASE_URL", settings.VARIABLES["MAILROOM_DATABASE_URL"].default or "")
+        if (reason := permanent_failure(exc)) is not None:
+            print(
+                f"mailroom {args.command}: cannot connect to {describe(url)}: {reason} "
+                f"({_first_line(exc)}); check MAILROOM_DATABASE_URL",
+                file=sys.stderr,
+            )
+            return settings.CONFIG_EXIT_STATUS
         print(f"mailroom {args.command}: cannot reach the database: {str(exc).strip()}", file=sys.stderr)
         return 1
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 if __name__ == "__main__":

@@ -36,6 +36,55 @@ def connect(
     )
 
 
+# Connection failures that retrying cannot fix: the configuration (or the server's roles,
+# databases and pg_hba.conf) must change first. Everything else (refused, timed out, host
+# not resolved, "the database system is starting up" 57P03, too many connections 53300,
+# connections not allowed 55000, a backend terminated) is worth retrying.
+PERMANENT_SQLSTATES = {
+    "3D000": "the database does not exist",  # invalid_catalog_name
+    "28000": "the role does not exist or may not connect",  # invalid_authorization_specification
+    "28P01": "authentication failed",  # invalid_password
+    "42501": "the role lacks the CONNECT privilege on the database",  # insufficient_privilege
+}
+# libpq reports a failed connection as text only (there is no result to carry the server's
+# SQLSTATE), so the same failures are also recognised by the server's and libpq's English
+# messages. With a server whose lc_messages is not English they are retried like the rest.
+_PERMANENT_MESSAGES = (
+    (re.compile(r'FATAL:\s+database ".*" does not exist'), "the database does not exist"),  # 3D000
+    (re.compile(r'FATAL:\s+role ".*" does not exist'), "the role does not exist"),  # 28000
+    (re.compile(r'FATAL:\s+role ".*" is not permitted to log in'), "the role may not log in"),  # 28000
+    (re.compile(r"FATAL:\s+no pg_hba\.conf entry for"), "pg_hba.conf has no entry that lets it in"),  # 28000
+    (re.compile(r'FATAL:\s+\w+ authentication failed for user ".*"'), "authentication failed"),  # 28P01
+    (re.compile(r"fe_sendauth: no password supplied"), "the server asks for a password and none is set"),
+    (re.compile(r'FATAL:\s+permission denied for database ".*"'), PERMANENT_SQLSTATES["42501"]),
+    (
+        re.compile(r'invalid (?:integer value "[^"]*" for connection option "port"|port number)'),
+        "the port is not a number",
+    ),
+)
+_ATTEMPT = re.compile(r"^- host: .*$", re.MULTILINE)  # psycopg lists each host it tried on such a line
+
+
+def permanent_failure(exc: psycopg.Error) -> str | None:
+    """Why retrying this connection failure cannot help, or None when it may (retry).
+
+    With several hosts in the conninfo, only when every host failed for such a reason.
+    """
+    if exc.sqlstate:
+        return PERMANENT_SQLSTATES.get(exc.sqlstate)
+    text = str(exc)
+    attempts = _ATTEMPT.findall(text) or [text]
+    reasons = [_permanent_message(attempt) for attempt in attempts]
+    return reasons[0] if all(reasons) else None
+
+
+def _permanent_message(text: str) -> str | None:
+    for pattern, reason in _PERMANENT_MESSAGES:
+        if pattern.search(text):
+            return reason
+    return None
+
+
 def describe(conninfo: str) -> str:
     """host:port/dbname of a conninfo, without user or password, for log lines."""
     try:

@@ -29,3 +29,10 @@ def setup_logging(program: str, level: str) -> None:
     # Third-party libraries are chatty at DEBUG and may echo request bodies; keep them quiet.
     for noisy in ("botocore", "boto3", "urllib3", "psycopg", "yoyo"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+
+
+def plural(count: int, noun: str) -> str:
+    """`1 line`, `2 lines`, `3 batches`: the count with its noun, for messages read by people."""
+    if count == 1:
+        return f"{count} {noun}"
+    return f"{count} {noun}es" if noun.endswith(("s", "sh", "ch", "x")) else f"{count} {noun}s"

@@ -19,6 +19,7 @@ import psycopg
 
 from mailroom import settings
 from mailroom.db import connect, describe
+from mailroom.logs import plural
 
 log = logging.getLogger("mailroom.prune")
 
@@ -92,8 +93,8 @@ def cli_main(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
             print("mailroom prune: the database has no mailroom_prune(); run `mailroom migrate` first", file=sys.stderr)
             return 1
     print(
-        f"deleted {result.deleted} tokens consumed or expired more than {retention_s:g} s ago "
-        f"in {result.batches} batches"
+        f"deleted {plural(result.deleted, 'token')} consumed or expired more than {retention_s:g} s ago "
+        f"in {plural(result.batches, 'batch')}"
     )
-    log.info("pruned %d tokens on %s", result.deleted, describe(url))
+    log.info("pruned %s on %s", plural(result.deleted, "token"), describe(url))
     return 0

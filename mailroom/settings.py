@@ -10,6 +10,8 @@ value (never for secrets) and what is expected, and the program exits with statu
 
 from __future__ import annotations
 
+import difflib
+import logging
 import os
 import re
 import sys
@@ -20,9 +22,22 @@ from typing import Any, NoReturn
 
 CONFIG_EXIT_STATUS = 2
 
-_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]{0,62}$")
-_HEX = re.compile(r"^[0-9a-fA-F]*$")
+# Every pattern is used with fullmatch: `$` also matches before a trailing newline.
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_$]{0,62}")
+_HEX = re.compile(r"[0-9a-fA-F]*")
+_SES_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+# `value   # comment`: python-dotenv drops such a comment, docker --env-file and systemd's
+# EnvironmentFile keep it as part of the value.
+_INLINE_COMMENT = re.compile(r"\s#")
+INLINE_COMMENT_HINT = (
+    "; it looks like it has an inline comment: docker --env-file and systemd EnvironmentFile "
+    "keep it as part of the value, so put comments on their own line"
+)
+# Largest whole number any integer setting accepts, whatever its own bound: it fits every
+# place a setting ends up (a PostgreSQL integer, a thread count, a timeout).
+MAX_INT = 2**31 - 1
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
 
@@ -33,6 +48,7 @@ class ConfigError(Exception):
     def __init__(self, name: str, message: str, expected: str | None = None) -> None:
         super().__init__(f"{name}: {message}")
         self.name = name
+        self.message = message
         self.expected = expected
 
 
@@ -56,24 +72,44 @@ def _bad(name: str, raw: str, expected: str) -> NoReturn:
     raise ConfigError(name, f"{raw!r} is invalid; expected {expected}", expected)
 
 
-def positive_int(name: str, raw: str) -> int:
+def positive_int(name: str, raw: str, maximum: int = MAX_INT) -> int:
+    expected = f"a positive whole number, at most {maximum}"
+    if len(raw.strip()) > 20:  # int() of a huge string is slow, and no setting is that large
+        _bad(name, raw, expected)
     try:
         value = int(raw.strip(), 10)
     except ValueError:
-        _bad(name, raw, "a positive whole number")
-    if value <= 0:
-        _bad(name, raw, "a positive whole number")
+        _bad(name, raw, expected)
+    if not 0 < value <= maximum:
+        _bad(name, raw, expected)
     return value
 
 
-def positive_number(name: str, raw: str) -> float:
+def positive_int_at_most(maximum: int) -> Callable[[str, str], int]:
+    """A positive_int parser with its own upper bound (at most MAX_INT)."""
+
+    def parse(name: str, raw: str) -> int:
+        return positive_int(name, raw, min(maximum, MAX_INT))
+
+    return parse
+
+
+def positive_number(name: str, raw: str, maximum: float = float(MAX_INT)) -> float:
+    expected = f"a positive number, at most {maximum:g}"
     try:
         value = float(raw.strip())
     except ValueError:
-        _bad(name, raw, "a positive number")
-    if not value > 0 or value == float("inf"):
-        _bad(name, raw, "a positive number")
+        _bad(name, raw, expected)
+    if not 0 < value <= maximum:  # also refuses nan and inf
+        _bad(name, raw, expected)
     return value
+
+
+def positive_number_at_most(maximum: float) -> Callable[[str, str], float]:
+    def parse(name: str, raw: str) -> float:
+        return positive_number(name, raw, maximum)
+
+    return parse
 
 
 def optional_positive_number(name: str, raw: str) -> float | None:
@@ -81,9 +117,16 @@ def optional_positive_number(name: str, raw: str) -> float | None:
     return None if raw.strip() == "" else positive_number(name, raw)
 
 
+def optional_positive_number_at_most(maximum: float) -> Callable[[str, str], float | None]:
+    def parse(name: str, raw: str) -> float | None:
+        return None if raw.strip() == "" else positive_number(name, raw, maximum)
+
+    return parse
+
+
 def optional_send_rate(name: str, raw: str) -> float | None:
     """Empty means "ask the provider"; below 1 email/s no call of one destination could ever start."""
-    value = optional_positive_number(name, raw)
+    value = optional_positive_number_at_most(1_000_000.0)(name, raw)
     if value is not None and value < 1:
         _bad(name, raw, "at least 1 (emails per second), or empty for the account's MaxSendRate")
     return value
@@ -99,7 +142,7 @@ def boolean(name: str, raw: str) -> bool:
 
 
 def identifier(name: str, raw: str) -> str:
-    if not _IDENTIFIER.match(raw):
+    if not _IDENTIFIER.fullmatch(raw):
         _bad(name, raw, "a name of 1 to 63 letters, digits, '_' or '$', not starting with a digit")
     return raw
 
@@ -123,19 +166,32 @@ def log_level(name: str, raw: str) -> str:
 
 def secret_key(name: str, raw: str) -> bytes:
     value = raw.strip()
-    if len(value) != 64 or not _HEX.match(value):
+    if len(value) != 64 or not _HEX.fullmatch(value):
         raise ConfigError(
             name,
             f"expected 64 hex characters (a 32-byte key); got {len(value)} characters"
-            + ("" if _HEX.match(value) else " including non-hex ones")
+            + ("" if _HEX.fullmatch(value) else " including non-hex ones")
             + " (generate one with: openssl rand -hex 32)",
         )
     return bytes.fromhex(value)
 
 
+def ses_name(name: str, raw: str) -> str:
+    """An SES template or configuration set name."""
+    if not _SES_NAME.fullmatch(raw):
+        _bad(name, raw, "a name of 1 to 64 letters, digits, '_' or '-'")
+    return raw
+
+
+def optional_ses_name(name: str, raw: str) -> str:
+    return raw if raw == "" else ses_name(name, raw)
+
+
 def directory(name: str, raw: str) -> Path:
-    if raw.strip() == "":
+    if raw.strip() == "" or _CONTROL.search(raw):
         _bad(name, raw, "a directory path")
+    if _INLINE_COMMENT.search(raw):  # a legal path, but far more likely a comment
+        raise ConfigError(name, f"{raw!r} is refused{INLINE_COMMENT_HINT}", "a directory path")
     return Path(raw)
 
 
@@ -149,31 +205,41 @@ def optional_existing_directory(name: str, raw: str) -> Path | None:
 
 
 def http_url(name: str, raw: str) -> str:
-    if not re.match(r"^https?://[^\s/]+", raw):
+    if not re.fullmatch(r"https?://[^\s/]+(/\S*)?", raw):
         _bad(name, raw, "an http:// or https:// URL")
     return raw.rstrip("/")
 
 
 def email_address(name: str, raw: str) -> str:
-    if not re.match(r"^[^@\s]+@[^@\s]+$", raw.split("<")[-1].rstrip(">").strip()):
-        _bad(name, raw, "an email address such as noreply@example.com or 'Name <noreply@example.com>'")
+    expected = "an email address such as noreply@example.com or 'Name <noreply@example.com>'"
+    if _CONTROL.search(raw):  # it goes into a mail header
+        _bad(name, raw, expected)
+    match = re.fullmatch(r"\s*(?:[^<>]*<([^<>]*)>|([^<>]*))\s*", raw)
+    if not match or not re.fullmatch(r"[^@\s]+@[^@\s]+", match.group(1) or match.group(2) or ""):
+        _bad(name, raw, expected)
     return raw
 
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
+_DURATION = re.compile(r"\s*(\d{1,15}(?:\.\d+)?)\s*([smhd]?)\s*")
 _DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
-def _duration(name: str, raw: str, allow_zero: bool) -> float:
-    match = _DURATION.match(raw)
+def _duration(name: str, raw: str, allow_zero: bool, maximum: float = 3650 * 86400.0) -> float:
+    kind = "duration" if allow_zero else "positive duration"
+    expected = f"a {kind} such as 3600, 90s, 15m, 12h or 7d, at most 3650d" + (
+        " (0 turns it off)" if allow_zero else ""
+    )
+    match = _DURATION.fullmatch(raw)
     if not match or (float(match.group(1)) <= 0 and not allow_zero):
-        kind = "duration" if allow_zero else "positive duration"
-        _bad(name, raw, f"a {kind} such as 3600, 90s, 15m, 12h or 7d" + (" (0 turns it off)" if allow_zero else ""))
-    return float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+        _bad(name, raw, expected)
+    value = float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+    if value > maximum:
+        _bad(name, raw, expected)
+    return value
 
 
 def seconds(name: str, raw: str) -> float:
-    """A duration such as `90`, `90s`, `15m`, `12h` or `7d`, in seconds."""
+    """A duration such as `90`, `90s`, `15m`, `12h` or `7d`, in seconds (at most 10 years)."""
     return _duration(name, raw, allow_zero=False)
 
 
@@ -204,8 +270,9 @@ def port(name: str, raw: str) -> int:
     return value
 
 
-def optional_positive_int(name: str, raw: str) -> int | None:
-    return None if raw.strip() == "" else positive_int(name, raw)
+def optional_connections(name: str, raw: str) -> int | None:
+    """Empty: not set (the older name decides); otherwise 1 to 256."""
+    return None if raw.strip() == "" else positive_int_at_most(256)(name, raw)
 
 
 def optional_email_address(name: str, raw: str) -> str:
@@ -222,6 +289,27 @@ def optional_file(name: str, raw: str) -> Path | None:
     return path
 
 
+def database_url(name: str, raw: str) -> str:
+    """A libpq conninfo (URL or key=value), checked as libpq would parse it.
+
+    The messages never quote the value or psycopg's parse error, which may hold the password.
+    """
+    from psycopg import ProgrammingError
+    from psycopg.conninfo import conninfo_to_dict
+
+    expected = "a libpq URL such as postgresql://user@host:5432/dbname, or key=value pairs such as 'host=db dbname=app'"
+    if raw.strip() == "":
+        raise ConfigError(name, f"is empty; expected {expected}", expected)
+    try:
+        params = conninfo_to_dict(raw)
+    except ProgrammingError:
+        raise ConfigError(name, f"cannot be parsed as a connection string; expected {expected}", expected) from None
+    for port in str(params.get("port") or "").split(","):
+        if port.strip() and not (port.strip().isdigit() and 0 < int(port.strip()) < 65536):
+            raise ConfigError(name, "the port is not a number from 1 to 65535", expected)
+    return raw
+
+
 VARIABLES: dict[str, Variable] = {
     v.name: v
     for v in (
@@ -229,7 +317,7 @@ VARIABLES: dict[str, Variable] = {
             "MAILROOM_DATABASE_URL",
             "postgresql://postgres@127.0.0.1:5432/postgres",
             "PostgreSQL connection: a libpq URL or key=value string.",
-            nonempty,
+            database_url,
             secret=True,
         ),
         Variable(
@@ -255,23 +343,23 @@ VARIABLES: dict[str, Variable] = {
             "MAILROOM_HEALTHCHECK_INTERVAL",
             "270000",
             "Milliseconds of silence after which the collector checks its connection "
-            "(and reads the queue). At least MAILROOM_BATCH_TIMEOUT.",
-            positive_int,
+            "(and reads the queue). At least MAILROOM_BATCH_TIMEOUT, at most 86400000 (a day).",
+            positive_int_at_most(86_400_000),
         ),
         Variable(
             "MAILROOM_BATCH_TIMEOUT",
             "5000",
             "Milliseconds after the first notification before the collector reads, "
-            "unless MAILROOM_BATCH_LIMIT notifications come sooner.",
-            positive_int,
+            "unless MAILROOM_BATCH_LIMIT notifications come sooner. At most 3600000 (an hour).",
+            positive_int_at_most(3_600_000),
         ),
         Variable(
             "MAILROOM_BATCH_LIMIT",
             "10",
-            "Notifications that trigger a read early; also the most records per line.",
-            positive_int,
+            "Notifications that trigger a read early; also the most records per line (at most 10000).",
+            positive_int_at_most(10_000),
         ),
-        Variable("MAILROOM_LOG_LEVEL", "info", "Log level: debug, info, warning or error.", log_level),
+        Variable("MAILROOM_LOG_LEVEL", "info", "Log level: debug, info, warning, error or critical.", log_level),
         Variable(
             "MAILROOM_DEBUG", "false", "true: the sender prints each email to stdout instead of calling SES.", boolean
         ),
@@ -280,7 +368,7 @@ VARIABLES: dict[str, Variable] = {
             "",
             "SES configuration set for every send; empty (the default) sends none. "
             "(The earlier implementation defaulted to 'default', which a new SES account does not have.)",
-            text,
+            optional_ses_name,
         ),
         Variable(
             "MAILROOM_SES_SOURCE",
@@ -294,12 +382,12 @@ VARIABLES: dict[str, Variable] = {
             "Directory of the sender's deliveries.jsonl, rejects.jsonl, journal and saved SES error responses.",
             directory,
         ),
-        Variable("MAILROOM_SES_TEMPLATE_ACTIVATION", "activationv1", "SES template for activation emails.", nonempty),
+        Variable("MAILROOM_SES_TEMPLATE_ACTIVATION", "activationv1", "SES template for activation emails.", ses_name),
         Variable(
             "MAILROOM_SES_TEMPLATE_RECOVERY",
             "passwordrecoveryv1",
             "SES template for password-recovery emails.",
-            nonempty,
+            ses_name,
         ),
         Variable(
             "MAILROOM_TEMPLATES_DIR",
@@ -312,20 +400,20 @@ VARIABLES: dict[str, Variable] = {
         Variable(
             "MAILROOM_SEND_DEADLINE",
             "600",
-            "Seconds after a record is read past which it is no longer sent (rejected).",
-            positive_number,
+            "Seconds after a record is read past which it is no longer sent (rejected). At most 604800 (a week).",
+            positive_number_at_most(604_800.0),
         ),
         Variable(
             "MAILROOM_SES_CONCURRENCY",
             "4",
             "Older name of MAILROOM_CONNECTIONS, still honoured (both set to different values is an error).",
-            positive_int,
+            positive_int_at_most(256),
         ),
         Variable(
             "MAILROOM_SES_MAX_SEND_RATE",
             "",
-            "Most emails per second, at least 1; empty: the account's MaxSendRate from GetSendQuota. "
-            "Debug mode is not paced.",
+            "Most emails per second, at least 1 and at most 1000000; empty: the account's MaxSendRate from "
+            "GetSendQuota (14 for SMTP). Debug mode is not paced.",
             optional_send_rate,
         ),
         Variable(
@@ -349,8 +437,8 @@ VARIABLES: dict[str, Variable] = {
         Variable(
             "MAILROOM_CONNECTIONS",
             "",
-            "SES calls or SMTP connections in flight at once; empty: MAILROOM_SES_CONCURRENCY.",
-            optional_positive_int,
+            "SES calls or SMTP connections in flight at once (at most 256); empty: MAILROOM_SES_CONCURRENCY.",
+            optional_connections,
         ),
         Variable(
             "MAILROOM_SMTP_HOST", "", "SMTP server (relay) host name; required when MAILROOM_PROVIDER=smtp.", text
@@ -383,7 +471,7 @@ VARIABLES: dict[str, Variable] = {
         Variable(
             "MAILROOM_PRUNE_AFTER",
             "7d",
-            "How long consumed or expired tokens are kept before `mailroom prune` deletes them.",
+            "How long consumed or expired tokens are kept before `mailroom prune` deletes them (at most 3650d).",
             seconds,
         ),
         Variable(
@@ -424,10 +512,44 @@ def read(environ: Mapping[str, str], *names: str) -> dict[str, Any]:
         try:
             values[name] = var.parse(name, raw)
         except ConfigError as exc:
-            if var.secret and exc.expected:  # say what is wrong, never show the value
-                raise ConfigError(name, f"the value is invalid; expected {exc.expected}") from None
-            raise
+            message = exc.message
+            if (
+                var.secret and exc.expected and raw.strip() and raw in message
+            ):  # say what is wrong, never show the value
+                message = f"the value is invalid; expected {exc.expected}"
+            if _INLINE_COMMENT.search(raw) and INLINE_COMMENT_HINT not in message:
+                message += INLINE_COMMENT_HINT
+            raise ConfigError(name, message, exc.expected) from None
     return values
+
+
+# Names with the MAILROOM_ prefix that are not settings of the programs but are read by
+# the test suite and the benchmarks: no warning for them.
+NOT_SETTINGS = frozenset({"MAILROOM_TEST_DATABASE_URL", "MAILROOM_BENCH_DATABASE_URL"})
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    """One message per `MAILROOM_*` name in `environ` that is no setting, with the closest one.
+
+    A misspelled variable (MAILROOM_BATCH_LIMT) is otherwise ignored in silence and its
+    setting keeps the default.
+    """
+    messages = []
+    for name in sorted(environ):
+        if not name.startswith("MAILROOM_") or name in VARIABLES or name in NOT_SETTINGS:
+            continue
+        close = difflib.get_close_matches(name, VARIABLES, n=1, cutoff=0.6)
+        messages.append(
+            f"{name} is not a mailroom setting; " + (f"did you mean {close[0]}?" if close else "it is ignored")
+        )
+    return messages
+
+
+def warn_unknown_variables(environ: Mapping[str, str], logger: logging.Logger) -> None:
+    """Log one warning per unknown `MAILROOM_*` name; every program calls this at start,
+    after `load_environment` (so names from `.env` are included) and logging is set up."""
+    for message in unknown_variables(environ):
+        logger.warning("%s", message)
 
 
 def help_epilog(names: tuple[str, ...]) -> str:
@@ -481,12 +603,9 @@ class CollectorSettings:
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> CollectorSettings:
         v = read(environ, *COLLECTOR_VARIABLES)
-        if v["MAILROOM_HEALTHCHECK_INTERVAL"] < v["MAILROOM_BATCH_TIMEOUT"]:
-            raise ConfigError(
-                "MAILROOM_HEALTHCHECK_INTERVAL",
-                f"'{v['MAILROOM_HEALTHCHECK_INTERVAL']}' is invalid; expected at least "
-                f"MAILROOM_BATCH_TIMEOUT ({v['MAILROOM_BATCH_TIMEOUT']} ms)",
-            )
+        _check_healthcheck_covers_batch_timeout(
+            environ, v["MAILROOM_HEALTHCHECK_INTERVAL"], v["MAILROOM_BATCH_TIMEOUT"]
+        )
         return cls(
             database_url=v["MAILROOM_DATABASE_URL"],
             secret_key=v["MAILROOM_SECRET_KEY"],
@@ -498,6 +617,29 @@ class CollectorSettings:
             log_level=v["MAILROOM_LOG_LEVEL"],
             recovery_cooldown_s=v["MAILROOM_RECOVERY_COOLDOWN"],
         )
+
+
+def _check_healthcheck_covers_batch_timeout(environ: Mapping[str, str], interval: int, timeout: int) -> None:
+    """MAILROOM_HEALTHCHECK_INTERVAL >= MAILROOM_BATCH_TIMEOUT, blaming what the user set."""
+    if interval >= timeout:
+        return
+    interval_name, timeout_name = "MAILROOM_HEALTHCHECK_INTERVAL", "MAILROOM_BATCH_TIMEOUT"
+    set_interval, set_timeout = interval_name in environ, timeout_name in environ
+    if set_timeout and not set_interval:
+        raise ConfigError(
+            timeout_name,
+            f"'{timeout}' is invalid; expected at most {interval_name} ({interval} ms, its default)",
+        )
+    if set_interval and not set_timeout:
+        raise ConfigError(
+            interval_name,
+            f"'{interval}' is invalid; expected at least {timeout_name} ({timeout} ms, its default)",
+        )
+    raise ConfigError(
+        f"{timeout_name} and {interval_name}",
+        f"the batch timeout ({timeout} ms) is longer than the health check interval ({interval} ms); "
+        "expected the interval to be at least the timeout",
+    )
 
 
 SENDER_VARIABLES = (

@@ -8,7 +8,7 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from mailroom import settings
+from mailroom import __version__, settings
 from mailroom.checks import Check, render
 from mailroom.logs import setup_logging
 from mailroom.signing import Action
@@ -42,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="run the provider's preflight checks, print one line per check (✓/✗) and exit 0 or 1; reads no input",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     return parser
 
 
@@ -100,6 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         s = settings.SenderSettings.from_environ(environ)
         setup_logging("sender", s.log_level)
+        settings.warn_unknown_variables(environ, log)
         templates.load_all(s.templates_dir)  # every template checked, debug or not, before stdin is read
         sender = build(s)
     except settings.ConfigError as exc:

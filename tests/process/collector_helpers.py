@@ -1,10 +1,15 @@
 """Running the real `collector` console script in tests: start it, read its stdout with a
 deadline (a reader thread, never an unbounded blocking read), watch its stderr log, and
-always stop it."""
+always stop it.
+
+Wait for READY before making tokens that the test expects from a notification: the
+collector logs it once its start drain is done, so nothing the test does afterwards is
+read by that drain."""
 
 from __future__ import annotations
 
 import queue
+import re
 import signal
 import subprocess
 import threading
@@ -18,18 +23,31 @@ from collector import connection
 from mailroom.wire import Record, decode_line, lines
 
 COLLECTOR_APPLICATION_NAME = "mailroom-collector"
+READY = "ready: start drain done"
+_READ = re.compile(r"read (\d+) queued tokens? \(([^)]*)\)")
 
 
 class CollectorProcess:
     """One `collector` subprocess; stdout is read by a thread into a queue of logical lines."""
 
     def __init__(
-        self, executable: str, env: Mapping[str, str], log_path: Path, *args: str, read_stdout: bool = True
+        self,
+        executable: str,
+        env: Mapping[str, str],
+        log_path: Path,
+        *args: str,
+        read_stdout: bool = True,
+        cwd: Path | None = None,
     ) -> None:
         self.log_path = log_path
-        self._log = open(log_path, "wb")
+        self._log = open(log_path, "wb")  # noqa: SIM115 (closed by stop())
         self.proc = subprocess.Popen(
-            [executable, *args], env=dict(env), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self._log
+            [executable, *args],
+            env=dict(env),
+            cwd=cwd or log_path.parent,  # the test's folder: a developer's ./.env stays out
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=self._log,
         )
         self.lines: queue.Queue[bytes] = queue.Queue()
         self._reader: threading.Thread | None = None
@@ -71,12 +89,42 @@ class CollectorProcess:
             out.extend(records)
         return out
 
+    def lines_after_stop(self) -> list[bytes]:
+        """Stop it (SIGTERM) and return every line it wrote that was not read yet: all of
+        them, since the reader reads to end of file. Proves "nothing more" without a window."""
+        assert self._reader is not None
+        self.signal(signal.SIGTERM)
+        assert self.wait(timeout=10) == 0, self.log()
+        self._reader.join(timeout=10)
+        assert not self._reader.is_alive()
+        rest: list[bytes] = []
+        while not self.lines.empty():
+            line = self.lines.get_nowait()
+            assert isinstance(line, bytes), f"collector wrote an unreadable line: {line}"
+            rest.append(line)
+        return rest
+
     def quiet_for(self, seconds: float) -> list[bytes]:
         """Lines written within the next `seconds` (expected: none)."""
         return list(self.read_lines(time.monotonic() + seconds))
 
     def log(self) -> str:
         return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+    def reads(self, count: int, timeout: float = 15.0) -> list[tuple[int, str]]:
+        """(tokens, reason) of each read that found tokens, as logged once the read is over
+        (after its lines were taken and committed): which path read them. Waits until
+        there are at least `count`."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = [(int(n), why) for n, why in _READ.findall(self.log())]
+            if len(found) >= count or time.monotonic() >= deadline or self.proc.poll() is not None:
+                return found
+            time.sleep(0.02)
+
+    def wait_until_ready(self, timeout: float = 15.0, count: int = 1) -> str:
+        """Wait until the collector is active and its start drain (the `count`th) is done."""
+        return self.wait_for_log(READY, timeout=timeout, count=count)
 
     def wait_for_log(self, text: str, timeout: float = 15.0, count: int = 1) -> str:
         deadline = time.monotonic() + timeout

@@ -366,7 +366,7 @@ def test_run_with_the_real_programs_delivers_a_token_that_verifies_and_consumes(
     with out.open("wb") as stdout, err.open("wb") as stderr:
         proc = subprocess.Popen([script("mailroom"), "run"], env=env, cwd=tmp_path, stdout=stdout, stderr=stderr)
     try:
-        _wait_for(lambda: "listening on channel" in err.read_text(), "the collector to listen")
+        _wait_for(lambda: "ready: start drain done" in err.read_text(), "the collector to be ready")
         pids = [int(p) for p in re.findall(r"\(pid (\d+)\)", err.read_text().split("started ", 1)[1].splitlines()[0])]
         account = db.execute(
             "INSERT INTO accounts (email, login) VALUES ('zoe@example.com', 'zoe') RETURNING id"

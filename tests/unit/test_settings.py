@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
@@ -140,3 +141,231 @@ def test_dotenv_fills_what_the_environment_does_not_set(tmp_path: Path, monkeypa
 def test_settings_repr_never_shows_the_key() -> None:
     s = CollectorSettings.from_environ(collector_env(MAILROOM_DATABASE_URL="postgresql://u:hunter2@h/db"))
     assert KEY not in repr(s) and "hunter2" not in repr(s)
+
+
+# -- MAILROOM_DATABASE_URL is parsed as libpq would, and never echoed ----------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("garbage", "cannot be parsed as a connection string"),
+        ("postgresql://u:hunter2 x@h/db", "cannot be parsed as a connection string"),  # a space in a URL
+        ("host=h password=hunter2 dbname", "cannot be parsed as a connection string"),
+        ("postgresql://u:hunter2@h:abc/db", "the port is not a number"),
+        ("host=h,h2 port=5432,x password=hunter2", "the port is not a number"),
+        ("postgresql://u:hunter2@h:70000/db", "the port is not a number"),
+        ("", "is empty"),
+    ],
+)
+def test_an_unusable_database_url_is_refused_without_echoing_it(url: str, expected: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        settings.read({"MAILROOM_DATABASE_URL": url}, "MAILROOM_DATABASE_URL")
+    assert err.value.name == "MAILROOM_DATABASE_URL" and expected in str(err.value)
+    assert "hunter2" not in str(err.value) and "garbage" not in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://postgres@127.0.0.1:5432/postgres",
+        "postgresql://u:p%20w@db.internal/app?sslmode=require",
+        "host=/var/run/postgresql dbname=app",
+        "host=a,b port=5432,5433 dbname=app",
+        "dbname=app",
+    ],
+)
+def test_usual_database_urls_are_accepted_as_given(url: str) -> None:
+    assert settings.read({"MAILROOM_DATABASE_URL": url}, "MAILROOM_DATABASE_URL")["MAILROOM_DATABASE_URL"] == url
+
+
+# -- inline comments ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("MAILROOM_BATCH_LIMIT", "10   # records per line"),
+        ("MAILROOM_QUEUE_NAME", "mailroom # the queue"),
+        ("MAILROOM_DATABASE_URL", "host=db dbname=app   # the app's database"),
+        ("MAILROOM_SES_OUTPUT_PATH", "/var/lib/mailroom\t# the journal lives here"),
+        ("MAILROOM_SES_TEMPLATE_ACTIVATION", "activationv1  # pushed by mailroom templates push"),
+    ],
+)
+def test_a_value_with_an_inline_comment_is_refused_saying_so(name: str, value: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        settings.read({name: value}, name)
+    assert err.value.name == name
+    assert "inline comment" in str(err.value) and "on their own line" in str(err.value)
+
+
+def test_the_readme_secret_key_line_with_a_comment_is_refused_saying_so_without_echoing_the_key() -> None:
+    value = "ab" * 32 + "   # the same key your app verifies with"
+    with pytest.raises(ConfigError) as err:
+        CollectorSettings.from_environ({"MAILROOM_SECRET_KEY": value})
+    assert "inline comment" in str(err.value) and "ab" * 32 not in str(err.value)
+
+
+# -- bounds, and the variable the user set named -------------------------------------------
+
+
+def test_a_batch_timeout_above_the_default_health_check_names_the_batch_timeout() -> None:
+    with pytest.raises(ConfigError) as err:
+        CollectorSettings.from_environ(collector_env(MAILROOM_BATCH_TIMEOUT="300000"))
+    assert err.value.name == "MAILROOM_BATCH_TIMEOUT"
+    assert "'300000'" in str(err.value) and "MAILROOM_HEALTHCHECK_INTERVAL (270000 ms, its default)" in str(err.value)
+
+
+def test_a_health_check_below_the_default_batch_timeout_names_the_health_check() -> None:
+    with pytest.raises(ConfigError) as err:
+        CollectorSettings.from_environ(collector_env(MAILROOM_HEALTHCHECK_INTERVAL="1000"))
+    assert err.value.name == "MAILROOM_HEALTHCHECK_INTERVAL"
+    assert "MAILROOM_BATCH_TIMEOUT (5000 ms, its default)" in str(err.value)
+
+
+def test_a_batch_timeout_above_a_health_check_both_set_names_both() -> None:
+    with pytest.raises(ConfigError) as err:
+        CollectorSettings.from_environ(
+            collector_env(MAILROOM_BATCH_TIMEOUT="2000", MAILROOM_HEALTHCHECK_INTERVAL="1000")
+        )
+    assert "MAILROOM_BATCH_TIMEOUT" in str(err.value) and "MAILROOM_HEALTHCHECK_INTERVAL" in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("MAILROOM_BATCH_LIMIT", "99999999999999999999"),
+        ("MAILROOM_BATCH_LIMIT", "10001"),
+        ("MAILROOM_BATCH_LIMIT", "9" * 5000),
+        ("MAILROOM_BATCH_TIMEOUT", "3600001"),
+        ("MAILROOM_HEALTHCHECK_INTERVAL", "86400001"),
+    ],
+)
+def test_integer_settings_have_upper_bounds(name: str, value: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        CollectorSettings.from_environ(collector_env(**{name: value}))
+    assert err.value.name == name and "at most" in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("MAILROOM_SES_CONCURRENCY", "257"),
+        ("MAILROOM_SEND_DEADLINE", "604801"),
+        ("MAILROOM_SEND_DEADLINE", "1e400"),
+        ("MAILROOM_SEND_DEADLINE", "nan"),
+        ("MAILROOM_SES_MAX_SEND_RATE", "1e12"),
+    ],
+)
+def test_sender_numbers_have_upper_bounds(name: str, value: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        SenderSettings.from_environ({name: value})
+    assert err.value.name == name and "at most" in str(err.value)
+
+
+def test_the_largest_accepted_values_are_accepted() -> None:
+    s = CollectorSettings.from_environ(
+        collector_env(
+            MAILROOM_BATCH_LIMIT="10000", MAILROOM_BATCH_TIMEOUT="3600000", MAILROOM_HEALTHCHECK_INTERVAL="86400000"
+        )
+    )
+    assert (s.batch_limit, s.batch_timeout_ms, s.healthcheck_interval_ms) == (10000, 3600000, 86400000)
+    assert settings.seconds("MAILROOM_PRUNE_AFTER", "3650d") == 3650 * 86400.0
+    with pytest.raises(ConfigError):
+        settings.seconds("MAILROOM_PRUNE_AFTER", "3651d")
+    with pytest.raises(ConfigError):
+        settings.seconds("MAILROOM_PRUNE_AFTER", "99999999999999999999d")
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("MAILROOM_QUEUE_NAME", "mailroom\n"),
+        ("MAILROOM_CHANNEL_NAME", "token_insert\n"),
+    ],
+)
+def test_names_with_a_trailing_newline_are_refused(name: str, value: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        CollectorSettings.from_environ(collector_env(**{name: value}))
+    assert err.value.name == name
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("MAILROOM_SES_SOURCE", "noreply@example.com\n"),
+        ("MAILROOM_SES_SOURCE", "Example <noreply@example.com>\nBcc: x@evil.example"),
+        ("MAILROOM_SES_SOURCE", "Example <noreply@example.com>\n"),
+        ("MAILROOM_APP_URL", "https://app.example.com\n"),
+        ("MAILROOM_APP_URL", "https://app.example.com/a b"),
+        ("MAILROOM_SES_CONFIG_SET", "default\n"),
+        ("MAILROOM_SES_TEMPLATE_RECOVERY", "passwordrecoveryv1\n"),
+        ("MAILROOM_PRUNE_AFTER", "7d\n\n7"),
+    ],
+)
+def test_sender_values_with_a_line_break_are_refused(name: str, value: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        settings.read({name: value}, name)
+    assert err.value.name == name
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("MAILROOM_SES_SOURCE", "Example <noreply@example.com>"),
+        ("MAILROOM_SES_SOURCE", "noreply@example.com"),
+        ("MAILROOM_APP_URL", "https://app.example.com/base/"),
+        ("MAILROOM_SES_CONFIG_SET", "my-config_set1"),
+    ],
+)
+def test_sender_values_people_use_are_accepted(name: str, value: str) -> None:
+    assert settings.read({name: value}, name)[name]
+
+
+def test_log_level_critical_is_accepted_and_documented() -> None:
+    assert CollectorSettings.from_environ(collector_env(MAILROOM_LOG_LEVEL="CRITICAL")).log_level == "critical"
+    assert "critical" in settings.VARIABLES["MAILROOM_LOG_LEVEL"].meaning
+
+
+# -- misspelled variables -------------------------------------------------------------------
+
+
+def test_a_misspelled_variable_is_reported_with_the_closest_setting() -> None:
+    messages = settings.unknown_variables({"MAILROOM_BATCH_LIMT": "5", "MAILROOM_BATCH_LIMIT": "7", "PATH": "/bin"})
+    assert messages == ["MAILROOM_BATCH_LIMT is not a mailroom setting; did you mean MAILROOM_BATCH_LIMIT?"]
+
+
+def test_every_unknown_mailroom_name_is_reported_once_and_others_are_not() -> None:
+    messages = settings.unknown_variables(
+        {
+            "MAILROOM_QUEUE": "a",
+            "MAILROOM_ZZZZZZZZZZZZZZZZ": "b",
+            "MAILROOM_TEST_DATABASE_URL": "postgresql://",  # the test suite's
+            "MAILROOM_BENCH_DATABASE_URL": "postgresql://",  # the benchmarks'
+            "MAILROOM_SECRET_KEY": KEY,
+            "NOT_MAILROOM_X": "c",
+        }
+    )
+    assert messages == [
+        "MAILROOM_QUEUE is not a mailroom setting; did you mean MAILROOM_QUEUE_NAME?",
+        "MAILROOM_ZZZZZZZZZZZZZZZZ is not a mailroom setting; it is ignored",
+    ]
+
+
+def test_the_unknown_name_check_follows_the_registry(monkeypatch: pytest.MonkeyPatch) -> None:
+    new = settings.Variable("MAILROOM_SOMETHING_NEW", "1", "A setting added later.", settings.positive_int)
+    monkeypatch.setitem(settings.VARIABLES, new.name, new)
+    assert settings.unknown_variables({"MAILROOM_SOMETHING_NEW": "1"}) == []
+    assert settings.unknown_variables({"MAILROOM_SOMETHING_NWE": "1"}) == [
+        "MAILROOM_SOMETHING_NWE is not a mailroom setting; did you mean MAILROOM_SOMETHING_NEW?"
+    ]
+
+
+def test_unknown_names_are_logged_one_warning_each(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING):
+        settings.warn_unknown_variables({"MAILROOM_BATCH_LIMT": "5", "MAILROOM_DEBGU": "1"}, logging.getLogger("t"))
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
+        ("WARNING", "MAILROOM_BATCH_LIMT is not a mailroom setting; did you mean MAILROOM_BATCH_LIMIT?"),
+        ("WARNING", "MAILROOM_DEBGU is not a mailroom setting; did you mean MAILROOM_DEBUG?"),
+    ]
