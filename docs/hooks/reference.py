@@ -17,8 +17,12 @@ import argparse
 import os
 import re
 from collections.abc import Callable, Iterator
+from typing import Any
 
-from mkdocs.exceptions import PluginError
+try:
+    from mkdocs.exceptions import PluginError
+except ImportError:  # the unit tests load this module where MkDocs is not installed
+    PluginError = ValueError  # type: ignore[misc,assignment]
 
 MARKER = re.compile(r"^<!-- generated: ([a-z-]+)((?: [a-z_-]+)*) -->$", re.MULTILINE)
 
@@ -38,7 +42,9 @@ def _subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.Argument
     return {}
 
 
-def walk(parser: argparse.ArgumentParser, path: tuple[str, ...]) -> Iterator[tuple[tuple[str, ...], argparse.ArgumentParser]]:
+def walk(
+    parser: argparse.ArgumentParser, path: tuple[str, ...]
+) -> Iterator[tuple[tuple[str, ...], argparse.ArgumentParser]]:
     """Every (command path, parser) below and including `parser`."""
     yield path, parser
     for name, sub in _subcommands(parser).items():
@@ -76,9 +82,9 @@ def readers() -> dict[str, list[str]]:
     found: dict[str, list[str]] = {name: [] for name in settings.VARIABLES}
     for path, parser in all_commands().items():
         epilog = parser.epilog or ""
-        for name in found:
+        for name, commands in found.items():
             if re.search(rf"^\s+{re.escape(name)}\s", epilog, re.MULTILINE):
-                found[name].append(" ".join(path))
+                commands.append(" ".join(path))
     return found
 
 
@@ -112,7 +118,8 @@ def missing_cli_markers(markdown: str) -> list[str]:
     return [" ".join(path) for path in all_commands() if path not in covered]
 
 
-def on_page_markdown(markdown: str, page, config, files) -> str:  # type: ignore[no-untyped-def]  # MkDocs hook
+def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str:
+    """The MkDocs event: every page's Markdown passes through here before it is rendered."""
     src = page.file.src_uri
     if src == "reference/cli.md":
         missing = missing_cli_markers(markdown)
