@@ -26,7 +26,7 @@ PACKAGES = ("mailroom", "collector", "sender")
 
 def run(cmd: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
     print("+ " + " ".join(cmd), flush=True)
-    done = subprocess.run(cmd, capture_output=True, text=True, **kwargs)  # type: ignore[call-overload]
+    done = subprocess.run(cmd, check=False, capture_output=True, text=True, **kwargs)  # type: ignore[call-overload]
     if done.returncode != 0:
         sys.exit(f"wheel-check: `{' '.join(cmd)}` exited {done.returncode}\n{done.stdout}\n{done.stderr}")
     return done
@@ -43,7 +43,13 @@ def check_contents(wheel: Path, sdist: Path) -> None:
             sys.exit(f"wheel-check: {wheel.name} has no mailroom/_resources/{resource}")
     with tarfile.open(sdist) as tar:
         members = {name.split("/", 1)[1] for name in tar.getnames() if "/" in name}
-    for needed in ("pyproject.toml", "README.md", "migrations/0001_schema.sql", "sql/collector.sql", "mailroom/py.typed"):
+    for needed in (
+        "pyproject.toml",
+        "README.md",
+        "migrations/0001_schema.sql",
+        "sql/collector.sql",
+        "mailroom/py.typed",
+    ):
         if needed not in members:
             sys.exit(f"wheel-check: {sdist.name} has no {needed}")
 
