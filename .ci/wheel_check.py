@@ -74,7 +74,8 @@ def check_installed(artifact: Path, work: Path, version: str) -> None:
     if "activate?token=" not in rendered:
         sys.exit(f"wheel-check: the packaged activation template did not render:\n{rendered}")
     vectors = json.loads((ROOT / "tests" / "data" / "interop_vectors.json").read_text())
-    debug_env = {**env, "MAILROOM_DEBUG": "true", "MAILROOM_SES_OUTPUT_PATH": str(work / "output")}
+    # An output directory per install: a shared journal would take the second run's records for duplicates.
+    debug_env = {**env, "MAILROOM_DEBUG": "true", "MAILROOM_SES_OUTPUT_PATH": str(venv / "output")}
     printed = run([str(bin_ / "sender")], env=debug_env, cwd=cwd, input=vectors["line"] + "\n").stdout
     for row in vectors["rows"]:
         if f"to {row['email']}" not in printed:
