@@ -1,7 +1,7 @@
 # mailroom for production: `collector | sender` supervised by `mailroom run`.
 #   docker build -t mailroom .
 #   docker run --rm --env-file mailroom.env -v mailroom-output:/app/output mailroom
-# See docs (README, "Docker") for the environment it needs.
+# See docs/how-to/deploy.md ("Docker") for the environment it needs.
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \

@@ -4,11 +4,11 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: test demo bench clean
+.PHONY: test demo bench docs wheel-check clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -e '.[test,docs]'
 	touch $(STAMP)
 
 ## make test: install into .venv and run the whole suite against a real PostgreSQL
@@ -25,5 +25,15 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench
 
+## make docs: install into .venv, then build the documentation site (docs/, mkdocs.yml) into site/;
+## --strict turns every warning (a broken link, a page missing from the nav) into a failure
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
+## make wheel-check: build the wheel and the sdist (python -m build), install each into a fresh
+## venv of its own and run the console scripts from there
+wheel-check: $(STAMP)
+	$(BIN)/python .ci/wheel_check.py
+
 clean:
-	rm -rf $(VENV) output .pytest_cache
+	rm -rf $(VENV) output .pytest_cache site
