@@ -11,6 +11,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from collector import metrics
 from collector.output import LineWriter
 from collector.service import Collector
 from collector.signals import StopFlag, install
@@ -53,10 +54,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = settings.CollectorSettings.from_environ(settings.load_environment())
     except settings.ConfigError as exc:
         settings.exit_on_config_error("collector", exc)
-    setup_logging("collector", config.log_level)
+    setup_logging("collector", config.log_level, config.log_format)
+    stats = metrics.CollectorStats()
+    try:
+        metrics.start(config, stats)
+    except settings.ConfigError as exc:
+        settings.exit_on_config_error("collector", exc)
     stop = StopFlag()
     install(stop)
-    return Collector(config, LineWriter(sys.stdout.fileno(), stop), stop, drain_only=args.drain).run()
+    return Collector(config, LineWriter(sys.stdout.fileno(), stop), stop, drain_only=args.drain, stats=stats).run()
 
 
 if __name__ == "__main__":

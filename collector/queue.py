@@ -17,11 +17,13 @@ once per transaction, the sender journals the transaction's lines with one fsync
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from dataclasses import dataclass
 
 import psycopg
 from psycopg.types.numeric import Int8
 
+from collector.metrics import CollectorStats
 from collector.output import LineWriter
 from collector.signals import StopFlag
 from mailroom.db import queries
@@ -54,8 +56,16 @@ class DrainResult:
 class Queue:
     """This consumer's queue on one connection."""
 
-    def __init__(self, conn: psycopg.Connection, queue_name: str, batch_limit: int, key: bytes) -> None:
+    def __init__(
+        self,
+        conn: psycopg.Connection,
+        queue_name: str,
+        batch_limit: int,
+        key: bytes,
+        stats: CollectorStats | None = None,
+    ) -> None:
         self.conn = conn
+        self.stats = stats or CollectorStats()
         self.key = key
         self.batch_limit = batch_limit
         self._queue_name = queue_name
@@ -65,7 +75,7 @@ class Queue:
     def records(self, rows: list[tuple]) -> list[Record]:
         key = self.key
         out = []
-        for _token, emittable, action_no, email, login, secret, code in rows:
+        for _token, emittable, action_no, email, login, secret, code, _skipped in rows:
             if emittable:
                 action = _ACTIONS[action_no]
                 out.append(Record(action, email, login, sign(key, action, bytes(secret), code), code))
@@ -87,6 +97,8 @@ class Queue:
         cur = self._cursor
         while True:
             claimed_here, done = 0, False
+            emitted_here = lines_here = bytes_here = 0
+            skipped: Counter[str] | None = None
             try:
                 with self.conn.transaction():
                     for _ in range(CHUNKS_PER_COMMIT):
@@ -96,7 +108,14 @@ class Queue:
                         claimed_here += len(rows)
                         records = self.records(rows)
                         if records:
-                            output.write_line(encode_line(records))
+                            line = encode_line(records)
+                            output.write_line(line)
+                            emitted_here += len(records)
+                            lines_here += 1
+                            bytes_here += len(line)
+                        if len(records) < len(rows):
+                            skipped = skipped or Counter()
+                            skipped.update(row[7] for row in rows if not row[1])
                         result.chunks += 1
                         result.claimed += len(rows)
                         result.emitted += len(records)
@@ -111,8 +130,9 @@ class Queue:
                             break
                         else:
                             after = 0
-                    output.wait_until_read()
+                    self.stats.wait_until_read(output)  # output.wait_until_read(), timed
             except OSError as exc:  # EPIPE: the reader is gone. Leaving the block rolled back.
                 raise OutputClosed(exc, claimed_here) from exc
+            self.stats.committed(emitted_here, lines_here, bytes_here, skipped)
             if done:
                 return result

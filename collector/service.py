@@ -17,6 +17,7 @@ import psycopg
 from collector.awake import Awake
 from collector.batching import BatchPolicy, Wake, wait_for_batch
 from collector.connection import open_connection, register_and_listen, try_lock
+from collector.metrics import CollectorStats
 from collector.output import LineWriter, StoppedUnread
 from collector.queue import OutputClosed, Queue
 from collector.signals import StopFlag
@@ -43,8 +44,10 @@ class Collector:
         *,
         drain_only: bool = False,
         synchronous_commit: bool = False,
+        stats: CollectorStats | None = None,
     ) -> None:
         self.settings = settings
+        self.stats = stats or CollectorStats()
         self.output = output
         self.stop = stop
         self.drain_only = drain_only
@@ -59,6 +62,7 @@ class Collector:
             conn: psycopg.Connection | None = None
             try:
                 conn = open_connection(self.settings, self.synchronous_commit)
+                self.stats.connected = True
                 log.info(
                     "connected to %s%s", self.where, f" after {self.attempt} failed attempts" if self.attempt else ""
                 )
@@ -92,10 +96,13 @@ class Collector:
             finally:
                 if conn is not None:
                     conn.close()
+                self.stats.disconnected()
             if self.stop:
                 break
             delay = RECONNECT_BACKOFF.delay(self.attempt)
             self.attempt += 1
+            self.stats.reconnects += 1
+            self.stats.heartbeat.beat()
             log.info("reconnecting to %s: attempt %d in %.2f s", self.where, self.attempt, delay)
             self.stop.sleep(delay)
         log.info("stopped by %s", self.stop.signal_name or "request")
@@ -107,6 +114,8 @@ class Collector:
         name = self.settings.queue_name
         standing_by = False
         while not try_lock(conn, name):
+            self.stats.role = "standby"
+            self.stats.heartbeat.beat()
             if self.drain_only:
                 log.error("another collector is active on queue %r; --drain does not wait", name)
                 return EXIT_FAILURE
@@ -116,9 +125,11 @@ class Collector:
             self.stop.sleep(STANDBY_POLL_S)
             if self.stop:
                 return self._stopped()
+        self.stats.role = "active"
         register_and_listen(conn, self.settings)
+        self.stats.listening = True
         log.info("active on queue %r, listening on channel %r", name, self.settings.channel_name)
-        queue = Queue(conn, name, self.settings.batch_limit, self.settings.secret_key)
+        queue = Queue(conn, name, self.settings.batch_limit, self.settings.secret_key, self.stats)
         awake = Awake(conn, name, self.policy)
         awake.note_writers()  # a predecessor that died awake may have left some
         self._drain(queue, "start")
@@ -127,6 +138,7 @@ class Collector:
             return EXIT_OK
 
         def wait(timeout: float, stop_after: int) -> int:
+            self.stats.heartbeat.beat()
             return sum(1 for _ in conn.notifies(timeout=timeout, stop_after=stop_after))
 
         while not self.stop:
@@ -151,6 +163,7 @@ class Collector:
         """Read, and keep reading on our own schedule while tokens keep coming (inserts skip
         their NOTIFY meanwhile); then go back to sleep safely (see collector/awake.py)."""
         took = awake.take()
+        self.stats.awake = took
         try:
             self._drain(queue, reason)
             while took and awake.wait_for_batch(self.stop):
@@ -158,6 +171,7 @@ class Collector:
         finally:
             if took:
                 awake.release()
+            self.stats.awake = False
         awake.note_writers()
         # Notifications received so far are covered by the read below: drop them, so that
         # they do not start another round for nothing.

@@ -18,6 +18,7 @@ from mailroom import (  # app-side commands: verify, prune, run
     templates_cmd,
     verify,
 )
+from mailroom.commands import status
 from mailroom.db import describe
 from mailroom.logs import setup_logging
 
@@ -69,6 +70,15 @@ COMMANDS: dict[str, tuple[str, tuple[str, ...], Handler, Callable[[argparse.Argu
         pipeline.cli_main,
         pipeline.add_cli_arguments,
     ),
+    "status": (
+        (
+            "one screen: each queue's backlog and oldest entry, the active collector, the sender's last "
+            "outcomes and its journal; --json for scripts"
+        ),
+        status.STATUS_VARIABLES,
+        status.cli_main,
+        status.add_arguments,
+    ),
     "demo": (
         "the whole job on a throwaway database (embedded unless MAILROOM_DATABASE_URL is set), "
         "no AWS: shows the emails, then stops everything",
@@ -107,8 +117,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     environ = settings.load_environment()
     try:
-        level = settings.read(environ, "MAILROOM_LOG_LEVEL")["MAILROOM_LOG_LEVEL"]
-        setup_logging("mailroom", level)
+        logging_settings = settings.read(environ, "MAILROOM_LOG_LEVEL", "MAILROOM_LOG_FORMAT")
+        setup_logging("mailroom", logging_settings["MAILROOM_LOG_LEVEL"], logging_settings["MAILROOM_LOG_FORMAT"])
         _, _, handler, _ = COMMANDS[args.command]
         return handler(args, environ)
     except settings.ConfigError as exc:

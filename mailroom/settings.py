@@ -23,6 +23,7 @@ CONFIG_EXIT_STATUS = 2
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]{0,62}$")
 _HEX = re.compile(r"^[0-9a-fA-F]*$")
 _LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+_LOG_FORMATS = ("text", "json")
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
 
@@ -151,6 +152,24 @@ def email_address(name: str, raw: str) -> str:
     return raw
 
 
+def log_format(name: str, raw: str) -> str:
+    value = raw.strip().lower()
+    if value not in _LOG_FORMATS:
+        _bad(name, raw, "one of " + ", ".join(_LOG_FORMATS))
+    return value
+
+
+def listen_address(name: str, raw: str) -> tuple[str, int] | None:
+    """`host:port` (`[::1]:port` for IPv6) to serve metrics on; empty means off."""
+    value = raw.strip()
+    if value == "":
+        return None
+    match = re.match(r"^(?:\[([0-9A-Fa-f:.]+)\]|([A-Za-z0-9.-]+)):(\d{1,5})$", value)
+    if not match or not 0 < int(match.group(3)) < 65536:
+        _bad(name, raw, "host:port such as 127.0.0.1:9101, 0.0.0.0:9101 or [::]:9101, or empty for off")
+    return (match.group(1) or match.group(2), int(match.group(3)))
+
+
 def seconds(name: str, raw: str) -> float:
     """A duration such as `90`, `90s`, `15m`, `12h` or `7d`, in seconds."""
     match = re.match(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$", raw)
@@ -210,6 +229,24 @@ VARIABLES: dict[str, Variable] = {
             positive_int,
         ),
         Variable("MAILROOM_LOG_LEVEL", "info", "Log level: debug, info, warning or error.", log_level),
+        Variable(
+            "MAILROOM_LOG_FORMAT",
+            "text",
+            "Log lines on stderr: text (`time LEVEL program: message`) or json (one JSON object per line).",
+            log_format,
+        ),
+        Variable(
+            "MAILROOM_COLLECTOR_METRICS_ADDR",
+            "",
+            "host:port where the collector serves /metrics (Prometheus), /healthz and /readyz; empty: off.",
+            listen_address,
+        ),
+        Variable(
+            "MAILROOM_SENDER_METRICS_ADDR",
+            "",
+            "host:port where the sender serves /metrics (Prometheus), /healthz and /readyz; empty: off.",
+            listen_address,
+        ),
         Variable(
             "MAILROOM_DEBUG", "false", "true: the sender prints each email to stdout instead of calling SES.", boolean
         ),
@@ -322,6 +359,8 @@ COLLECTOR_VARIABLES = (
     "MAILROOM_BATCH_TIMEOUT",
     "MAILROOM_BATCH_LIMIT",
     "MAILROOM_LOG_LEVEL",
+    "MAILROOM_LOG_FORMAT",
+    "MAILROOM_COLLECTOR_METRICS_ADDR",
 )
 
 
@@ -335,6 +374,8 @@ class CollectorSettings:
     batch_timeout_ms: int
     batch_limit: int
     log_level: str
+    log_format: str = "text"
+    metrics_addr: tuple[str, int] | None = None
 
     def __repr__(self) -> str:  # never print the key or the password in the URL
         return (
@@ -361,6 +402,8 @@ class CollectorSettings:
             batch_timeout_ms=v["MAILROOM_BATCH_TIMEOUT"],
             batch_limit=v["MAILROOM_BATCH_LIMIT"],
             log_level=v["MAILROOM_LOG_LEVEL"],
+            log_format=v["MAILROOM_LOG_FORMAT"],
+            metrics_addr=v["MAILROOM_COLLECTOR_METRICS_ADDR"],
         )
 
 
@@ -376,6 +419,8 @@ SENDER_VARIABLES = (
     "MAILROOM_SES_MAX_SEND_RATE",
     "MAILROOM_APP_URL",
     "MAILROOM_LOG_LEVEL",
+    "MAILROOM_LOG_FORMAT",
+    "MAILROOM_SENDER_METRICS_ADDR",
 )
 
 
@@ -392,6 +437,8 @@ class SenderSettings:
     max_send_rate: float | None
     app_url: str
     log_level: str
+    log_format: str = "text"
+    metrics_addr: tuple[str, int] | None = None
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> SenderSettings:
@@ -408,6 +455,8 @@ class SenderSettings:
             max_send_rate=v["MAILROOM_SES_MAX_SEND_RATE"],
             app_url=v["MAILROOM_APP_URL"],
             log_level=v["MAILROOM_LOG_LEVEL"],
+            log_format=v["MAILROOM_LOG_FORMAT"],
+            metrics_addr=v["MAILROOM_SENDER_METRICS_ADDR"],
         )
 
 

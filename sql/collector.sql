@@ -20,7 +20,8 @@ SELECT pg_try_advisory_lock(hashtextextended('mailroom:' || %(queue)s, 0))
 -- broken pipe before that puts every claimed entry back (at-least-once).
 -- `emittable` is false (or NULL when the token row is gone) for tokens that are expired,
 -- consumed, or whose account is not in the status the action needs; those entries are
--- consumed without output. The number of rows returned is the number claimed: a chunk
+-- consumed without output, and `skipped` says why (for the metrics; NULL when emittable).
+-- The number of rows returned is the number claimed: a chunk
 -- of only unsendable tokens is not the end of the queue.
 -- `after` only lets a long drain start its index scan past the entries it has just
 -- deleted (dead until vacuumed, they would make each chunk slower than the last); it is
@@ -47,7 +48,13 @@ SELECT c.token,
        a.email::text,
        a.login::text,
        t.secret,
-       t.code
+       t.code,
+       CASE WHEN t.id IS NULL THEN 'token_gone'
+            WHEN t.consumed_at IS NOT NULL THEN 'consumed'
+            WHEN t.expires_at <= now() THEN 'expired'
+            WHEN a.status IS DISTINCT FROM CASE t.action WHEN 'activation' THEN 'provisioned'::account_status
+                                                          ELSE 'active'::account_status END THEN 'account_status'
+       END AS skipped
 FROM claimed c
 LEFT JOIN tokens t ON t.id = c.token
 LEFT JOIN accounts a ON a.id = t.account
