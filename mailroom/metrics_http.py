@@ -63,7 +63,7 @@ def new_registry() -> CollectorRegistry:
     The `_created` series (when each counter was created) are switched off: they double
     the output and nobody graphs them."""
     disable_created_metrics()
-    registry = CollectorRegistry(auto_describe=True)
+    registry = CollectorRegistry(auto_describe=False)  # no collect() at registration: it reads the database
     ProcessCollector(registry=registry)
     return registry
 
