@@ -189,6 +189,13 @@ class Collector:
                 result.emitted,
                 result.lines,
                 result.claimed - result.emitted,
+                extra={
+                    "claimed": result.claimed,
+                    "emitted": result.emitted,
+                    "lines": result.lines,
+                    "skipped": result.claimed - result.emitted,
+                    "trigger": reason,
+                },
             )
         else:
             log.debug("queue empty (%s)", reason)

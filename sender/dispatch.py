@@ -248,6 +248,14 @@ class Sender:
             self.counts.retries,
             self.counts.calls,
             f", {self.counts.splits} split(s)" if self.counts.splits else "",
+            extra={
+                "read": self.counts.read,
+                "delivered": self.counts.delivered,
+                "rejected": self.counts.rejected,
+                "duplicates": self.counts.duplicates,
+                "retries": self.counts.retries,
+                "calls": self.counts.calls,
+            },
         )
         if self.fault is not None:
             return EXIT_OPERATOR_FAULT
@@ -553,6 +561,7 @@ class Sender:
                 code,
                 message.strip() or "(no message)",
                 fix or "see the saved error response",
+                extra={"fault": code, "fix": fix},
             )
         self.stop()
 

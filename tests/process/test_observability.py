@@ -455,3 +455,7 @@ def test_no_signed_token_key_or_password_reaches_the_logs_in_either_format(
         events = [json.loads(line) for line in logs.splitlines()]
         assert Counter(e["program"] for e in events).keys() == {"collector", "sender"}
         assert all({"time", "level", "program", "message"} <= e.keys() for e in events)
+        drained = [e for e in events if e["message"].startswith("read ") and "queued tokens" in e["message"]]
+        assert sum(e["emitted"] for e in drained) == 30  # the event's own fields
+        [done] = [e for e in events if e["message"].startswith("done: ")]
+        assert (done["read"], done["delivered"]) == (30, 30)
