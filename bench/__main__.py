@@ -7,6 +7,7 @@
     python -m bench insert --clients 4 --seconds 15
     python -m bench sender --records 100000 --concurrency 8
     python -m bench debug --records 2000
+    python -m bench metrics --tokens 50000 --records 20000 --rounds 3
 
 Every figure in BENCHMARKS.md names the single command that reproduces it. Benchmarks use
 a fresh database per measurement on the tests' PostgreSQL (MAILROOM_BENCH_DATABASE_URL,
@@ -23,7 +24,7 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-from bench import debug_rate, drain, insert_cost, live, sender_rate
+from bench import debug_rate, drain, insert_cost, live, metrics_overhead, sender_rate
 from bench.common import ROOT, Figure, load_average, machine
 from bench.report import print_table, write_markdown
 
@@ -71,6 +72,12 @@ def suite(quick: bool) -> list[Figure]:
             lambda r=records, c=concurrency: sender_rate.run(r, c),
         )
     figures += _guard("6 debug", "debug --records 2000", lambda: debug_rate.run(2000))
+    tokens, records, rounds = (10_000, 5_000, 1) if quick else (50_000, 20_000, 3)
+    figures += _guard(
+        "7 metrics cost",
+        f"metrics --tokens {tokens} --records {records} --rounds {rounds}",
+        lambda: metrics_overhead.run(tokens, records, rounds),
+    )
     return figures
 
 
@@ -106,6 +113,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--concurrency", type=int, default=4)
     p = sub.add_parser("debug", help="6: sender in debug mode (not paced): sending time of N printed emails")
     p.add_argument("--records", type=int, default=2000)
+    p = sub.add_parser("metrics", help="7: what the metrics cost: drain and sender throughput, metrics on vs off")
+    p.add_argument("--tokens", type=int, default=50_000)
+    p.add_argument("--records", type=int, default=20_000)
+    p.add_argument("--rounds", type=int, default=3, help="interleaved off/on rounds; medians are compared")
     return parser
 
 
@@ -132,6 +143,10 @@ def main(argv: list[str] | None = None) -> int:
         figures = _guard("3 insert cost", "insert", lambda: insert_cost.run(args.clients, args.seconds, args.rounds))
     elif command == "debug":
         figures = _guard("6 debug", "debug", lambda: debug_rate.run(args.records))
+    elif command == "metrics":
+        figures = _guard(
+            "7 metrics cost", "metrics", lambda: metrics_overhead.run(args.tokens, args.records, args.rounds)
+        )
     else:
         figures = _guard("4 sender", "sender", lambda: sender_rate.run(args.records, args.concurrency))
     print_table(figures)
