@@ -116,6 +116,7 @@ def _sender_once(records: int, concurrency: int, on: bool, lines: Path) -> tuple
             stdout=subprocess.PIPE,
             text=True,
         )
+        assert fake.stdout is not None
         ses_port = int(fake.stdout.readline().strip().rsplit(":", 1)[1])
         port = _free_port()
         env = program_env(
@@ -125,7 +126,7 @@ def _sender_once(records: int, concurrency: int, on: bool, lines: Path) -> tuple
             AWS_REGION="us-east-1",
             MAILROOM_SES_MAX_SEND_RATE=SENDER_RATE,
             MAILROOM_SES_CONCURRENCY=concurrency,
-            MAILROOM_SES_OUTPUT_PATH=Path(tmp) / "out",
+            MAILROOM_SES_OUTPUT_PATH=str(Path(tmp) / "out"),
         )
         if on:
             env["MAILROOM_SENDER_METRICS_ADDR"] = f"127.0.0.1:{port}"

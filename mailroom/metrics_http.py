@@ -133,7 +133,7 @@ def serve(
     infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     family = infos[0][0]
     server_class = type("Server", (_Server,), {"address_family": family})
-    server = make_server(
+    server: WSGIServer = make_server(
         host, port, _app(registry, live, ready), server_class=server_class, handler_class=_QuietHandler
     )
     thread = threading.Thread(target=server.serve_forever, name="metrics-http", daemon=True)

@@ -75,11 +75,9 @@ def database_status(url: str) -> dict[str, Any]:
 # -- deliveries.jsonl and rejects.jsonl ----------------------------------------------------------
 def tail_lines(path: Path, max_bytes: int = MAX_SCAN_BYTES) -> Iterator[bytes]:
     """The lines of `path`, last first, reading backwards in blocks (at most `max_bytes`)."""
-    try:
-        f = open(path, "rb")
-    except FileNotFoundError:
+    if not path.exists():
         return
-    with f:
+    with open(path, "rb") as f:
         end = f.seek(0, os.SEEK_END)
         start_limit = max(0, end - max_bytes)
         pos, rest = end, b""
