@@ -11,7 +11,7 @@ It reads, and changes nothing:
 The journal is read here, not through sender/journal.py: the shared layer does not import
 the sender, and the sender's Journal is a writer (opening it compacts and deletes
 segments). Reading needs only the four entry kinds documented at the top of
-sender/journal.py, replayed the same way; tests/integration/test_status.py checks that this
+sender/journal.py, replayed the same way; tests/unit/test_monitoring_parts.py checks that this
 reading agrees with the sender's own Journal. Secrets in the journal are never kept or shown.
 
 `--json` prints the same data as one JSON object, for scripts. Exit status: 0, or 1 when
