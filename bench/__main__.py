@@ -8,6 +8,7 @@
     python -m bench sender --records 100000 --concurrency 8
     python -m bench debug --records 2000
     python -m bench smtp --records 10000 --connections 4
+    python -m bench metrics --tokens 50000 --records 20000 --rounds 3
 
 Every figure in BENCHMARKS.md names the single command that reproduces it. Benchmarks use
 a fresh database per measurement on the tests' PostgreSQL (MAILROOM_BENCH_DATABASE_URL,
@@ -24,7 +25,7 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-from bench import debug_rate, drain, insert_cost, live, sender_rate, smtp_rate
+from bench import debug_rate, drain, insert_cost, live, metrics_overhead, sender_rate, smtp_rate
 from bench.common import ROOT, Figure, load_average, machine
 from bench.report import print_table, write_markdown
 
@@ -78,6 +79,12 @@ def suite(quick: bool) -> list[Figure]:
             lambda c=connections: smtp_rate.run(small, c),
         )
     figures += _guard("7 debug", "debug --records 2000", lambda: debug_rate.run(2000))
+    tokens, records, rounds = (10_000, 5_000, 1) if quick else (50_000, 20_000, 3)
+    figures += _guard(
+        "8 metrics cost",
+        f"metrics --tokens {tokens} --records {records} --rounds {rounds}",
+        lambda: metrics_overhead.run(tokens, records, rounds),
+    )
     return figures
 
 
@@ -116,6 +123,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--connections", type=int, default=4)
     p = sub.add_parser("debug", help="7: sender in debug mode (not paced): sending time of N printed emails")
     p.add_argument("--records", type=int, default=2000)
+    p = sub.add_parser("metrics", help="8: what the metrics cost: drain and sender throughput, metrics on vs off")
+    p.add_argument("--tokens", type=int, default=50_000)
+    p.add_argument("--records", type=int, default=20_000)
+    p.add_argument("--rounds", type=int, default=3, help="interleaved off/on rounds; medians are compared")
     return parser
 
 
@@ -144,6 +155,10 @@ def main(argv: list[str] | None = None) -> int:
         figures = _guard("7 debug", "debug", lambda: debug_rate.run(args.records))
     elif command == "smtp":
         figures = _guard("6 smtp", "smtp", lambda: smtp_rate.run(args.records, args.connections))
+    elif command == "metrics":
+        figures = _guard(
+            "8 metrics cost", "metrics", lambda: metrics_overhead.run(args.tokens, args.records, args.rounds)
+        )
     else:
         figures = _guard("4 sender", "sender", lambda: sender_rate.run(args.records, args.concurrency))
     print_table(figures)

@@ -57,6 +57,11 @@ class Faults:
     statuses: dict[str, tuple[str, str]] = field(default_factory=dict)
     # an error for every call of these actions: action -> (HTTP status, code, message)
     errors: dict[str, tuple[int, str, str]] = field(default_factory=dict)
+    # scripted answers wait until this many SendBulkTemplatedEmail calls have arrived (calls in flight)
+    script_after: int = 0
+    # when set: calls without a scripted answer wait for this event before answering
+    hold: threading.Event | None = field(default=None, repr=False)
+    arrived: int = 0  # SendBulkTemplatedEmail calls received so far
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
 
@@ -115,6 +120,8 @@ def _result(action: str, inner: str, request_id: str) -> str:
 
 
 def make_handler(stats: Stats, delay: float, faults: Faults) -> type[BaseHTTPRequestHandler]:
+    arrivals = threading.Condition(faults.lock)
+
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"  # keep-alive: boto3 reuses its pooled connections
         # Headers and body go out in separate writes: with Nagle's algorithm on, the body
@@ -162,10 +169,19 @@ def make_handler(stats: Stats, delay: float, faults: Faults) -> type[BaseHTTPReq
                 if match:
                     by_index.setdefault(int(match.group(1)), values[0])
             addresses = [by_index[i] for i in sorted(by_index)]
+            with arrivals:
+                faults.arrived += 1
+                arrivals.notify_all()
             if delay:
                 time.sleep(delay)
             with faults.lock:
                 scripted = faults.script.pop(0) if faults.script else None
+            if scripted is not None and faults.script_after:
+                with arrivals:
+                    arrivals.wait_for(lambda: faults.arrived >= faults.script_after, timeout=60)
+            elif scripted is None and faults.hold is not None:
+                faults.hold.wait(timeout=120)
+            with faults.lock:
                 refused = next((faults.refuse_call[a] for a in addresses if a in faults.refuse_call), None)
                 statuses = [faults.statuses.get(a, ("Success", "")) for a in addresses]
             if scripted is not None:

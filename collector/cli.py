@@ -13,6 +13,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from collector import metrics
 from collector.output import LineWriter
 from collector.service import Collector
 from collector.signals import StopFlag, install
@@ -60,7 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = settings.CollectorSettings.from_environ(environ)
     except settings.ConfigError as exc:
         settings.exit_on_config_error("collector", exc)
-    setup_logging("collector", config.log_level)
+    setup_logging("collector", config.log_level, config.log_format)
     settings.warn_unknown_variables(environ, log)
     log.info(
         "collector %s: queue %r, channel %r; batch limit %d (a read at %s, at most %s per line), "
@@ -74,9 +75,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         config.batch_timeout_ms,
         config.healthcheck_interval_ms,
     )
+    stats = metrics.CollectorStats()
+    try:
+        metrics.start(config, stats)
+    except settings.ConfigError as exc:
+        settings.exit_on_config_error("collector", exc)
     stop = StopFlag()
     install(stop)
-    return Collector(config, LineWriter(sys.stdout.fileno(), stop), stop, drain_only=args.drain).run()
+    return Collector(config, LineWriter(sys.stdout.fileno(), stop), stop, drain_only=args.drain, stats=stats).run()
 
 
 if __name__ == "__main__":

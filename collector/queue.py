@@ -26,12 +26,14 @@ tokens start a cooldown window. That UPDATE runs only for chunks that have such 
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import psycopg
 from psycopg.types.numeric import Int8
 
+from collector.metrics import CollectorStats
 from collector.output import LineWriter
 from collector.signals import StopFlag
 from mailroom.db import queries
@@ -70,15 +72,23 @@ class Chunk:
     records: list[Record] = field(default_factory=list)
     suppressed: list[int] = field(default_factory=list)
     cooled: int = 0
+    skipped: Counter[str] = field(default_factory=Counter)  # read and not emitted, by reason
 
 
 class Queue:
     """This consumer's queue on one connection."""
 
     def __init__(
-        self, conn: psycopg.Connection, queue_name: str, batch_limit: int, key: bytes, cooldown_s: float = 0.0
+        self,
+        conn: psycopg.Connection,
+        queue_name: str,
+        batch_limit: int,
+        key: bytes,
+        cooldown_s: float = 0.0,
+        stats: CollectorStats | None = None,
     ) -> None:
         self.conn = conn
+        self.stats = stats or CollectorStats()
         self.key = key
         self.batch_limit = batch_limit
         self.cooldown = timedelta(seconds=cooldown_s)
@@ -95,16 +105,18 @@ class Queue:
         key, cooldown = self.key, self.cooldown
         emitted_at: dict[tuple[int, int], list[datetime]] = {}
         out = Chunk()
-        for token, emittable, action_no, email, login, secret, code, account, created_at, covered in rows:
+        for token, emittable, action_no, email, login, secret, code, account, created_at, covered, skipped in rows:
             if not emittable:
                 if account is not None:  # None: the token row is gone, nothing to mark
                     out.suppressed.append(token)
+                out.skipped[skipped] += 1
                 continue
             if cooldown:
                 earlier = emitted_at.setdefault((account, action_no), [])
                 if covered or any(abs(created_at - other) < cooldown for other in earlier):
                     out.suppressed.append(token)
                     out.cooled += 1
+                    out.skipped["cooldown"] += 1
                     continue
                 earlier.append(created_at)
             action = _ACTIONS[action_no]
@@ -119,6 +131,7 @@ class Queue:
                     token,
                     field,
                 )
+                out.skipped["control_character"] += 1
                 continue
             out.records.append(record)
         return out
@@ -139,6 +152,8 @@ class Queue:
         cur = self._cursor
         while True:
             claimed_here, done = 0, False
+            emitted_here = lines_here = bytes_here = 0
+            skipped: Counter[str] = Counter()
             try:
                 with self.conn.transaction():
                     for _ in range(CHUNKS_PER_COMMIT):
@@ -158,6 +173,10 @@ class Queue:
                             for line in encode_lines(chunk.records):
                                 output.write_line(line)
                                 result.lines += 1
+                                lines_here += 1
+                                bytes_here += len(line)
+                            emitted_here += len(chunk.records)
+                        skipped.update(chunk.skipped)
                         result.chunks += 1
                         result.claimed += len(rows)
                         result.emitted += len(chunk.records)
@@ -172,8 +191,9 @@ class Queue:
                             break
                         else:
                             after = 0
-                    output.wait_until_read()
+                    self.stats.wait_until_read(output)  # output.wait_until_read(), timed
             except OSError as exc:  # EPIPE: the reader is gone. Leaving the block rolled back.
                 raise OutputClosed(exc, claimed_here) from exc
+            self.stats.committed(emitted_here, lines_here, bytes_here, skipped or None)
             if done:
                 return result

@@ -19,6 +19,7 @@ import psycopg
 from collector.awake import Awake
 from collector.batching import BatchPolicy, Wake, wait_for_batch
 from collector.connection import open_connection, register_and_listen, try_lock
+from collector.metrics import CollectorStats
 from collector.output import LineWriter, StoppedUnread
 from collector.queue import OutputClosed, Queue
 from collector.signals import StopFlag
@@ -46,8 +47,10 @@ class Collector:
         *,
         drain_only: bool = False,
         synchronous_commit: bool = False,
+        stats: CollectorStats | None = None,
     ) -> None:
         self.settings = settings
+        self.stats = stats or CollectorStats()
         self.output = output
         self.stop = stop
         self.drain_only = drain_only
@@ -62,6 +65,7 @@ class Collector:
             conn: psycopg.Connection | None = None
             try:
                 conn = open_connection(self.settings, self.synchronous_commit)
+                self.stats.connected = True
                 log.info(
                     "connected to %s%s", self.where, f" after {self.attempt} failed attempts" if self.attempt else ""
                 )
@@ -104,10 +108,13 @@ class Collector:
             finally:
                 if conn is not None:
                     conn.close()
+                self.stats.disconnected()
             if self.stop:
                 break
             delay = RECONNECT_BACKOFF.delay(self.attempt)
             self.attempt += 1
+            self.stats.reconnects += 1
+            self.stats.heartbeat.beat()
             log.info("reconnecting to %s: attempt %d in %.2f s", self.where, self.attempt, delay)
             self.stop.sleep(delay)
         log.info("stopped by %s", self.stop.signal_name or "request")
@@ -119,6 +126,8 @@ class Collector:
         name = self.settings.queue_name
         standing_by = False
         while not try_lock(conn, name):
+            self.stats.role = "standby"
+            self.stats.heartbeat.beat()
             if self.drain_only:
                 log.error("another collector is active on queue %r; --drain does not wait", name)
                 return EXIT_FAILURE
@@ -128,10 +137,17 @@ class Collector:
             self.stop.sleep(STANDBY_POLL_S)
             if self.stop:
                 return self._stopped()
+        self.stats.role = "active"
         register_and_listen(conn, self.settings)
+        self.stats.listening = True
         log.info("active on queue %r, listening on channel %r", name, self.settings.channel_name)
         queue = Queue(
-            conn, name, self.settings.batch_limit, self.settings.secret_key, self.settings.recovery_cooldown_s
+            conn,
+            name,
+            self.settings.batch_limit,
+            self.settings.secret_key,
+            self.settings.recovery_cooldown_s,
+            self.stats,
         )
         awake = Awake(conn, name, self.policy)
         awake.note_writers()  # a predecessor that died awake may have left some
@@ -143,6 +159,7 @@ class Collector:
         log.info("ready: start drain done, waiting for notifications")
 
         def wait(timeout: float, stop_after: int) -> int:
+            self.stats.heartbeat.beat()
             return sum(1 for _ in conn.notifies(timeout=timeout, stop_after=stop_after))
 
         while not self.stop:
@@ -170,6 +187,7 @@ class Collector:
         """Read, and keep reading on our own schedule while tokens keep coming (inserts skip
         their NOTIFY meanwhile); then go back to sleep safely (see collector/awake.py)."""
         took = awake.take()
+        self.stats.awake = took
         try:
             self._drain(queue, reason)
             while took and awake.wait_for_batch(self.stop):
@@ -177,6 +195,7 @@ class Collector:
         finally:
             if took:
                 awake.release()
+            self.stats.awake = False
         awake.note_writers()
         # Notifications received so far are covered by the read below: drop them, so that
         # they do not start another round for nothing.
@@ -196,6 +215,14 @@ class Collector:
                 plural(result.lines, "line"),
                 result.claimed - result.emitted - result.cooled,
                 result.cooled,
+                extra={
+                    "claimed": result.claimed,
+                    "emitted": result.emitted,
+                    "lines": result.lines,
+                    "skipped": result.claimed - result.emitted - result.cooled,
+                    "cooled": result.cooled,
+                    "trigger": reason,
+                },
             )
         else:
             log.debug("queue empty (%s)", reason)

@@ -19,7 +19,7 @@ from mailroom import (  # app-side commands: verify, prune, run
     templates_cmd,
     verify,
 )
-from mailroom.commands import check, requeue
+from mailroom.commands import check, requeue, status
 from mailroom.db import describe, permanent_failure
 from mailroom.logs import setup_logging
 
@@ -87,6 +87,15 @@ COMMANDS: dict[str, tuple[str, tuple[str, ...], Handler, Callable[[argparse.Argu
         pipeline.cli_main,
         pipeline.add_cli_arguments,
     ),
+    "status": (
+        (
+            "one screen: each queue's backlog and oldest entry, the active collector, the sender's last "
+            "outcomes and its journal; --json for scripts"
+        ),
+        status.STATUS_VARIABLES,
+        status.cli_main,
+        status.add_arguments,
+    ),
     "demo": (
         (
             "the whole job on a throwaway database (embedded unless MAILROOM_DATABASE_URL is set), "
@@ -141,8 +150,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     environ = settings.load_environment()
     _, names, handler, _ = COMMANDS[args.command]
     try:
-        level = settings.read(environ, "MAILROOM_LOG_LEVEL")["MAILROOM_LOG_LEVEL"]
-        setup_logging("mailroom", level)
+        logging_settings = settings.read(environ, "MAILROOM_LOG_LEVEL", "MAILROOM_LOG_FORMAT")
+        setup_logging("mailroom", logging_settings["MAILROOM_LOG_LEVEL"], logging_settings["MAILROOM_LOG_FORMAT"])
         if args.command != "run":  # `run`'s collector and sender say it themselves
             settings.warn_unknown_variables(environ, log)
         # Every variable the command reads is checked before it does anything; the demo

@@ -38,6 +38,7 @@ INLINE_COMMENT_HINT = (
 # Largest whole number any integer setting accepts, whatever its own bound: it fits every
 # place a setting ends up (a PostgreSQL integer, a thread count, a timeout).
 MAX_INT = 2**31 - 1
+_LOG_FORMATS = ("text", "json")
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
 
@@ -238,6 +239,24 @@ def _duration(name: str, raw: str, allow_zero: bool, maximum: float = 3650 * 864
     return value
 
 
+def log_format(name: str, raw: str) -> str:
+    value = raw.strip().lower()
+    if value not in _LOG_FORMATS:
+        _bad(name, raw, "one of " + ", ".join(_LOG_FORMATS))
+    return value
+
+
+def listen_address(name: str, raw: str) -> tuple[str, int] | None:
+    """`host:port` (`[::1]:port` for IPv6) to serve metrics on; empty means off."""
+    value = raw.strip()
+    if value == "":
+        return None
+    match = re.match(r"^(?:\[([0-9A-Fa-f:.]+)\]|([A-Za-z0-9.-]+)):(\d{1,5})$", value)
+    if not match or not 0 < int(match.group(3)) < 65536:
+        _bad(name, raw, "host:port such as 127.0.0.1:9101, 0.0.0.0:9101 or [::]:9101, or empty for off")
+    return (match.group(1) or match.group(2), int(match.group(3)))
+
+
 def seconds(name: str, raw: str) -> float:
     """A duration such as `90`, `90s`, `15m`, `12h` or `7d`, in seconds (at most 10 years)."""
     return _duration(name, raw, allow_zero=False)
@@ -360,6 +379,24 @@ VARIABLES: dict[str, Variable] = {
             positive_int_at_most(10_000),
         ),
         Variable("MAILROOM_LOG_LEVEL", "info", "Log level: debug, info, warning, error or critical.", log_level),
+        Variable(
+            "MAILROOM_LOG_FORMAT",
+            "text",
+            "Log lines on stderr: text (`time LEVEL program: message`) or json (one JSON object per line).",
+            log_format,
+        ),
+        Variable(
+            "MAILROOM_COLLECTOR_METRICS_ADDR",
+            "",
+            "host:port where the collector serves /metrics (Prometheus), /healthz and /readyz; empty: off.",
+            listen_address,
+        ),
+        Variable(
+            "MAILROOM_SENDER_METRICS_ADDR",
+            "",
+            "host:port where the sender serves /metrics (Prometheus), /healthz and /readyz; empty: off.",
+            listen_address,
+        ),
         Variable(
             "MAILROOM_DEBUG", "false", "true: the sender prints each email to stdout instead of calling SES.", boolean
         ),
@@ -578,6 +615,8 @@ COLLECTOR_VARIABLES = (
     "MAILROOM_BATCH_LIMIT",
     "MAILROOM_RECOVERY_COOLDOWN",
     "MAILROOM_LOG_LEVEL",
+    "MAILROOM_LOG_FORMAT",
+    "MAILROOM_COLLECTOR_METRICS_ADDR",
 )
 
 
@@ -592,6 +631,8 @@ class CollectorSettings:
     batch_limit: int
     log_level: str
     recovery_cooldown_s: float
+    log_format: str = "text"
+    metrics_addr: tuple[str, int] | None = None
 
     def __repr__(self) -> str:  # never print the key or the password in the URL
         return (
@@ -616,6 +657,8 @@ class CollectorSettings:
             batch_limit=v["MAILROOM_BATCH_LIMIT"],
             log_level=v["MAILROOM_LOG_LEVEL"],
             recovery_cooldown_s=v["MAILROOM_RECOVERY_COOLDOWN"],
+            log_format=v["MAILROOM_LOG_FORMAT"],
+            metrics_addr=v["MAILROOM_COLLECTOR_METRICS_ADDR"],
         )
 
 
@@ -666,6 +709,8 @@ SENDER_VARIABLES = (
     "MAILROOM_SMTP_ALLOW_PLAINTEXT",
     "MAILROOM_SMTP_TIMEOUT",
     "MAILROOM_SMTP_CA_FILE",
+    "MAILROOM_LOG_FORMAT",
+    "MAILROOM_SENDER_METRICS_ADDR",
 )
 
 
@@ -749,6 +794,8 @@ class SenderSettings:
     provider: str = "ses"
     smtp: SmtpSettings = SmtpSettings()
     templates_dir: Path | None = None  # None: the shipped templates
+    log_format: str = "text"
+    metrics_addr: tuple[str, int] | None = None
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> SenderSettings:
@@ -771,6 +818,8 @@ class SenderSettings:
             app_url=v["MAILROOM_APP_URL"],
             log_level=v["MAILROOM_LOG_LEVEL"],
             templates_dir=v["MAILROOM_TEMPLATES_DIR"],
+            log_format=v["MAILROOM_LOG_FORMAT"],
+            metrics_addr=v["MAILROOM_SENDER_METRICS_ADDR"],
         )
 
 

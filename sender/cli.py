@@ -12,7 +12,7 @@ from mailroom import __version__, settings
 from mailroom.checks import Check, render
 from mailroom.logs import setup_logging
 from mailroom.signing import Action
-from sender import templates
+from sender import metrics, templates
 from sender.debug import DebugProvider
 from sender.dispatch import SendConfig, Sender
 from sender.journal import Journal
@@ -100,10 +100,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     environ = settings.load_environment()
     try:
         s = settings.SenderSettings.from_environ(environ)
-        setup_logging("sender", s.log_level)
+        setup_logging("sender", s.log_level, s.log_format)
         settings.warn_unknown_variables(environ, log)
         templates.load_all(s.templates_dir)  # every template checked, debug or not, before stdin is read
         sender = build(s)
+        monitor = None if args.check else metrics.start(s, sender)
     except settings.ConfigError as exc:
         settings.exit_on_config_error("sender", exc)
     except templates.TemplateError as exc:
@@ -133,6 +134,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    if monitor is not None:
+        monitor.preflight_passed = True
     log.info("ready: preflight passed, reading stdin")
     try:
         return sender.run(sys.stdin.fileno())

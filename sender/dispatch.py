@@ -30,7 +30,7 @@ import logging
 import queue
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -99,6 +99,10 @@ class Counts:
     retries: int = 0
     calls: int = 0
     splits: int = 0
+    recovered: int = 0
+    # (outcome class, action) -> records, for the metrics: delivered, retried, recipient_refused,
+    # operator_fault, deadline_passed, duplicate_skipped (updated by the main thread only)
+    outcomes: Counter[tuple[str, str]] = dataclasses.field(default_factory=Counter)
 
 
 @dataclass(frozen=True)
@@ -136,6 +140,9 @@ class Sender:
         self.default_data = default_template_data(config.app_url)
         self.counts = Counts()
         self.fault: Fault | None = None
+        self.loop_turned_at: float | None = None  # time.monotonic() of the main loop's last turn (/healthz)
+        # (destinations, seconds waiting for the rate limiter, seconds in the call, result): the metrics
+        self.observe_call: Callable[[int, float, float, str], None] | None = None
         self._events: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
         self._ready: dict[Action, deque[Item]] = {a: deque() for a in Action}
         self._forced: deque[tuple[Action, list[Item]]] = deque()  # halves of split calls, sent first
@@ -157,6 +164,15 @@ class Sender:
         self.config = dataclasses.replace(self.config, max_send_rate=rate)
         self.limiter = RateLimiter(rate)
         self.batch_size = self.config.batch_size
+
+    @property
+    def in_hand(self) -> int:
+        """Records read and not finished (the bound the reader waits on)."""
+        return self._pending
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
 
     def stop(self) -> None:
         """Stop reading and sending; finish the calls in flight (signal-handler safe)."""
@@ -210,6 +226,7 @@ class Sender:
         recovered = self.journal.recover()
         if recovered:
             n = sum(len(r) for _, _, r in recovered)
+            self.counts.recovered = n
             log.info("journal: %d unfinished record(s) from an earlier run", n)
             for line_id, at, records in recovered:
                 for index, record in records:
@@ -234,6 +251,14 @@ class Sender:
             self.counts.retries,
             self.counts.calls,
             f", {self.counts.splits} split(s)" if self.counts.splits else "",
+            extra={
+                "read": self.counts.read,
+                "delivered": self.counts.delivered,
+                "rejected": self.counts.rejected,
+                "duplicates": self.counts.duplicates,
+                "retries": self.counts.retries,
+                "calls": self.counts.calls,
+            },
         )
         if self.fault is not None:
             return EXIT_OPERATOR_FAULT
@@ -241,6 +266,7 @@ class Sender:
 
     def _loop(self, pool: ThreadPoolExecutor) -> None:
         while True:
+            self.loop_turned_at = time.monotonic()
             stopping = self._stopping.is_set()
             if stopping and not self._inflight:
                 left = self.journal.unfinished_count()
@@ -291,7 +317,7 @@ class Sender:
         item.due = self.monotonic() + (item.read_at + self.config.deadline_s - self.clock())
         if item.due < self.monotonic():
             why = "while the sender was down" if recovered else "before it could be sent"
-            self._finish_rejected([item], f"deadline passed {why}", status="DeadlinePassed")
+            self._finish_rejected([item], f"deadline passed {why}", status="DeadlinePassed", outcome="deadline_passed")
             return
         try:
             item.to = self.provider.address(record.email)
@@ -301,6 +327,7 @@ class Sender:
         secret = record.secret
         if secret in self._in_hand_secrets or self.journal.recently_delivered(secret):
             self.counts.duplicates += 1
+            self.counts.outcomes["duplicate_skipped", record.action.db_name] += 1
             self.outputs.deliveries(
                 [delivery_row(record, status="Duplicate", error="already delivered or in hand: not sent again")]
             )
@@ -326,7 +353,9 @@ class Sender:
         batch = [i for i in candidates if now <= i.due]
         late = [i for i in candidates if now > i.due]
         if late:
-            self._finish_rejected(late, "deadline passed before it could be sent", status="DeadlinePassed")
+            self._finish_rejected(
+                late, "deadline passed before it could be sent", status="DeadlinePassed", outcome="deadline_passed"
+            )
         if not batch:
             return
         send = self._bulk(action, [Destination(i.to, template_data(i.record)) for i in batch])
@@ -346,9 +375,24 @@ class Sender:
         )
 
     def _call(self, send: BulkSend) -> list[DestinationResult]:
+        observe = self.observe_call
+        if observe is None:
+            if self.limiter is not None:
+                self.limiter.acquire(len(send.destinations))
+            return self.provider.send_bulk(send)
+        started = time.monotonic()
         if self.limiter is not None:
             self.limiter.acquire(len(send.destinations))
-        return self.provider.send_bulk(send)
+        granted, result = time.monotonic(), "error"
+        try:
+            answer = self.provider.send_bulk(send)
+            result = "answered"
+            return answer
+        except CallFailed as exc:
+            result = exc.outcome.value
+            raise
+        finally:
+            observe(len(send.destinations), granted - started, time.monotonic() - granted, result)
 
     def _settle(self, future: Future[list[DestinationResult]], batch: list[Item]) -> None:
         try:
@@ -410,10 +454,15 @@ class Sender:
                 delay = delays[key]
                 if now + delay > item.due:
                     self._finish_rejected(
-                        [item], "deadline passed while retrying", status=result.status, error=result.error or ""
+                        [item],
+                        "deadline passed while retrying",
+                        status=result.status,
+                        error=result.error or "",
+                        outcome="deadline_passed",
                     )
                 else:
                     self.counts.retries += 1
+                    self.counts.outcomes["retried", item.record.action.db_name] += 1
                     heapq.heappush(self._retries, (now + delay, next(self._seq), item))
         if delivered:
             self._known_good.add(delivered[0].record.action)
@@ -422,6 +471,7 @@ class Sender:
             for i in delivered:
                 self._in_hand_secrets.pop(i.record.secret, None)
             self.counts.delivered += len(delivered)
+            self.counts.outcomes["delivered", delivered[0].record.action.db_name] += len(delivered)
             self._release(len(delivered))
         if faults:
             _, first = faults[0]
@@ -504,6 +554,7 @@ class Sender:
         """Stop sending, loudly; the items stay unfinished in the journal for the next start."""
         for item in items:
             self._in_hand_secrets.pop(item.record.secret, None)
+            self.counts.outcomes["operator_fault", item.record.action.db_name] += 1
         if self.fault is None:
             self.fault = Fault(code, message, fix)
             log.error(
@@ -513,13 +564,16 @@ class Sender:
                 code,
                 message.strip() or "(no message)",
                 fix or "see the saved error response",
+                extra={"fault": code, "fix": fix},
             )
         self.stop()
 
     def _refuse(self, items: list[Item], status: str, error: str) -> None:
         self._finish_rejected(items, f"{self.provider.name} refused this recipient", status=status, error=error)
 
-    def _finish_rejected(self, items: list[Item], reason: str, status: str, error: str = "") -> None:
+    def _finish_rejected(
+        self, items: list[Item], reason: str, status: str, error: str = "", outcome: str = "recipient_refused"
+    ) -> None:
         deliveries, rejects = [], []
         for item in items:
             record = item.record
@@ -553,6 +607,7 @@ class Sender:
                 )
             )
             self._in_hand_secrets.pop(record.secret, None)
+            self.counts.outcomes[outcome, record.action.db_name] += 1
         self.outputs.deliveries(deliveries)
         self.outputs.rejects(rejects)
         self.journal.finished([], [(i.line_id, i.index) for i in items])

@@ -20,7 +20,8 @@ SELECT pg_try_advisory_lock(hashtextextended('mailroom:' || %(queue)s, 0))
 -- broken pipe before that puts every claimed entry back (at-least-once).
 -- `emittable` is false (or NULL when the token row is gone) for tokens that are expired,
 -- consumed, or whose account is not in the status the action needs; those entries are
--- consumed without output. The number of rows returned is the number claimed: a chunk
+-- consumed without output, and `skipped` says why (for the metrics; NULL when emittable).
+-- The number of rows returned is the number claimed: a chunk
 -- of only unsendable tokens is not the end of the queue.
 -- `covered` (the cooldown, MAILROOM_RECOVERY_COOLDOWN; `cooldown` = 0 turns it off) is
 -- true for an emittable token when an email already went out for another token of the
@@ -54,7 +55,13 @@ checked AS (
                                                  ELSE 'active'::account_status END,
                     false) AS emittable,
            t.account, t.action AS action_name, t.created_at,
-           t.secret, t.code, a.email, a.login
+           t.secret, t.code, a.email, a.login,
+           CASE WHEN t.id IS NULL THEN 'token_gone'
+                WHEN t.consumed_at IS NOT NULL THEN 'consumed'
+                WHEN t.expires_at <= now() THEN 'expired'
+                WHEN a.status IS DISTINCT FROM CASE t.action WHEN 'activation' THEN 'provisioned'::account_status
+                                                              ELSE 'active'::account_status END THEN 'account_status'
+           END AS skipped
     FROM claimed c
     LEFT JOIN tokens t ON t.id = c.token
     LEFT JOIN accounts a ON a.id = t.account
@@ -77,7 +84,8 @@ SELECT k.token,
              AND NOT o.suppressed
              AND (o.consumed_at IS NULL OR o.consumed_at > k.created_at)
              AND NOT EXISTS (SELECT 1 FROM job_tokens q WHERE q.job = %(queue)s AND q.token = o.id)
-       ) AS covered
+       ) AS covered,
+       k.skipped
 FROM checked k
 ORDER BY k.token
 
