@@ -62,6 +62,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except settings.ConfigError as exc:
         settings.exit_on_config_error("collector", exc)
     setup_logging("collector", config.log_level, config.log_format)
+    stats = metrics.CollectorStats()
+    try:
+        metrics.start(config, stats)
+    except settings.ConfigError as exc:
+        settings.exit_on_config_error("collector", exc)
     settings.warn_unknown_variables(environ, log)
     log.info(
         "collector %s: queue %r, channel %r; batch limit %d (a read at %s, at most %s per line), "
@@ -75,11 +80,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         config.batch_timeout_ms,
         config.healthcheck_interval_ms,
     )
-    stats = metrics.CollectorStats()
-    try:
-        metrics.start(config, stats)
-    except settings.ConfigError as exc:
-        settings.exit_on_config_error("collector", exc)
     stop = StopFlag()
     install(stop)
     return Collector(config, LineWriter(sys.stdout.fileno(), stop), stop, drain_only=args.drain, stats=stats).run()
