@@ -430,7 +430,8 @@ VARIABLES: dict[str, Variable] = {
             "MAILROOM_TEMPLATES_DIR",
             "",
             "Folder of your own email templates (activation/ and password_recovery/, each with subject.txt, "
-            "body.txt and body.html) for the sender's debug mode and `mailroom templates push` and `render`; "
+            "body.txt and body.html) for the sender's SMTP provider and debug mode and `mailroom templates push` "
+            "and `render`; "
             "empty: the templates shipped with mailroom.",
             optional_existing_directory,
         ),

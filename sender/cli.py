@@ -23,11 +23,16 @@ log = logging.getLogger("sender")
 FALLBACK_SEND_RATE = 14.0  # the SES sandbox rate, when the provider publishes none (SMTP relays)
 
 DESCRIPTION = """\
-Read the collector's batch lines on stdin and send each record as a templated email with
-SES SendBulkTemplatedEmail (at most 50 destinations per call). Failed destinations are
-retried until MAILROOM_SEND_DEADLINE; what cannot be sent goes to rejects.jsonl with the
-reason. Every outcome is in deliveries.jsonl. AWS is configured by boto3's standard chain
-(credentials, AWS_REGION, AWS_ENDPOINT_URL_SES for an emulator such as moto_server)."""
+Read the collector's batch lines on stdin and send each record as an email: through SES
+SendBulkTemplatedEmail (at most 50 destinations per call; MAILROOM_PROVIDER=ses, the
+default), through an SMTP relay (MAILROOM_PROVIDER=smtp, one transaction per recipient), or
+printed to stdout (MAILROOM_DEBUG=true). Before reading anything it runs the provider's
+preflight checks (`--check` prints them and exits). Failed destinations are retried until
+MAILROOM_SEND_DEADLINE; a recipient the provider refuses goes to rejects.jsonl with the
+reason; a fault of the operator's (templates, identity, credentials, configuration) stops
+the sender with exit status 75 and writes nothing off. Every outcome is in
+deliveries.jsonl. AWS is configured by boto3's standard chain (credentials, AWS_REGION,
+AWS_ENDPOINT_URL_SES for an emulator such as moto_server)."""
 
 
 def build_parser() -> argparse.ArgumentParser:
