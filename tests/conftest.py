@@ -83,7 +83,7 @@ def pg_admin_url() -> Iterator[str]:
         if _usable(candidate):
             yield candidate
             return
-    from mailroom.embedded import EmbeddedUnavailable, embedded_postgres  # the demo's, stopped on the way out
+    from mailroom.commands.embedded import EmbeddedUnavailable, embedded_postgres  # the demo's, stopped on the way out
 
     try:
         server_cm = embedded_postgres(prefix="mailroom-test-pg-")

@@ -7,7 +7,7 @@ import json
 
 from demo_output import blocks
 
-from mailroom.demo import Inbox, Screen, SenderOutput
+from mailroom.commands.demo import Inbox, Screen, SenderOutput
 from mailroom.signing import Action
 from sender import templates
 from sender.debug import END_RULE, DebugProvider

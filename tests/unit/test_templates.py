@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from mailroom.commands.templates import sample_data
 from mailroom.signing import Action
-from mailroom.templates_cmd import sample_data
 from mailroom.wire import Record
 from sender import templates
 from sender.provider import default_template_data, template_data

@@ -4,7 +4,7 @@ What it does, in order (each step is narrated on stdout in lines starting with `
 everything else on stdout is what the sender prints in debug mode, passed on one whole
 bulk send at a time, so that narration never lands inside an email):
 
-1. a database: an embedded throwaway PostgreSQL (`mailroom.embedded`, the `pgserver`
+1. a database: an embedded throwaway PostgreSQL (`mailroom.commands.embedded`, the `pgserver`
    package) unless MAILROOM_DATABASE_URL is set, in which case that database is used as it
    is (migrated, then used under a queue name of the demo's own, dropped at the end);
 2. the migrations;
@@ -18,7 +18,7 @@ bulk send at a time, so that narration never lands inside an email):
 5. stops everything it started, also on an error, Ctrl-C or SIGTERM: the pipeline
    (SIGTERM, then SIGKILL of its whole process group if it hangs) and the embedded server.
    If the demo is killed outright (SIGKILL), the pipeline still gets SIGTERM (parent-death
-   signal, Linux) and the embedded server's watchdog stops it (see `mailroom.embedded`).
+   signal, Linux) and the embedded server's watchdog stops it (see `mailroom.commands.embedded`).
 
 Exit status: 0 when all of it worked, 1 on a failure (said on stderr), 130 when interrupted.
 """
@@ -45,7 +45,8 @@ from typing import IO, Any
 
 import psycopg
 
-from mailroom import embedded, migrate
+from mailroom import migrate
+from mailroom.commands import embedded
 from mailroom.db import describe
 from mailroom.signing import InvalidToken
 from mailroom.verify import verify_link_token
