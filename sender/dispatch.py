@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mailroom.signing import Action, token_ref
+from mailroom.templates import default_template_data, template_data
 from mailroom.wire import Record, Rejected
 from sender.journal import Journal
 from sender.outputs import Outputs, delivery_row, reject_row, utc_now
@@ -47,8 +48,6 @@ from sender.provider import (
     DestinationResult,
     Provider,
     UnsendableAddress,
-    default_template_data,
-    template_data,
 )
 from sender.ratelimit import RateLimiter
 from sender.reader import ChunkedLines, decoded_groups

@@ -226,12 +226,12 @@ def fake_aws(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def moto_ses(fake_aws: None) -> Iterator[object]:
     """In-process moto SES (mock_aws) with SES_SOURCE verified and both templates created;
-    yields the sender's own boto3 client (sender.ses.make_client)."""
+    yields the sender's own boto3 client (mailroom.aws.make_client)."""
     from moto import mock_aws
     from moto.core import DEFAULT_ACCOUNT_ID
     from moto.ses.models import ses_backends
 
-    from sender.ses import make_client
+    from mailroom.aws import make_client
 
     with mock_aws():
         client = make_client()

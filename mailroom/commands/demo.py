@@ -48,9 +48,9 @@ import psycopg
 from mailroom import migrate
 from mailroom.commands import embedded
 from mailroom.db import describe
+from mailroom.debug_output import END_RULE, RULE
 from mailroom.signing import InvalidToken
 from mailroom.verify import verify_link_token
-from sender.debug import END_RULE, RULE
 
 DEMO_VARIABLES = ("MAILROOM_DATABASE_URL", "MAILROOM_LOG_LEVEL")
 BATCH_TIMEOUT_MS = 300

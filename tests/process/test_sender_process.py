@@ -18,10 +18,10 @@ import pytest
 from conftest import FAKE_AWS_ENV, script
 
 from bench.fake_ses import Faults, serve
+from mailroom import templates
 from mailroom.settings import SENDER_VARIABLES
 from mailroom.signing import Action, sign
 from mailroom.wire import Record, encode_line
-from sender import templates
 
 KEY = bytes(range(32))
 SOURCE = "noreply@example.com"
