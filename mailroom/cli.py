@@ -88,11 +88,14 @@ class _Parser(argparse.ArgumentParser):
     shows prune's usage, not the top-level one (argparse leaves unknown arguments to the
     top-level parser)."""
 
-    def parse_known_args(self, args=None, namespace=None):  # type: ignore[no-untyped-def,override]
-        namespace, extras = super().parse_known_args(args, namespace)
+    # typeshed overloads parse_known_args on the namespace's type; this one passes both through.
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        parsed, extras = super().parse_known_args(args, argparse.Namespace() if namespace is None else namespace)
         if extras:
             self.error("unrecognized arguments: " + " ".join(extras))
-        return namespace, extras
+        return parsed, extras
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -332,7 +332,7 @@ class Sender:
         future = pool.submit(self._call, send)
         self._inflight.add(future)
         self.counts.calls += 1
-        future.add_done_callback(lambda f, b=batch: self._events.put(("done", f, b)))
+        future.add_done_callback(lambda f: self._events.put(("done", f, batch)))
 
     def _bulk(self, action: Action, destinations: list[Destination]) -> BulkSend:
         return BulkSend(

@@ -123,7 +123,7 @@ class SesProvider:
         return results
 
     def _failed(
-        self, code: str, message: str, status: int | None, send: BulkSend, exc: BaseException | None = None
+        self, code: str, message: str, status: int | None, send: BulkSend, exc: Exception | None = None
     ) -> CallFailed:
         outcome = ses_error_outcome(code, message, status, operation_model=self._operation, exception=exc)
         if exc is not None and outcome is Outcome.RETRY:

@@ -282,7 +282,7 @@ class SmtpProvider:
 
     def _ready_connection(self) -> smtplib.SMTP:
         """This thread's connection, RSET if it carried a message before; reopened once if it was closed."""
-        conn = getattr(self._local, "conn", None)
+        conn: smtplib.SMTP | None = getattr(self._local, "conn", None)
         if conn is not None:
             try:
                 code, reply = conn.rset()

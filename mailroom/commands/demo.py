@@ -41,7 +41,7 @@ import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, LiteralString
 
 import psycopg
 
@@ -294,6 +294,14 @@ def _child_env(url: str, key_hex: str, queue_name: str, workdir: Path, environ: 
     return env
 
 
+def _value(conn: psycopg.Connection, query: LiteralString, params: list[Any]) -> Any:
+    """The one value of a query that returns one row (a function call, a lookup by id)."""
+    row = conn.execute(query, params).fetchone()
+    if row is None:
+        raise DemoError(f"no row from {query}")
+    return row[0]
+
+
 def _app_side(conn: psycopg.Connection, inbox: Inbox, key: bytes, screen: Screen, tag: str) -> None:
     """What an app does: create accounts, activate one from its email, recover its password."""
     people = [(f"{login}{tag}@example.com", f"{login}{tag}", name) for login, name in PEOPLE]
@@ -323,12 +331,12 @@ def _app_side(conn: psycopg.Connection, inbox: Inbox, key: bytes, screen: Screen
         "and consumes it in the database:  SELECT mailroom_consume_token(secret, NULL)"
     )
     secret = verify_link_token(key, token, "activation")
-    account = conn.execute("SELECT mailroom_consume_token(%s, NULL)", [secret]).fetchone()[0]
+    account = _value(conn, "SELECT mailroom_consume_token(%s, NULL)", [secret])
     if account != ids[alice]:
         raise DemoError(f"consuming {alice}'s activation token returned {account!r}, expected {ids[alice]}")
-    status = conn.execute("SELECT status FROM accounts WHERE id = %s", [account]).fetchone()[0]
+    status = _value(conn, "SELECT status FROM accounts WHERE id = %s", [account])
     screen.say(f"  -> account {account}; its status is now {status!r}")
-    again = conn.execute("SELECT mailroom_consume_token(%s, NULL)", [secret]).fetchone()[0]
+    again = _value(conn, "SELECT mailroom_consume_token(%s, NULL)", [secret])
     screen.say(
         f"the same link opened a second time: mailroom_consume_token -> {'NULL' if again is None else again} (a token works once)"
     )
@@ -350,7 +358,7 @@ def _app_side(conn: psycopg.Connection, inbox: Inbox, key: bytes, screen: Screen
     except InvalidToken as exc:
         screen.say(f"the recovery link with a wrong code ({wrong}) is refused: {exc}")
     secret = verify_link_token(key, token, "password_recovery", code)
-    account = conn.execute("SELECT mailroom_consume_token(%s, %s)", [secret, code]).fetchone()[0]
+    account = _value(conn, "SELECT mailroom_consume_token(%s, %s)", [secret, code])
     if account != ids[alice]:
         raise DemoError(f"consuming the recovery token returned {account!r}, expected {ids[alice]}")
     screen.say(

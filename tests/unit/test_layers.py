@@ -30,7 +30,8 @@ def imports_of_upper_layers(source: str, filename: str = "<source>") -> list[str
             called = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else ""
             if called in ("import_module", "__import__") and isinstance(node.args[0].value, str):
                 names = [node.args[0].value]
-        found += [(node.lineno, name) for name in names if name.split(".")[0] in UPPER_LAYERS]
+        if isinstance(node, ast.stmt | ast.expr):
+            found += [(node.lineno, name) for name in names if name.split(".")[0] in UPPER_LAYERS]
     return [f"{line}: {name}" for line, name in sorted(found)]
 
 
