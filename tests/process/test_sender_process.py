@@ -12,6 +12,7 @@ import subprocess
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Self
 
 import boto3
 import pytest
@@ -52,7 +53,7 @@ class FakeSes:
         self.faults = faults or Faults()
         self.delay = delay
 
-    def __enter__(self) -> FakeSes:
+    def __enter__(self) -> Self:
         self.server, self.stats = serve(0, self.delay, faults=self.faults)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         return self
