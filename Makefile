@@ -4,16 +4,23 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: test demo bench docs wheel-check clean
+.PHONY: test lint demo bench docs wheel-check clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet -e '.[test,docs]'
+	$(BIN)/python -m pip install --quiet -e '.[test,docs,lint]'
 	touch $(STAMP)
 
 ## make test: install into .venv and run the whole suite against a real PostgreSQL
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+## make lint: install into .venv, then the lint and type gates (configured in pyproject.toml):
+## ruff's rules, ruff's formatting (checked, not applied) and mypy, strict on the three packages
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 ## make demo: install into .venv, then run the whole job once on an embedded throwaway PostgreSQL
 ## (or on MAILROOM_DATABASE_URL if set) with the sender in debug mode: no AWS account needed

@@ -20,6 +20,7 @@ import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Self
 
 import psycopg
 from psycopg.conninfo import make_conninfo
@@ -107,7 +108,7 @@ class Children:
         self.procs.append(proc)
         return proc
 
-    def __enter__(self) -> Children:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -20,7 +20,7 @@ from bench.sender_rate import write_input
 def _stamp(stderr: str, needle: str) -> dt.datetime:
     for line in stderr.splitlines():
         if needle in line:
-            return dt.datetime.fromisoformat(line.split(" ", 1)[0].replace("Z", "+00:00"))
+            return dt.datetime.fromisoformat(line.split(" ", 1)[0])
     raise RuntimeError(f"the sender never logged {needle!r}:\n{stderr}")
 
 

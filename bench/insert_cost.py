@@ -127,8 +127,10 @@ def measure(variant: str, clients: int, seconds: float, script_path: Path) -> tu
                 holder.execute("SELECT pg_advisory_lock(mailroom_awake_lock(%s))", (QUEUE,))
                 return (
                     _pgbench(url, clients, seconds, script_path),
-                    "no collector; a session holds the awake lock throughout, so no insert NOTIFYs "
-                    "(each checks the lock)",
+                    (
+                        "no collector; a session holds the awake lock throughout, so no insert NOTIFYs "
+                        "(each checks the lock)"
+                    ),
                 )
         collector = kids.start(
             [script("collector")],

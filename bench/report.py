@@ -49,11 +49,13 @@ def write_markdown(
         out += ["> **Quick run** (`python -m bench all --quick`): reduced sizes, to check the harness only.", ""]
     if noisy:
         out += [
-            f"> **Noisy run.** The 1-minute load average was {load_start.split()[0]} when the run started "
-            f"(and {load_end.split()[0]} at the end) on a {machine['nproc']}-core machine: other work was "
-            "running, so these numbers are lower and more scattered than on a quiet machine. Each "
-            "figure's `load average before` shows what it competed with. Re-run `make bench` on a quiet "
-            "machine for figures to quote.",
+            (
+                f"> **Noisy run.** The 1-minute load average was {load_start.split()[0]} when the run started "
+                f"(and {load_end.split()[0]} at the end) on a {machine['nproc']}-core machine: other work was "
+                "running, so these numbers are lower and more scattered than on a quiet machine. Each "
+                "figure's `load average before` shows what it competed with. Re-run `make bench` on a quiet "
+                "machine for figures to quote."
+            ),
             "",
         ]
     out += [
@@ -98,41 +100,51 @@ def write_markdown(
     out += [
         "## How each benchmark measures",
         "",
-        "1. **Drain** (`bench/drain.py`): N accounts committed in one `INSERT ... SELECT FROM "
-        "generate_series` (the triggers queue N activation tokens), `VACUUM ANALYZE`, then "
-        "`collector --drain` with stdout redirected to a file. Timed from process start to exit and to "
-        "the last growth of the file (polled every 2 ms); the file is decoded and must hold N valid "
-        "records for N distinct accounts.",
-        "2. **Live** (`bench/live.py`): writer threads (one connection each, one account per "
-        "transaction) for a fixed time, `collector | sender` running (sender in debug mode, "
-        "MAILROOM_SES_MAX_SEND_RATE raised so the debug rate cap does not throttle it). The harness "
-        "reads the collector's stdout itself, timestamps each line on arrival and forwards it to the "
-        "sender. Latency = arrival of a token's line - the moment its INSERT returned (committed). "
-        "Throughput = emails printed by the sender between 10 % and 90 % of the writers' window, per "
-        "second: when the pipeline keeps up it equals the writers' commit rate, which is then the limit "
-        "(Python writers with synchronous commits), not mailroom. The last tokens of a run wait up to "
-        "BATCH_TIMEOUT, since fewer than BATCH_LIMIT notifications follow them: that is the max at light "
-        "load, and with few tokens it can be the p99. The harness (one Python process) shares the CPUs "
-        "with PostgreSQL and both programs.",
-        "3. **Insert cost** (`bench/insert_cost.py`): `pgbench -n -M prepared -c 4 -j 2` with one "
-        "`INSERT INTO accounts` per transaction, on a fresh database per variant: the schema as "
-        "migrated with a collector running; the same with the NOTIFY loop removed from "
-        "`mailroom_tokens_inserted` (tokens still queued); the schema as migrated without a "
-        "collector (every insert NOTIFYs); and the schema as migrated, no collector, with a session "
-        "holding the awake lock throughout (no insert NOTIFYs, each checks the lock: the ceiling of an "
-        "awake collector). Whether the collector held its awake advisory lock is sampled from "
-        "`pg_locks` every 100 ms. The variants run interleaved, round after round; the median is shown.",
-        "4. **Sender** (`bench/sender_rate.py`): N signed records in lines of 50 fed from a file to "
-        "`sender` pointed at `bench/fake_ses.py` (AWS Query protocol on loopback; "
-        "SendBulkTemplatedEmail answered after 50 ms), MAILROOM_SES_MAX_SEND_RATE=5000. The rate is "
-        "counted by the fake server between 10 % and 90 % of the total; it must receive N distinct "
-        "addresses. With 50 destinations per call and 50 ms per answer, C calls in flight can carry "
-        "at most C x 1,000 emails/s.",
-        "5. **Memory**: the peak RSS of the collector (in 1) and the sender (in 4) is the kernel's "
-        "high-water mark `VmHWM` from `/proc/<pid>/status`, read every 20 ms until the program exits "
-        "(`ru_maxrss` from `wait4` is not used: Linux counts the parent's resident set at spawn time "
-        "into it). VmRSS at 0/25/50/75/100 % of the run shows whether it grows with the backlog. "
-        "MB = 10^6 bytes.",
+        (
+            "1. **Drain** (`bench/drain.py`): N accounts committed in one `INSERT ... SELECT FROM "
+            "generate_series` (the triggers queue N activation tokens), `VACUUM ANALYZE`, then "
+            "`collector --drain` with stdout redirected to a file. Timed from process start to exit and to "
+            "the last growth of the file (polled every 2 ms); the file is decoded and must hold N valid "
+            "records for N distinct accounts."
+        ),
+        (
+            "2. **Live** (`bench/live.py`): writer threads (one connection each, one account per "
+            "transaction) for a fixed time, `collector | sender` running (sender in debug mode, "
+            "MAILROOM_SES_MAX_SEND_RATE raised so the debug rate cap does not throttle it). The harness "
+            "reads the collector's stdout itself, timestamps each line on arrival and forwards it to the "
+            "sender. Latency = arrival of a token's line - the moment its INSERT returned (committed). "
+            "Throughput = emails printed by the sender between 10 % and 90 % of the writers' window, per "
+            "second: when the pipeline keeps up it equals the writers' commit rate, which is then the limit "
+            "(Python writers with synchronous commits), not mailroom. The last tokens of a run wait up to "
+            "BATCH_TIMEOUT, since fewer than BATCH_LIMIT notifications follow them: that is the max at light "
+            "load, and with few tokens it can be the p99. The harness (one Python process) shares the CPUs "
+            "with PostgreSQL and both programs."
+        ),
+        (
+            "3. **Insert cost** (`bench/insert_cost.py`): `pgbench -n -M prepared -c 4 -j 2` with one "
+            "`INSERT INTO accounts` per transaction, on a fresh database per variant: the schema as "
+            "migrated with a collector running; the same with the NOTIFY loop removed from "
+            "`mailroom_tokens_inserted` (tokens still queued); the schema as migrated without a "
+            "collector (every insert NOTIFYs); and the schema as migrated, no collector, with a session "
+            "holding the awake lock throughout (no insert NOTIFYs, each checks the lock: the ceiling of an "
+            "awake collector). Whether the collector held its awake advisory lock is sampled from "
+            "`pg_locks` every 100 ms. The variants run interleaved, round after round; the median is shown."
+        ),
+        (
+            "4. **Sender** (`bench/sender_rate.py`): N signed records in lines of 50 fed from a file to "
+            "`sender` pointed at `bench/fake_ses.py` (AWS Query protocol on loopback; "
+            "SendBulkTemplatedEmail answered after 50 ms), MAILROOM_SES_MAX_SEND_RATE=5000. The rate is "
+            "counted by the fake server between 10 % and 90 % of the total; it must receive N distinct "
+            "addresses. With 50 destinations per call and 50 ms per answer, C calls in flight can carry "
+            "at most C x 1,000 emails/s."
+        ),
+        (
+            "5. **Memory**: the peak RSS of the collector (in 1) and the sender (in 4) is the kernel's "
+            "high-water mark `VmHWM` from `/proc/<pid>/status`, read every 20 ms until the program exits "
+            "(`ru_maxrss` from `wait4` is not used: Linux counts the parent's resident set at spawn time "
+            "into it). VmRSS at 0/25/50/75/100 % of the run shows whether it grows with the backlog. "
+            "MB = 10^6 bytes."
+        ),
         "",
     ]
     path.write_text("\n".join(out))

@@ -29,6 +29,7 @@ import logging
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 import psycopg
 from psycopg.types.numeric import Int8
@@ -98,7 +99,7 @@ class Queue:
         self._suppress = sql_text["suppress"]
         self._cursor = conn.cursor(binary=True)
 
-    def chunk(self, rows: list[tuple]) -> Chunk:
+    def chunk(self, rows: list[tuple[Any, ...]]) -> Chunk:
         """Sign what may be emitted. Rows come in id order; a token that the query found
         uncovered is still skipped when a token before it in this chunk, of the same
         account and action, created within the cooldown, is emitted."""

@@ -17,8 +17,9 @@ class Backoff:
 
     def ceiling(self, attempt: int) -> float:
         """The largest delay for `attempt` (0-based): base * 2**attempt, at most cap."""
-        return min(self.cap, self.base * (2 ** min(attempt, 32)))
+        return min(self.cap, self.base * (2.0 ** min(attempt, 32)))
 
     def delay(self, attempt: int, rng: random.Random | None = None) -> float:
         """A delay drawn uniformly from [0, ceiling(attempt)]."""
-        return (rng or random).uniform(0.0, self.ceiling(attempt))
+        draw = rng.uniform if rng is not None else random.uniform
+        return draw(0.0, self.ceiling(attempt))

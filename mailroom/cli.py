@@ -9,17 +9,18 @@ from collections.abc import Callable, Mapping, Sequence
 
 import psycopg
 
-from mailroom import (  # app-side commands: verify, prune, run
-    __version__,
+from mailroom import __version__, settings
+from mailroom.commands import (
+    check,
     demo,  # `mailroom demo` (make demo)
     migrate,
-    pipeline,
     prune,
-    settings,
-    templates_cmd,
+    requeue,
+    run,
+    status,
+    templates,
     verify,
 )
-from mailroom.commands import check, requeue, status
 from mailroom.db import describe, permanent_failure
 from mailroom.logs import setup_logging
 
@@ -28,34 +29,18 @@ log = logging.getLogger("mailroom")
 Handler = Callable[[argparse.Namespace, Mapping[str, str]], int]
 
 
-def _cmd_migrate(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
-    url = settings.read(environ, "MAILROOM_DATABASE_URL")["MAILROOM_DATABASE_URL"]
-    if args.rollback:
-        result = migrate.rollback_last(url)
-        print("rolled back: " + (", ".join(result.rolled_back) or "nothing (no migration applied)"))
-    else:
-        try:
-            result = migrate.apply(url)
-        except migrate.MigrationFailed as exc:
-            print(f"mailroom migrate: failed: {exc}", file=sys.stderr)
-            return 1
-        print("applied: " + (", ".join(result.applied) or "nothing (schema is up to date)"))
-    log.info("migrations done on %s", describe(url))
-    return 0
-
-
 COMMANDS: dict[str, tuple[str, tuple[str, ...], Handler, Callable[[argparse.ArgumentParser], None]]] = {
     "templates": (
         "push the SES email templates (create or update), or render one locally",
-        templates_cmd.PUSH_VARIABLES + templates_cmd.RENDER_VARIABLES[:1],
-        templates_cmd.handle,
-        templates_cmd.add_arguments,
+        templates.PUSH_VARIABLES + templates.RENDER_VARIABLES[:1],
+        templates.handle,
+        templates.add_arguments,
     ),
     "migrate": (
         "apply the schema migrations (idempotent); --rollback undoes the last one",
-        ("MAILROOM_DATABASE_URL", "MAILROOM_LOG_LEVEL"),
-        _cmd_migrate,
-        lambda p: p.add_argument("--rollback", action="store_true", help="undo the last applied migration"),
+        migrate.MIGRATE_VARIABLES,
+        migrate.cli_main,
+        migrate.add_cli_arguments,
     ),
     "verify": (
         "check a signed token from a link: print its secret (hex) and exit 0, or exit 1 with the reason",
@@ -84,8 +69,8 @@ COMMANDS: dict[str, tuple[str, tuple[str, ...], Handler, Callable[[argparse.Argu
     "run": (
         "run `collector | sender` supervised: exit non-zero when either dies; SIGTERM stops both",
         tuple(dict.fromkeys(settings.COLLECTOR_VARIABLES + settings.SENDER_VARIABLES)),
-        pipeline.cli_main,
-        pipeline.add_cli_arguments,
+        run.cli_main,
+        run.add_cli_arguments,
     ),
     "status": (
         (
@@ -113,11 +98,14 @@ class _Parser(argparse.ArgumentParser):
     shows prune's usage, not the top-level one (argparse leaves unknown arguments to the
     top-level parser)."""
 
-    def parse_known_args(self, args=None, namespace=None):  # type: ignore[no-untyped-def,override]
-        namespace, extras = super().parse_known_args(args, namespace)
+    # typeshed overloads parse_known_args on the namespace's type; this one passes both through.
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        parsed, extras = super().parse_known_args(args, argparse.Namespace() if namespace is None else namespace)
         if extras:
             self.error("unrecognized arguments: " + " ".join(extras))
-        return namespace, extras
+        return parsed, extras
 
 
 def build_parser() -> argparse.ArgumentParser:

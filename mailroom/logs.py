@@ -27,8 +27,6 @@ def _utc(created: float, msecs: float) -> str:
 
 
 class _UTCFormatter(logging.Formatter):
-    converter = time.gmtime
-
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
         return _utc(record.created, record.msecs)
 

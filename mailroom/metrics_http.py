@@ -62,7 +62,7 @@ def new_registry() -> CollectorRegistry:
 
     The `_created` series (when each counter was created) are switched off: they double
     the output and nobody graphs them."""
-    disable_created_metrics()
+    disable_created_metrics()  # type: ignore[no-untyped-call]  # prometheus_client leaves it unannotated
     registry = CollectorRegistry(auto_describe=False)  # no collect() at registration: it reads the database
     ProcessCollector(registry=registry)
     return registry
@@ -97,7 +97,8 @@ def _app(
             )
             return [body]
         if path in ("/metrics", "/"):
-            return metrics(environ, start_response)
+            answer: Iterable[bytes] = metrics(environ, start_response)  # make_wsgi_app's app is untyped
+            return answer
         body = b"not found: try /metrics, /healthz or /readyz\n"
         start_response("404 Not Found", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
         return [body]

@@ -36,8 +36,8 @@ class MigrationResult:
 
 
 def _backend(conninfo: str) -> PostgresqlPsycopgBackend:
-    class Backend(PostgresqlPsycopgBackend):
-        def connect(self, dburi):  # type: ignore[no-untyped-def]
+    class Backend(PostgresqlPsycopgBackend):  # type: ignore[misc]  # yoyo is untyped: its classes are Any
+        def connect(self, dburi: object) -> psycopg.Connection:
             return psycopg.connect(conninfo, autocommit=True, application_name="mailroom migrate")
 
     backend = Backend(parse_uri("postgresql+psycopg:///"), MIGRATION_TABLE)

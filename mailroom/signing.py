@@ -83,9 +83,8 @@ def verify(key: bytes, token: str, action: Action, code: str | None = None) -> b
     The signature is compared in constant time. A recovery token needs its code.
     """
     raw = decode_token(token)
-    if action is Action.PASSWORD_RECOVERY:
-        if code is None or not is_code(code):
-            raise InvalidToken("a password-recovery token needs its 5-digit code")
+    if action is Action.PASSWORD_RECOVERY and (code is None or not is_code(code)):
+        raise InvalidToken("a password-recovery token needs its 5-digit code")
     secret, mac = raw[:SECRET_BYTES], raw[SECRET_BYTES:]
     expected = hmac.new(key, _message(action, secret, code or ""), hashlib.sha256).digest()
     if not hmac.compare_digest(mac, expected):

@@ -8,11 +8,11 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from mailroom import __version__, settings
+from mailroom import __version__, settings, templates
 from mailroom.checks import Check, render
 from mailroom.logs import setup_logging
 from mailroom.signing import Action
-from sender import metrics, templates
+from sender import metrics
 from sender.debug import DebugProvider
 from sender.dispatch import SendConfig, Sender
 from sender.journal import Journal
@@ -71,7 +71,8 @@ def build(s: settings.SenderSettings) -> Sender:
         provider = SmtpProvider(s.smtp, s.source, templates.load_all(s.templates_dir))
         rate = s.max_send_rate
     else:
-        from sender.ses import SesProvider, make_client
+        from mailroom.aws import make_client
+        from sender.ses import SesProvider
 
         client = make_client(max_pool=s.concurrency + 2)
         provider = SesProvider(client, outputs, source=s.source, templates=template_names, config_set=s.config_set)

@@ -5,7 +5,7 @@ subject and text body is printed too, so a developer sees the email itself.
 
 Each bulk send is one block, from RULE to END_RULE, written at once: a program that shows
 this output among lines of its own (`mailroom demo`) can tell where a block ends and
-never print inside one.
+never print inside one (the frame is in `mailroom.debug_output`).
 """
 
 from __future__ import annotations
@@ -16,12 +16,10 @@ import threading
 from typing import TextIO
 
 from mailroom.checks import Check
+from mailroom.debug_output import END_RULE, RULE
 from mailroom.signing import Action
+from mailroom.templates import EmailTemplate
 from sender.provider import BulkSend, DestinationResult
-from sender.templates import EmailTemplate
-
-RULE = "=" * 72
-END_RULE = "-" * 72
 
 
 class DebugProvider:

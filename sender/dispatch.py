@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mailroom.signing import Action, token_ref
+from mailroom.templates import default_template_data, template_data
 from mailroom.wire import Record, Rejected
 from sender.journal import Journal
 from sender.outputs import Outputs, delivery_row, reject_row, utc_now
@@ -47,8 +48,6 @@ from sender.provider import (
     DestinationResult,
     Provider,
     UnsendableAddress,
-    default_template_data,
-    template_data,
 )
 from sender.ratelimit import RateLimiter
 from sender.reader import ChunkedLines, decoded_groups
@@ -362,7 +361,7 @@ class Sender:
         future = pool.submit(self._call, send)
         self._inflight.add(future)
         self.counts.calls += 1
-        future.add_done_callback(lambda f, b=batch: self._events.put(("done", f, b)))
+        future.add_done_callback(lambda f: self._events.put(("done", f, batch)))
 
     def _bulk(self, action: Action, destinations: list[Destination]) -> BulkSend:
         return BulkSend(

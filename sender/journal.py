@@ -33,6 +33,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from mailroom.signing import Action
 from mailroom.wire import Record
@@ -107,7 +108,7 @@ class Journal:
                     else:  # a torn write at a crash: nothing was acted on it
                         log.info("journal %s line %d: torn last entry skipped", path.name, number)
 
-    def _apply(self, e: dict) -> None:
+    def _apply(self, e: dict[str, Any]) -> None:
         kind = e["k"]
         if kind == "L":
             rows = e["r"]
@@ -116,11 +117,11 @@ class Journal:
             for i, row in zip(indices, rows, strict=False):
                 line.records[i] = Record(Action(int(row[0])), row[1], row[2], row[3], row[4])
         elif kind in ("D", "R"):
-            line = self._pending.get(e["id"])
-            if line is not None:
+            pending = self._pending.get(e["id"])
+            if pending is not None:
                 for i in e["n"]:
-                    line.records.pop(i, None)
-                if not line.records:
+                    pending.records.pop(i, None)
+                if not pending.records:
                     del self._pending[e["id"]]
             if kind == "D":
                 at = float(e.get("t", self.clock()))
@@ -145,7 +146,7 @@ class Journal:
         fd = open_append(path)
         size = 0
 
-        def write(entries: list[dict]) -> None:  # a piece at a time: no large transient strings
+        def write(entries: list[dict[str, Any]]) -> None:  # a piece at a time: no large transient strings
             nonlocal size
             data = "".join(json.dumps(e, ensure_ascii=False, separators=(",", ":")) + "\n" for e in entries).encode()
             write_all(fd, data)

@@ -1,37 +1,18 @@
-"""The one interface every provider (SES, SMTP, debug) implements, and the template data they send.
+"""The one interface every provider (SES, SMTP, debug) implements.
 
-Template data is built with a JSON encoder from the record's fields, never by string
-concatenation, so a login holding `"`, `\\`, `{{` or any Unicode arrives as it was.
+The template data they send is built by `mailroom.templates` (`template_data`,
+`default_template_data`), next to the renderer that uses it.
 """
 
 from __future__ import annotations
 
-import html
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 from mailroom.checks import Check
 from mailroom.signing import Action
-from mailroom.wire import Record
 from sender.retry import Outcome
-
-TEMPLATE_VARIABLES = ("login", "login_html", "secret", "code", "app_url")
-_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))  # built once: it runs per record
-
-
-def template_data(record: Record) -> str:
-    """ReplacementTemplateData: login, its HTML-escaped form, secret, and code for recovery."""
-    data = {"login": record.login, "login_html": html.escape(record.login, quote=True), "secret": record.secret}
-    if record.action is Action.PASSWORD_RECOVERY:
-        data["code"] = record.code
-    return _JSON.encode(data)
-
-
-def default_template_data(app_url: str) -> str:
-    """DefaultTemplateData: every variable has a value, so SES never fails on a missing one."""
-    return _JSON.encode({**dict.fromkeys(TEMPLATE_VARIABLES, ""), "app_url": app_url})
 
 
 @dataclass(frozen=True)

@@ -97,7 +97,7 @@ _RETRYABLE = standard.OrRetryChecker(
     [
         standard.TransientRetryableChecker(),
         standard.ThrottledRetryableChecker(),
-        standard.ThrottlingStatusCodeChecker(),
+        standard.ThrottlingStatusCodeChecker(),  # type: ignore[attr-defined]  # in botocore, not in botocore-stubs
         standard.ModeledRetryableChecker(),
     ]
 )
@@ -125,7 +125,7 @@ def ses_error_outcome(
     http_status: int | None = None,
     *,
     operation_model: Any = None,
-    exception: BaseException | None = None,
+    exception: Exception | None = None,
 ) -> Outcome:
     """What a whole failed call means: botocore's standard classification first, then this table."""
     if code in ("Throttling", "ThrottlingException") and DAILY_QUOTA_MESSAGE in message.lower():

@@ -11,18 +11,14 @@ AWS_ENDPOINT_URL_SES points the sender at an emulator such as moto_server.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlencode
 
-import boto3
 import botocore.exceptions
-from botocore.config import Config
 from botocore.parsers import ResponseParserError
 
 from mailroom.checks import Check
-from mailroom.settings import ConfigError
 from mailroom.signing import Action
 from sender.addresses import ascii_address
 from sender.outputs import Outputs
@@ -39,38 +35,6 @@ from sender.retry import (
 )
 
 log = logging.getLogger("sender.ses")
-
-
-def make_client(max_pool: int = 10) -> Any:
-    """An SES v1 client from the standard chain; a clear error when no region is configured."""
-    session = boto3.session.Session()
-    if not session.region_name and os.environ.get("AWS_REGION"):
-        # boto3 reads AWS_DEFAULT_REGION and the config file; AWS_REGION is the name the
-        # other AWS SDKs use, so it is honoured too.
-        session = boto3.session.Session(region_name=os.environ["AWS_REGION"])
-    if not session.region_name:
-        raise ConfigError(
-            "AWS_REGION",
-            "is not set and no region is configured for boto3; "
-            "set AWS_REGION (or AWS_DEFAULT_REGION, or a region in ~/.aws/config)",
-        )
-    if session.get_credentials() is None:
-        raise ConfigError(
-            "AWS_ACCESS_KEY_ID",
-            "no AWS credentials found in boto3's standard chain "
-            "(environment, ~/.aws, instance role); or set MAILROOM_DEBUG=true to print "
-            "instead of sending",
-        )
-    # parameter_validation=False: we build every parameter ourselves and SES validates them
-    # again; client-side validation of 50 destinations is a tenth of the CPU of a call.
-    config = Config(
-        retries={"mode": "standard", "total_max_attempts": 1},
-        max_pool_connections=max_pool,
-        parameter_validation=False,
-        connect_timeout=5,
-        read_timeout=30,
-    )
-    return session.client("ses", config=config)
 
 
 class SesProvider:
@@ -159,7 +123,7 @@ class SesProvider:
         return results
 
     def _failed(
-        self, code: str, message: str, status: int | None, send: BulkSend, exc: BaseException | None = None
+        self, code: str, message: str, status: int | None, send: BulkSend, exc: Exception | None = None
     ) -> CallFailed:
         outcome = ses_error_outcome(code, message, status, operation_model=self._operation, exception=exc)
         if exc is not None and outcome is Outcome.RETRY:

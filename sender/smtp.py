@@ -35,6 +35,7 @@ from email.message import EmailMessage
 from mailroom.checks import Check
 from mailroom.settings import ConfigError, SmtpSettings
 from mailroom.signing import Action
+from mailroom.templates import EmailTemplate
 from sender.addresses import ascii_address
 from sender.provider import BulkSend, DestinationResult, UnsendableAddress
 from sender.retry import (
@@ -51,7 +52,6 @@ from sender.retry import (
     smtp_outcome,
     source_address,
 )
-from sender.templates import EmailTemplate
 
 log = logging.getLogger("sender.smtp")
 NO_SMTPUTF8 = "the local part (before '@') is not 7-bit ASCII, and the SMTP server does not offer SMTPUTF8"
@@ -282,7 +282,7 @@ class SmtpProvider:
 
     def _ready_connection(self) -> smtplib.SMTP:
         """This thread's connection, RSET if it carried a message before; reopened once if it was closed."""
-        conn = getattr(self._local, "conn", None)
+        conn: smtplib.SMTP | None = getattr(self._local, "conn", None)
         if conn is not None:
             try:
                 code, reply = conn.rset()

@@ -83,7 +83,7 @@ def pg_admin_url() -> Iterator[str]:
         if _usable(candidate):
             yield candidate
             return
-    from mailroom.embedded import EmbeddedUnavailable, embedded_postgres  # the demo's, stopped on the way out
+    from mailroom.commands.embedded import EmbeddedUnavailable, embedded_postgres  # the demo's, stopped on the way out
 
     try:
         server_cm = embedded_postgres(prefix="mailroom-test-pg-")
@@ -226,12 +226,12 @@ def fake_aws(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def moto_ses(fake_aws: None) -> Iterator[object]:
     """In-process moto SES (mock_aws) with SES_SOURCE verified and both templates created;
-    yields the sender's own boto3 client (sender.ses.make_client)."""
+    yields the sender's own boto3 client (mailroom.aws.make_client)."""
     from moto import mock_aws
     from moto.core import DEFAULT_ACCOUNT_ID
     from moto.ses.models import ses_backends
 
-    from sender.ses import make_client
+    from mailroom.aws import make_client
 
     with mock_aws():
         client = make_client()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sender.debug import END_RULE, RULE
+from mailroom.debug_output import END_RULE, RULE
 
 
 def blocks(screen: str) -> tuple[list[str], list[str]]:

@@ -84,7 +84,7 @@ def test_expired_consumed_and_wrong_status_tokens_are_consumed_without_being_emi
     make_queue: Callable[..., Queue], db: psycopg.Connection
 ) -> None:
     queue = make_queue()
-    good_activation = _account(db, "fresh")
+    _account(db, "fresh")  # the one good activation: emitted
     expired = _account(db, "expired")
     db.execute("UPDATE tokens SET expires_at = now() - interval '1 second' WHERE account = %s", (expired,))
     consumed_by_hand = _account(db, "consumed")

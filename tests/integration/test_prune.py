@@ -1,4 +1,4 @@
-"""Pruning old tokens (migrations/0003_prune.sql, mailroom/prune.py), against a real PostgreSQL."""
+"""Pruning old tokens (migrations/0003_prune.sql, mailroom/commands/prune.py), against a real PostgreSQL."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from datetime import timedelta
 import psycopg
 import pytest
 
-from mailroom.prune import prune
+from mailroom.commands.prune import prune
 
 WEEK = timedelta(days=7)
 

@@ -25,6 +25,7 @@ printed and bounded (see DUPLICATE_BOUND).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -144,10 +145,8 @@ class Orchestrator:
         self._watcher.join(5)
         if self.proc is not None and self.proc.poll() is None:
             for pid in _children(self.proc.pid).values():
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
             self.proc.kill()
         if self.proc is not None:
             self.proc.wait()
@@ -305,7 +304,9 @@ def test_no_token_is_lost_while_collector_and_sender_are_killed_and_the_connecti
             # spread the faults over the writing, at a random moment within each slice
             target = ACCOUNTS * (n + rng.uniform(0.3, 1.0)) / len(faults)
             _wait(
-                lambda: writers.written >= min(target, ACCOUNTS) or not any(t.is_alive() for t in writers.threads),
+                lambda target=target: (
+                    writers.written >= min(target, ACCOUNTS) or not any(t.is_alive() for t in writers.threads)
+                ),
                 "the writers' progress",
                 orch,
                 timeout=120,
@@ -324,7 +325,7 @@ def test_no_token_is_lost_while_collector_and_sender_are_killed_and_the_connecti
                 pid = orch.child(fault.split()[1])
                 assert pid is not None
                 os.kill(pid, signal.SIGKILL)
-                _wait(lambda: len(orch.exits) > exits_before, f"`mailroom run` to exit after {fault}", orch)
+                _wait(lambda n=exits_before: len(orch.exits) > n, f"`mailroom run` to exit after {fault}", orch)
             done.append((time.monotonic() - started, fault, writers.written))
         writers.join(DEADLINE_S)
         written_at = time.monotonic() - started

@@ -181,8 +181,9 @@ def test_a_missing_or_invalid_key_fails_without_showing_it(
 def test_the_ses_checks_are_the_senders_preflight_and_a_failing_one_names_its_fix(
     env: dict[str, str], registered: psycopg.Connection, tmp_path: Path
 ) -> None:
-    from bench.fake_ses import Faults, serve
     from conftest import FAKE_AWS_ENV
+
+    from bench.fake_ses import Faults, serve
 
     server, _ = serve(0, 0.0, faults=Faults(templates={"activationv1"}))
     try:

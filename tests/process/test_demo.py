@@ -26,7 +26,7 @@ import pytest
 from conftest import script
 from demo_output import blocks
 
-from sender.debug import END_RULE, RULE
+from mailroom.debug_output import END_RULE, RULE
 
 DEMO_TIMEOUT_S = 120
 

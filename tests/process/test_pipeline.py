@@ -192,7 +192,7 @@ def check_with_mailroom_verify(
     for email in sorted(recovery)[:2]:
         data = recovery[email]
         assert verify(data["secret"], "password_recovery", data["code"]).returncode == 0
-    token = activation[sorted(activation)[0]]["secret"]
+    token = activation[min(activation)]["secret"]
     tampered = token[:10] + ("A" if token[10] != "A" else "B") + token[11:]
     result = verify(tampered, "activation")
     assert result.returncode == 1

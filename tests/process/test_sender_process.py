@@ -12,16 +12,17 @@ import subprocess
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Self
 
 import boto3
 import pytest
 from conftest import FAKE_AWS_ENV, script
 
 from bench.fake_ses import Faults, serve
+from mailroom import templates
 from mailroom.settings import SENDER_VARIABLES
 from mailroom.signing import Action, sign
 from mailroom.wire import Record, encode_line
-from sender import templates
 
 KEY = bytes(range(32))
 SOURCE = "noreply@example.com"
@@ -52,7 +53,7 @@ class FakeSes:
         self.faults = faults or Faults()
         self.delay = delay
 
-    def __enter__(self) -> FakeSes:
+    def __enter__(self) -> Self:
         self.server, self.stats = serve(0, self.delay, faults=self.faults)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         return self

@@ -7,11 +7,13 @@ import json
 
 from demo_output import blocks
 
-from mailroom.demo import Inbox, Screen, SenderOutput
+from mailroom import templates
+from mailroom.commands.demo import Inbox, Screen, SenderOutput
+from mailroom.debug_output import END_RULE
 from mailroom.signing import Action
-from sender import templates
-from sender.debug import END_RULE, DebugProvider
-from sender.provider import BulkSend, Destination, default_template_data
+from mailroom.templates import default_template_data
+from sender.debug import DebugProvider
+from sender.provider import BulkSend, Destination
 
 
 def sender_output() -> str:

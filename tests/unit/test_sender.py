@@ -48,15 +48,15 @@ def record(i: int, action: Action = Action.ACTIVATION, login: str | None = None)
 
 
 def config(**overrides: object) -> SendConfig:
-    values = dict(
-        templates={Action.ACTIVATION: "activationv1", Action.PASSWORD_RECOVERY: "passwordrecoveryv1"},
-        source=SOURCE,
-        config_set="",
-        app_url="https://app.example.com",
-        deadline_s=600.0,
-        concurrency=4,
-        max_send_rate=10_000.0,
-    )
+    values: dict[str, object] = {
+        "templates": {Action.ACTIVATION: "activationv1", Action.PASSWORD_RECOVERY: "passwordrecoveryv1"},
+        "source": SOURCE,
+        "config_set": "",
+        "app_url": "https://app.example.com",
+        "deadline_s": 600.0,
+        "concurrency": 4,
+        "max_send_rate": 10_000.0,
+    }
     values.update(overrides)
     return SendConfig(**values)  # type: ignore[arg-type]
 

@@ -10,11 +10,13 @@ import pytest
 from botocore.stub import Stubber
 from conftest import SES_SOURCE
 
+from mailroom import templates
+from mailroom.aws import make_client
 from mailroom.signing import Action
-from sender import templates
+from mailroom.templates import default_template_data
 from sender.debug import DebugProvider
-from sender.provider import BulkSend, CallFailed, Destination, default_template_data
-from sender.ses import SesProvider, make_client
+from sender.provider import BulkSend, CallFailed, Destination
+from sender.ses import SesProvider
 
 SOURCE = SES_SOURCE
 

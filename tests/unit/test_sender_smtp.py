@@ -18,17 +18,17 @@ import pytest
 from smtp_server import PASSWORD, USERNAME, certificate, make_certificate, smtp_server  # noqa: F401
 from test_sender import FAST, TRICKY_LOGINS, config, jsonl, record
 
+from mailroom import templates
 from mailroom.settings import SmtpSettings
 from mailroom.signing import Action
+from mailroom.templates import EmailTemplate, default_template_data, template_data
 from mailroom.wire import Record, encode_line
-from sender import templates
 from sender.dispatch import Sender
 from sender.journal import Journal
 from sender.outputs import Outputs
-from sender.provider import BulkSend, Destination, UnsendableAddress, default_template_data, template_data
+from sender.provider import BulkSend, Destination, UnsendableAddress
 from sender.retry import EXIT_OPERATOR_FAULT, Outcome
 from sender.smtp import SmtpProvider
-from sender.templates import EmailTemplate
 
 SOURCE = "Mailroom <noreply@example.com>"
 APP_URL = "https://app.example.com"

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from mailroom import templates
+from mailroom.commands.templates import sample_data
 from mailroom.signing import Action
-from mailroom.templates_cmd import sample_data
+from mailroom.templates import default_template_data, template_data
 from mailroom.wire import Record
-from sender import templates
-from sender.provider import default_template_data, template_data
 
 EVIL = '<a href="https://evil.example">verify here</a>'
 SECRET = "A" * 43 + "B" * 43
@@ -160,7 +160,7 @@ def test_push_checks_every_template_before_it_calls_aws(capsys, monkeypatch, tmp
     mine = copy_shipped(tmp_path / "mine")
     (mine / "password_recovery" / "body.html").unlink()
     monkeypatch.setenv("MAILROOM_TEMPLATES_DIR", str(mine))
-    monkeypatch.setattr("sender.ses.make_client", lambda *a, **k: pytest.fail("AWS called with a bad template"))
+    monkeypatch.setattr("mailroom.aws.make_client", lambda *a, **k: pytest.fail("AWS called with a bad template"))
     with pytest.raises(SystemExit) as exited:
         cli.main(["templates", "push"])
     assert exited.value.code == 2

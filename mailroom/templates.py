@@ -10,10 +10,18 @@ Templates live in `templates/<action>/` as `subject.txt`, `body.txt` and `body.h
 a folder of your own with the same layout (MAILROOM_TEMPLATES_DIR). They are all checked
 at start (`load_all`), and a problem is one line that names the file, the line and what
 is supported (`exit_on_error`), never a traceback in the middle of the run.
+
+The data each message is rendered with is built here too (`template_data`,
+`default_template_data`): the sender sends it to SES, the SMTP provider and the debug output
+render it locally, and `mailroom templates render` shows it, all from the same JSON.
+Template data is built with a JSON encoder from the record's fields, never by string
+concatenation, so a login holding `"`, `\\`, `{{` or any Unicode arrives as it was.
 """
 
 from __future__ import annotations
 
+import html
+import json
 import re
 import sys
 from collections.abc import Mapping
@@ -23,6 +31,7 @@ from typing import NoReturn
 
 from mailroom.resources import resource_dir
 from mailroom.signing import Action
+from mailroom.wire import Record
 
 _TAG = re.compile(r"\{\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}\}|\{\{\s*([^{}]*?)\s*\}\}")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -34,6 +43,9 @@ FILES = {"subject": "subject.txt", "text": "body.txt", "html": "body.html"}
 SUPPORTED = "supported: {{name}} (HTML-escaped) and {{{name}}} (raw), a name being letters, digits and _"
 LAYOUT = "a templates folder holds activation/ and password_recovery/, each with subject.txt, body.txt and body.html"
 TEMPLATE_EXIT_STATUS = 2
+
+TEMPLATE_VARIABLES = ("login", "login_html", "secret", "code", "app_url")
+_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))  # built once: it runs per record
 
 
 class TemplateError(ValueError):
@@ -137,3 +149,16 @@ def exit_on_error(program: str, error: TemplateError) -> NoReturn:
     """Print the one-line template error and exit with status 2 (as for invalid configuration)."""
     print(f"{program}: invalid template: {error}", file=sys.stderr)
     raise SystemExit(TEMPLATE_EXIT_STATUS)
+
+
+def template_data(record: Record) -> str:
+    """ReplacementTemplateData: login, its HTML-escaped form, secret, and code for recovery."""
+    data = {"login": record.login, "login_html": html.escape(record.login, quote=True), "secret": record.secret}
+    if record.action is Action.PASSWORD_RECOVERY:
+        data["code"] = record.code
+    return _JSON.encode(data)
+
+
+def default_template_data(app_url: str) -> str:
+    """DefaultTemplateData: every variable has a value, so SES never fails on a missing one."""
+    return _JSON.encode({**dict.fromkeys(TEMPLATE_VARIABLES, ""), "app_url": app_url})

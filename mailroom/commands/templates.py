@@ -14,13 +14,11 @@ from __future__ import annotations
 import argparse
 import json
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
 
-from mailroom import settings
+from mailroom import settings, templates
 from mailroom.signing import Action
-
-if TYPE_CHECKING:
-    from sender.templates import EmailTemplate
+from mailroom.templates import EmailTemplate, default_template_data, template_data
+from mailroom.wire import Record
 
 PUSH_VARIABLES = (
     "MAILROOM_SES_TEMPLATE_ACTIVATION",
@@ -66,8 +64,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def handle(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
-    from sender import templates
-
     try:
         if args.templates_command == "push":
             return push(environ)
@@ -78,13 +74,11 @@ def handle(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
 
 def _load_all(environ: Mapping[str, str]) -> dict[Action, EmailTemplate]:
     """Every template from MAILROOM_TEMPLATES_DIR (or the shipped ones), all checked."""
-    from sender import templates
-
     return templates.load_all(settings.read(environ, "MAILROOM_TEMPLATES_DIR")["MAILROOM_TEMPLATES_DIR"])
 
 
 def push(environ: Mapping[str, str]) -> int:
-    from sender.ses import make_client
+    from mailroom.aws import make_client  # boto3 is loaded only to push
 
     names = settings.read(environ, "MAILROOM_SES_TEMPLATE_ACTIVATION", "MAILROOM_SES_TEMPLATE_RECOVERY")
     by_action = {
@@ -106,9 +100,6 @@ def push(environ: Mapping[str, str]) -> int:
 
 
 def sample_data(action: Action, login: str, app_url: str) -> dict[str, str]:
-    from mailroom.wire import Record
-    from sender.provider import default_template_data, template_data
-
     record = Record(action, "ada@example.com", login, SAMPLE_SECRET, "12345")
     return {**json.loads(default_template_data(app_url)), **json.loads(template_data(record))}
 

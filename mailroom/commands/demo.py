@@ -4,7 +4,7 @@ What it does, in order (each step is narrated on stdout in lines starting with `
 everything else on stdout is what the sender prints in debug mode, passed on one whole
 bulk send at a time, so that narration never lands inside an email):
 
-1. a database: an embedded throwaway PostgreSQL (`mailroom.embedded`, the `pgserver`
+1. a database: an embedded throwaway PostgreSQL (`mailroom.commands.embedded`, the `pgserver`
    package) unless MAILROOM_DATABASE_URL is set, in which case that database is used as it
    is (migrated, then used under a queue name of the demo's own, dropped at the end);
 2. the migrations;
@@ -18,7 +18,7 @@ bulk send at a time, so that narration never lands inside an email):
 5. stops everything it started, also on an error, Ctrl-C or SIGTERM: the pipeline
    (SIGTERM, then SIGKILL of its whole process group if it hangs) and the embedded server.
    If the demo is killed outright (SIGKILL), the pipeline still gets SIGTERM (parent-death
-   signal, Linux) and the embedded server's watchdog stops it (see `mailroom.embedded`).
+   signal, Linux) and the embedded server's watchdog stops it (see `mailroom.commands.embedded`).
 
 Exit status: 0 when all of it worked, 1 on a failure (said on stderr), 130 when interrupted.
 """
@@ -41,15 +41,16 @@ import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, LiteralString
 
 import psycopg
 
-from mailroom import embedded, migrate
+from mailroom import migrate
+from mailroom.commands import embedded
 from mailroom.db import describe
+from mailroom.debug_output import END_RULE, RULE
 from mailroom.signing import InvalidToken
 from mailroom.verify import verify_link_token
-from sender.debug import END_RULE, RULE
 
 DEMO_VARIABLES = ("MAILROOM_DATABASE_URL", "MAILROOM_LOG_LEVEL")
 BATCH_TIMEOUT_MS = 300
@@ -293,6 +294,14 @@ def _child_env(url: str, key_hex: str, queue_name: str, workdir: Path, environ: 
     return env
 
 
+def _value(conn: psycopg.Connection, query: LiteralString, params: list[Any]) -> Any:
+    """The one value of a query that returns one row (a function call, a lookup by id)."""
+    row = conn.execute(query, params).fetchone()
+    if row is None:
+        raise DemoError(f"no row from {query}")
+    return row[0]
+
+
 def _app_side(conn: psycopg.Connection, inbox: Inbox, key: bytes, screen: Screen, tag: str) -> None:
     """What an app does: create accounts, activate one from its email, recover its password."""
     people = [(f"{login}{tag}@example.com", f"{login}{tag}", name) for login, name in PEOPLE]
@@ -322,12 +331,12 @@ def _app_side(conn: psycopg.Connection, inbox: Inbox, key: bytes, screen: Screen
         "and consumes it in the database:  SELECT mailroom_consume_token(secret, NULL)"
     )
     secret = verify_link_token(key, token, "activation")
-    account = conn.execute("SELECT mailroom_consume_token(%s, NULL)", [secret]).fetchone()[0]
+    account = _value(conn, "SELECT mailroom_consume_token(%s, NULL)", [secret])
     if account != ids[alice]:
         raise DemoError(f"consuming {alice}'s activation token returned {account!r}, expected {ids[alice]}")
-    status = conn.execute("SELECT status FROM accounts WHERE id = %s", [account]).fetchone()[0]
+    status = _value(conn, "SELECT status FROM accounts WHERE id = %s", [account])
     screen.say(f"  -> account {account}; its status is now {status!r}")
-    again = conn.execute("SELECT mailroom_consume_token(%s, NULL)", [secret]).fetchone()[0]
+    again = _value(conn, "SELECT mailroom_consume_token(%s, NULL)", [secret])
     screen.say(
         f"the same link opened a second time: mailroom_consume_token -> {'NULL' if again is None else again} (a token works once)"
     )
@@ -349,7 +358,7 @@ def _app_side(conn: psycopg.Connection, inbox: Inbox, key: bytes, screen: Screen
     except InvalidToken as exc:
         screen.say(f"the recovery link with a wrong code ({wrong}) is refused: {exc}")
     secret = verify_link_token(key, token, "password_recovery", code)
-    account = conn.execute("SELECT mailroom_consume_token(%s, %s)", [secret, code]).fetchone()[0]
+    account = _value(conn, "SELECT mailroom_consume_token(%s, %s)", [secret, code])
     if account != ids[alice]:
         raise DemoError(f"consuming the recovery token returned {account!r}, expected {ids[alice]}")
     screen.say(
