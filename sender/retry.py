@@ -101,13 +101,6 @@ _RETRYABLE = standard.OrRetryChecker(
         standard.ModeledRetryableChecker(),
     ]
 )
-# Messages of SES's address parser: a call failing with one of these names no address, but it
-# is about a destination (the source is checked at start-up and by preflight).
-_ADDRESS_SYNTAX = re.compile(
-    r"(missing final '@domain'|illegal address|domain contains|local address|missing domain|missing local name"
-    r"|domain (starts|ends) with dot|empty address|unterminated quoted string|invalid address)",
-    re.IGNORECASE,
-)
 _ADDRESSES = re.compile(r"[^\s,;:<>()\"']+@[^\s,;:<>()\"']+")
 
 
@@ -162,13 +155,9 @@ def source_address(source: str) -> str:
 
 
 def names(message: str, addresses: Iterable[str]) -> set[str]:
-    """Which of `addresses` (or their domains, for a source verified by domain) the message names."""
+    """Which of `addresses` the message names (SES's "not verified" lists them), case-insensitively."""
     found = {a.lower().rstrip(".") for a in _ADDRESSES.findall(message)}
     return {a for a in addresses if a.lower() in found}
-
-
-def is_address_syntax_error(message: str) -> bool:
-    return bool(_ADDRESS_SYNTAX.search(message))
 
 
 # -- SMTP: what a reply (or no reply) at each stage of a session means -------------------------

@@ -81,6 +81,8 @@ class SesProvider:
         return ascii_address(email)
 
     def fix(self, code: str, template: str = "") -> str:
+        if code == "MessageRejected":  # an operator fault only when it names the source
+            return ses_source_fix(self.source, self.region)
         return ses_fix(code, template=template, config_set=self.config_set, source=self.source, region=self.region)
 
     def close(self) -> None:
@@ -119,6 +121,8 @@ class SesProvider:
             status, error = s.get("Status", "Success"), s.get("Error")
             outcome = ses_status_outcome(status, error, send.source)
             fix = self.fix(status, send.template) if outcome is Outcome.OPERATOR else ""
+            if outcome is Outcome.OPERATOR and status == "MessageRejected":
+                fix = ses_source_fix(send.source, self.region)
             results.append(DestinationResult(status, s.get("MessageId"), error, outcome, fix))
         return results
 
@@ -131,10 +135,13 @@ class SesProvider:
         elif exc is not None:
             code = type(exc).__name__
         fix = ""
-        if outcome is Outcome.OPERATOR or code == "MessageRejected":
+        if code == "MessageRejected" and not names(message, [source_address(send.source)]):
+            # the dispatcher rejects the recipients it names; naming none, it is the account's
+            fix = "SES refused the whole call naming no recipient: read its message, fix the account, then restart"
+        elif code == "MessageRejected":
+            fix = ses_source_fix(send.source, self.region)
+        elif outcome is Outcome.OPERATOR:
             fix = self.fix(code, send.template)
-            if code == "MessageRejected" and names(message, [source_address(send.source)]):
-                fix = ses_source_fix(send.source, self.region)
         return CallFailed(code, message, status, outcome, fix)
 
     # -- preflight -------------------------------------------------------------------------------
