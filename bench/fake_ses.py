@@ -26,13 +26,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
+import subprocess
 import sys
 import threading
 import time
 import uuid
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 from urllib.parse import parse_qs
 from xml.sax.saxutils import escape
 
@@ -254,6 +257,31 @@ def serve(
     server = Server(("127.0.0.1", port), make_handler(stats, delay, faults))
     threading.Thread(target=server.serve_forever, name="fake-ses", daemon=True).start()
     return server, stats
+
+
+@dataclass(frozen=True)
+class Child:
+    """A fake SES started as a benchmark's child process."""
+
+    process: Any  # subprocess.Popen
+    port: int
+    env: dict[str, str]  # the AWS_* environment that points the sender at it
+
+
+def start_child(kids: Any, delay: float, max_send_rate: float) -> Child:
+    """Start `python -m bench.fake_ses` as one of a benchmark's children (bench.common.Children)."""
+    argv = ["--port", "0", "--delay", str(delay), "--max-send-rate", str(max_send_rate)]
+    fake = kids.start(
+        [sys.executable, "-m", "bench.fake_ses", *argv], env=os.environ, stdout=subprocess.PIPE, text=True
+    )
+    port = int(fake.stdout.readline().strip().rsplit(":", 1)[1])
+    env = {
+        "AWS_ENDPOINT_URL_SES": f"http://127.0.0.1:{port}",
+        "AWS_ACCESS_KEY_ID": "bench",
+        "AWS_SECRET_ACCESS_KEY": "bench",
+        "AWS_REGION": "us-east-1",
+    }
+    return Child(fake, port, env)
 
 
 def main(argv: list[str] | None = None) -> int:

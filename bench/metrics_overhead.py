@@ -20,11 +20,9 @@ cost of the off runs.
 
 from __future__ import annotations
 
-import os
 import socket
 import statistics
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -32,6 +30,7 @@ import urllib.request
 from pathlib import Path
 
 from bench.common import Children, Figure, bench_database, program_env, script, seed_accounts, wait_with_rusage
+from bench.fake_ses import start_child
 from bench.sender_rate import _stats, write_input
 from collector.metrics import CollectorStats
 from collector.metrics import build_registry as collector_registry
@@ -100,30 +99,10 @@ def _drain_once(tokens: int, on: bool) -> tuple[float, int]:
 def _sender_once(records: int, concurrency: int, on: bool, lines: Path) -> tuple[float, float, int]:
     """emails/s over the whole run, sender CPU seconds, scrapes answered."""
     with tempfile.TemporaryDirectory(prefix="mailroom-bench-") as tmp, Children() as kids:
-        fake = kids.start(
-            [
-                sys.executable,
-                "-m",
-                "bench.fake_ses",
-                "--port",
-                "0",
-                "--delay",
-                "0",
-                "--max-send-rate",
-                str(SENDER_RATE),
-            ],
-            env=os.environ,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert fake.stdout is not None
-        ses_port = int(fake.stdout.readline().strip().rsplit(":", 1)[1])
+        fake = start_child(kids, 0, SENDER_RATE)
         port = _free_port()
         env = program_env(
-            AWS_ENDPOINT_URL_SES=f"http://127.0.0.1:{ses_port}",
-            AWS_ACCESS_KEY_ID="bench",
-            AWS_SECRET_ACCESS_KEY="bench",
-            AWS_REGION="us-east-1",
+            **fake.env,
             MAILROOM_SES_MAX_SEND_RATE=SENDER_RATE,
             MAILROOM_SES_CONCURRENCY=concurrency,
             MAILROOM_SES_OUTPUT_PATH=str(Path(tmp) / "out"),
@@ -137,7 +116,7 @@ def _sender_once(records: int, concurrency: int, on: bool, lines: Path) -> tuple
             status, cpu_s = wait_with_rusage(sender, records / 100 + 120)
             wall = time.monotonic() - started
             scrapes = scraper.stop() if scraper else 0
-        stats = _stats(ses_port)
+        stats = _stats(fake.port)
         if status != 0:
             raise RuntimeError(f"sender exited with status {status}")
         if stats["destinations"] != records or stats["distinct"] != records:

@@ -12,16 +12,15 @@ The sender's peak RSS is its VmHWM (bench.common.RssSampler).
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import subprocess
-import sys
 import tempfile
 import time
 import urllib.request
 from pathlib import Path
 
 from bench.common import KEY_HEX, Children, Figure, RssSampler, program_env, script, stop_with_rusage, wait_with_rusage
+from bench.fake_ses import start_child
 from mailroom.signing import Action, sign
 from mailroom.wire import Record, encode_line
 
@@ -78,29 +77,10 @@ def run(records: int, concurrency: int, per_line: int = 50) -> list[Figure]:
         tmp_path = Path(tmp)
         lines = tmp_path / "input.lines"
         write_input(lines, records, per_line)
-        fake = kids.start(
-            [
-                sys.executable,
-                "-m",
-                "bench.fake_ses",
-                "--port",
-                "0",
-                "--delay",
-                str(DELAY_S),
-                "--max-send-rate",
-                str(RATE),
-            ],
-            env=os.environ,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        port = int(fake.stdout.readline().strip().rsplit(":", 1)[1])
+        fake = start_child(kids, DELAY_S, RATE)
         stderr_path = tmp_path / "sender.stderr"
         env = program_env(
-            AWS_ENDPOINT_URL_SES=f"http://127.0.0.1:{port}",
-            AWS_ACCESS_KEY_ID="bench",
-            AWS_SECRET_ACCESS_KEY="bench",
-            AWS_REGION="us-east-1",
+            **fake.env,
             MAILROOM_SES_MAX_SEND_RATE=RATE,
             MAILROOM_SES_CONCURRENCY=concurrency,
             MAILROOM_SES_OUTPUT_PATH=tmp_path / "out",
@@ -112,8 +92,8 @@ def run(records: int, concurrency: int, per_line: int = 50) -> list[Figure]:
             status, cpu_s = wait_with_rusage(sender, records / 200 + 120)
             wall = time.monotonic() - started
             rss_curve = rss.stop()
-        stats = _stats(port)
-        _, fake_cpu_s = stop_with_rusage(fake)
+        stats = _stats(fake.port)
+        _, fake_cpu_s = stop_with_rusage(fake.process)
         if status != 0:
             tail = stderr_path.read_text(errors="replace")[-1500:]
             raise RuntimeError(f"sender exited with status {status}:\n{tail}")
