@@ -120,16 +120,21 @@ def _summary(row: Mapping[str, Any]) -> dict[str, Any]:
     return {k: row[k] for k in keep if k in row}
 
 
-def output_status(output: Path, now: dt.datetime) -> dict[str, Any]:
-    since = now - dt.timedelta(seconds=WINDOW_S)
-    counts: Counter[str] = Counter()
-    last_delivery: dict[str, Any] | None = None
-    for raw in tail_lines(output / "deliveries.jsonl"):
+def tail_rows(path: Path) -> Iterator[tuple[dict[str, Any], dt.datetime | None]]:
+    """The JSON rows of an output file, last first, with their time; unreadable lines skipped."""
+    for raw in tail_lines(path):
         try:
             row = json.loads(raw)
         except ValueError:
             continue
-        at = _parse_time(row.get("time"))
+        yield row, _parse_time(row.get("time"))
+
+
+def output_status(output: Path, now: dt.datetime) -> dict[str, Any]:
+    since = now - dt.timedelta(seconds=WINDOW_S)
+    counts: Counter[str] = Counter()
+    last_delivery: dict[str, Any] | None = None
+    for row, at in tail_rows(output / "deliveries.jsonl"):
         recent = at is not None and at >= since
         cls = outcome_class(row)
         if recent:
@@ -139,12 +144,7 @@ def output_status(output: Path, now: dt.datetime) -> dict[str, Any]:
         if not recent and last_delivery is not None:
             break
     last_reject: dict[str, Any] | None = None
-    for raw in tail_lines(output / "rejects.jsonl"):
-        try:
-            row = json.loads(raw)
-        except ValueError:
-            continue
-        at = _parse_time(row.get("time"))
+    for row, at in tail_rows(output / "rejects.jsonl"):
         if last_reject is None:
             last_reject = _summary(row)
         if at is None or at < since:
