@@ -182,6 +182,20 @@ class Figure:
         return f"{self.value:,.2f} {self.unit}"
 
 
+def memory_figure(subject: str, peak_mb: float, rss_curve: object, command: str) -> Figure:
+    """Benchmark 5: a program's peak RSS over a run, against the 60 MB target."""
+    return Figure(
+        "5 memory",
+        subject,
+        peak_mb,
+        "MB",
+        command,
+        target="<= 60 MB, flat",
+        met=peak_mb <= 60,
+        note=f"peak = VmHWM; VmRSS over the run: {rss_curve}",
+    )
+
+
 def machine() -> dict[str, str]:
     cpu = "unknown"
     with contextlib.suppress(OSError):

@@ -20,6 +20,7 @@ from bench.common import (
     Figure,
     RssSampler,
     bench_database,
+    memory_figure,
     program_env,
     script,
     seed_accounts,
@@ -124,15 +125,8 @@ def run(tokens: int, batch_limit: int) -> list[Figure]:
             note=f"{to_last:.2f} s; first to last line {first_to_last:.2f} s "
             f"({tokens / first_to_last if first_to_last > 0 else float('nan'):,.0f} tokens/s)",
         ),
-        Figure(
-            "5 memory",
-            f"collector peak RSS, --drain of {tokens:,}, BATCH_LIMIT={batch_limit}",
-            rss.peak_mb,
-            "MB",
-            command,
-            target="<= 60 MB, flat",
-            met=rss.peak_mb <= 60,
-            note=f"peak = VmHWM; VmRSS over the run: {rss_curve}",
+        memory_figure(
+            f"collector peak RSS, --drain of {tokens:,}, BATCH_LIMIT={batch_limit}", rss.peak_mb, rss_curve, command
         ),
     ]
     if not ok:

@@ -19,7 +19,17 @@ import time
 import urllib.request
 from pathlib import Path
 
-from bench.common import KEY_HEX, Children, Figure, RssSampler, program_env, script, stop_with_rusage, wait_with_rusage
+from bench.common import (
+    KEY_HEX,
+    Children,
+    Figure,
+    RssSampler,
+    memory_figure,
+    program_env,
+    script,
+    stop_with_rusage,
+    wait_with_rusage,
+)
 from bench.fake_ses import start_child
 from mailroom.signing import Action, sign
 from mailroom.wire import Record, encode_line
@@ -121,14 +131,7 @@ def run(records: int, concurrency: int, per_line: int = 50) -> list[Figure]:
             f"{min(concurrency * 50 / DELAY_S, RATE):,.0f} emails/s; " + check,
             details={"sender_cpu_s": round(cpu_s, 2), "wall_s": round(wall, 2), "calls": len(stats["calls"])},
         ),
-        Figure(
-            "5 memory",
-            f"sender peak RSS, {records:,} emails, concurrency {concurrency}",
-            rss.peak_mb,
-            "MB",
-            command,
-            target="<= 60 MB, flat",
-            met=rss.peak_mb <= 60,
-            note=f"peak = VmHWM; VmRSS over the run: {rss_curve}",
+        memory_figure(
+            f"sender peak RSS, {records:,} emails, concurrency {concurrency}", rss.peak_mb, rss_curve, command
         ),
     ]
