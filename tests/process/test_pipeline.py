@@ -31,6 +31,8 @@ ACCOUNTS_PER_WRITER = 20
 RECOVERIES = 10
 WAIT_S = 60.0
 SOURCE = "noreply@example.com"
+COLLECTOR_READY = "ready: start drain done"
+SENDER_READY = "ready: preflight passed"
 
 _BULK = re.compile(r"^bulk send: \d+ (activation|password_recovery) emails? ")
 _TO = re.compile(r"^\s+\[\d+/\d+\] to (\S+)\s*$")
@@ -99,7 +101,14 @@ class RunningPipeline:
             f"--- sender stderr ---\n{self.sender_log.read_text(errors='replace')}"
         )
 
+    def wait_ready(self, timeout: float = WAIT_S) -> None:
+        """Until both programs logged their ready line: before it, a signal may find a program
+        whose handlers are not installed yet (the default action kills it: exit -15)."""
+        for log, line in ((self.collector_log, COLLECTOR_READY), (self.sender_log, SENDER_READY)):
+            wait_until(lambda log=log, line=line: line in log.read_text(errors="replace"), self, line, timeout)
+
     def sigterm_both(self, timeout: float = 30) -> tuple[int, int]:
+        self.wait_ready()
         self.collector.send_signal(signal.SIGTERM)
         self.sender.send_signal(signal.SIGTERM)
         codes = (self.collector.wait(timeout), self.sender.wait(timeout))
