@@ -9,7 +9,7 @@ import json
 
 import pytest
 from conftest import FakeProvider
-from test_sender import Calls, error_xml, jsonl, record, run_sender, sent, unfinished
+from test_sender import Calls, config, error_xml, jsonl, record, run_sender, sent, unfinished
 
 from mailroom import settings, templates
 from mailroom.redirect import SUBJECT_TAG, Redirect, subject_prefix, with_subject_tag, with_subject_tags
@@ -17,6 +17,9 @@ from mailroom.signing import Action
 from mailroom.templates import default_template_data, template_data
 from mailroom.wire import Record, encode_line
 from sender.debug import DebugProvider
+from sender.dispatch import Sender
+from sender.journal import Journal
+from sender.metrics import build_registry
 from sender.outputs import Outputs
 from sender.provider import BulkSend, Destination, DestinationResult
 from sender.retry import EXIT_OPERATOR_FAULT, Outcome
@@ -201,3 +204,14 @@ def test_ses_preflight_fails_when_redirecting_with_a_template_whose_subject_lack
         Template={"TemplateName": "activationv1", "SubjectPart": SUBJECT_TAG + "s", "TextPart": "t", "HtmlPart": "h"}
     )
     assert [c.ok for c in provider._check_templates()] == [True, False]
+
+
+def test_the_redirect_shows_as_a_metric_labelled_with_its_address_and_as_0_when_off(tmp_path):
+    def registry(**overrides: object):
+        out = tmp_path / str(len(overrides))
+        sender = Sender(config(**overrides), FakeProvider(), Outputs(out), Journal(out / "journal"))  # type: ignore[arg-type]
+        return build_registry(sender)[0]
+
+    on = registry(redirect=Redirect.from_settings(STAGING, ()))
+    assert on.get_sample_value("mailroom_sender_redirect", {"to": STAGING}) == 1
+    assert registry().get_sample_value("mailroom_sender_redirect", {"to": ""}) == 0
