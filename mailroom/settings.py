@@ -336,7 +336,7 @@ def redirect_address(name: str, raw: str) -> str:
     if raw.strip() == "":
         return ""
     value = parse_address(raw)
-    if value is None:
+    if value is None or _CONTROL.search(raw):
         _bad(name, raw, "one email address such as staging-inbox@example.com (no name, no list), or empty for off")
     return value
 
@@ -346,7 +346,7 @@ def redirect_exceptions(name: str, raw: str) -> tuple[str, ...]:
     from mailroom.redirect import parse_exceptions
 
     entries = parse_exceptions(raw)
-    if entries is None:
+    if entries is None or _CONTROL.search(raw):
         _bad(name, raw, "a comma-separated list of whole addresses (qa@example.com) and @domain entries (@example.com)")
     return entries
 

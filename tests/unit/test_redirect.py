@@ -44,7 +44,14 @@ def test_redirect_is_off_by_default_and_takes_one_bare_address():
 
 @pytest.mark.parametrize(
     "value",
-    ["staging", "Staging <staging@example.org>", "a@example.org,b@example.org", "a b@example.org", "@example.org"],
+    [
+        "staging",
+        "Staging <staging@example.org>",
+        "a@example.org,b@example.org",
+        "a b@example.org",
+        "@example.org",
+        "a\x00b@example.org",
+    ],
 )
 def test_a_redirect_address_that_is_not_one_bare_address_is_a_config_error_naming_the_variable(value):
     with pytest.raises(settings.ConfigError) as caught:
@@ -52,7 +59,7 @@ def test_a_redirect_address_that_is_not_one_bare_address_is_a_config_error_namin
     assert caught.value.name == "MAILROOM_REDIRECT_TO" and "one email address" in str(caught.value)
 
 
-@pytest.mark.parametrize("value", ["example.com", "qa@example.com; @x.org", "@", "qa@@x.org"])
+@pytest.mark.parametrize("value", ["example.com", "qa@example.com; @x.org", "@", "qa@@x.org", "@x.org\x7f"])
 def test_an_allow_list_entry_that_is_neither_an_address_nor_at_domain_is_a_config_error(value):
     with pytest.raises(settings.ConfigError) as caught:
         sender_settings(MAILROOM_REDIRECT_TO=STAGING, MAILROOM_REDIRECT_EXCEPT=value)
