@@ -20,10 +20,11 @@ from conftest import FAKE_AWS_ENV, prepare_moto_ses, script
 from smtp_server import SmtpServer, smtp_server  # noqa: F401
 from test_pipeline import RunningPipeline, pipeline_env, wait_until
 from test_sender_process import jsonl
-from test_sender_smtp_process import smtp_env
+from test_sender_smtp_process import input_file, records, run_sender, smtp_env
 
 from mailroom import templates
 from mailroom.redirect import SUBJECT_TAG
+from sender.retry import EXIT_OPERATOR_FAULT
 
 STAGING = "staging-inbox@example.org"
 ALLOWED = "qa@example.com"  # let through by MAILROOM_REDIRECT_EXCEPT=@example.com
@@ -179,3 +180,32 @@ def test_a_redirect_address_the_provider_cannot_take_exits_2_with_one_line_namin
         )
         assert done.returncode == 2, (extra, done.stderr)
         assert done.stderr.count("\n") == 1 and f"invalid configuration: {name}" in done.stderr, (extra, done.stderr)
+
+
+def test_smtp_refusing_the_redirect_address_stops_the_sender_and_the_restart_redirects_the_journaled_records(
+    smtp_server, base_env: dict[str, str], tmp_path: Path
+) -> None:
+    server: SmtpServer = smtp_server()
+    # Postfix's answer for a mailbox it does not have (smtpd_recipient_restrictions, local_recipient_maps)
+    server.refuse_rcpt[STAGING] = (
+        f"550 5.1.1 <{STAGING}>: Recipient address rejected: User unknown in local recipient table"
+    )
+    out = tmp_path / "out"
+    rs = records(30)
+    env = {**smtp_env(base_env, out, server), "MAILROOM_REDIRECT_TO": STAGING}
+
+    done = run_sender(env, tmp_path, input_file(tmp_path, rs))
+    assert done.returncode == EXIT_OPERATOR_FAULT, done.stderr
+    assert "MAILROOM_REDIRECT_TO" in done.stderr and "User unknown" in done.stderr
+    assert server.messages == []
+    assert jsonl(out / "deliveries.jsonl") == [] == jsonl(out / "rejects.jsonl")  # nothing written off
+
+    del server.refuse_rcpt[STAGING]  # the operator fixed the mailbox
+    done = run_sender(env, tmp_path, None)  # the journal replays, redirected again
+    assert done.returncode == 0, done.stderr
+    assert server.recipients() == [STAGING] * 30
+    subjects = Counter(str(m.message["Subject"]).partition("] ")[0] + "]" for m in server.messages)
+    assert subjects == Counter(f"[to: {r.email}]" for r in rs)
+    rows = jsonl(out / "deliveries.jsonl")
+    assert Counter((d["recipient"], d["sent_to"]) for d in rows) == Counter((r.email, STAGING) for r in rs)
+    assert jsonl(out / "rejects.jsonl") == []
