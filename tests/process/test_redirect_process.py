@@ -209,3 +209,27 @@ def test_smtp_refusing_the_redirect_address_stops_the_sender_and_the_restart_red
     rows = jsonl(out / "deliveries.jsonl")
     assert Counter((d["recipient"], d["sent_to"]) for d in rows) == Counter((r.email, STAGING) for r in rs)
     assert jsonl(out / "rejects.jsonl") == []
+
+
+def test_debug_mode_prints_every_email_to_the_redirect_address_with_the_prefixed_subject(
+    base_env: dict[str, str], tmp_path: Path
+) -> None:
+    rs = records(6)  # user0..5@example.com; the allow-list lets user3 through
+    env = {
+        **base_env,
+        "MAILROOM_DEBUG": "true",
+        "MAILROOM_SES_OUTPUT_PATH": str(tmp_path / "out"),
+        "MAILROOM_REDIRECT_TO": STAGING,
+        "MAILROOM_REDIRECT_EXCEPT": "user3@EXAMPLE.COM",
+    }
+    done = run_sender(env, tmp_path, input_file(tmp_path, rs))
+    assert done.returncode == 0, done.stderr
+    subjects = [line.strip() for line in done.stdout.splitlines() if line.strip().startswith("subject:")]
+    to = [line.split(" to ", 1)[1].strip() for line in done.stdout.splitlines() if "] to " in line]
+    assert Counter(to) == Counter({STAGING: 5, "user3@example.com": 1})
+    titles = {"activation": "Activate your account", "password_recovery": "Reset your password"}
+    redirected = [r for r in rs if r.email != "user3@example.com"]
+    assert sorted(s for s in subjects if s.startswith("subject: [to: ")) == sorted(
+        f"subject: [to: {r.email}] {titles[r.action.db_name]}" for r in redirected
+    )
+    assert len(subjects) == 6 and "REDIRECT ON" in done.stderr
