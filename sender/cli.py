@@ -32,8 +32,10 @@ preflight checks (`--check` prints them and exits). Failed destinations are retr
 MAILROOM_SEND_DEADLINE; a recipient the provider refuses goes to rejects.jsonl with the
 reason; a fault of the operator's (templates, identity, credentials, configuration) stops
 the sender with exit status 75 and writes nothing off. Every outcome is in
-deliveries.jsonl. AWS is configured by boto3's standard chain (credentials, AWS_REGION,
-AWS_ENDPOINT_URL_SES for an emulator such as moto_server)."""
+deliveries.jsonl. With MAILROOM_REDIRECT_TO set (a staging deployment) every email goes to
+that one address instead, its subject starting with `[to: original@address]`. AWS is
+configured by boto3's standard chain (credentials, AWS_REGION, AWS_ENDPOINT_URL_SES for an
+emulator such as moto_server)."""
 
 
 def build_parser() -> argparse.ArgumentParser:
