@@ -329,6 +329,28 @@ def database_url(name: str, raw: str) -> str:
     return raw
 
 
+def redirect_address(name: str, raw: str) -> str:
+    """Empty: off. Otherwise one bare address (`qa@example.com`, no display name, no list)."""
+    from mailroom.redirect import parse_address
+
+    if raw.strip() == "":
+        return ""
+    value = parse_address(raw)
+    if value is None or _CONTROL.search(raw):
+        _bad(name, raw, "one email address such as staging-inbox@example.com (no name, no list), or empty for off")
+    return value
+
+
+def redirect_exceptions(name: str, raw: str) -> tuple[str, ...]:
+    """Comma-separated whole addresses and `@domain` entries (see mailroom/redirect.py)."""
+    from mailroom.redirect import parse_exceptions
+
+    entries = parse_exceptions(raw)
+    if entries is None or _CONTROL.search(raw):
+        _bad(name, raw, "a comma-separated list of whole addresses (qa@example.com) and @domain entries (@example.com)")
+    return entries
+
+
 VARIABLES: dict[str, Variable] = {
     v.name: v
     for v in (
@@ -505,6 +527,20 @@ VARIABLES: dict[str, Variable] = {
             "",
             "PEM bundle of CAs to trust for the SMTP server, besides the system's; empty: the system's only.",
             optional_file,
+        ),
+        Variable(
+            "MAILROOM_REDIRECT_TO",
+            "",
+            "Staging: deliver every email to this one address instead of its recipient, the subject starting "
+            "with `[to: original@address]` (SES, SMTP and debug mode); empty: off.",
+            redirect_address,
+        ),
+        Variable(
+            "MAILROOM_REDIRECT_EXCEPT",
+            "",
+            "With MAILROOM_REDIRECT_TO: the addresses still sent to their own recipient, comma-separated whole "
+            "addresses (qa@example.com) and @domain entries (@example.com: that domain exactly, any case).",
+            redirect_exceptions,
         ),
         Variable(
             "MAILROOM_PRUNE_AFTER",
@@ -712,6 +748,8 @@ SENDER_VARIABLES = (
     "MAILROOM_SMTP_CA_FILE",
     "MAILROOM_LOG_FORMAT",
     "MAILROOM_SENDER_METRICS_ADDR",
+    "MAILROOM_REDIRECT_TO",
+    "MAILROOM_REDIRECT_EXCEPT",
 )
 
 
@@ -797,6 +835,8 @@ class SenderSettings:
     templates_dir: Path | None = None  # None: the shipped templates
     log_format: str = "text"
     metrics_addr: tuple[str, int] | None = None
+    redirect_to: str = ""  # empty: not redirecting
+    redirect_except: tuple[str, ...] = ()
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> SenderSettings:
@@ -804,6 +844,12 @@ class SenderSettings:
         smtp = SmtpSettings.from_values(v)
         if v["MAILROOM_PROVIDER"] == "smtp" and not v["MAILROOM_DEBUG"]:
             smtp.validate()
+        if v["MAILROOM_REDIRECT_EXCEPT"] and not v["MAILROOM_REDIRECT_TO"]:
+            raise ConfigError(
+                "MAILROOM_REDIRECT_EXCEPT",
+                "is set but MAILROOM_REDIRECT_TO is empty, so nothing is redirected and the list means nothing; "
+                "set MAILROOM_REDIRECT_TO (staging) or empty MAILROOM_REDIRECT_EXCEPT",
+            )
         return cls(
             debug=v["MAILROOM_DEBUG"],
             provider=v["MAILROOM_PROVIDER"],
@@ -821,6 +867,8 @@ class SenderSettings:
             templates_dir=v["MAILROOM_TEMPLATES_DIR"],
             log_format=v["MAILROOM_LOG_FORMAT"],
             metrics_addr=v["MAILROOM_SENDER_METRICS_ADDR"],
+            redirect_to=v["MAILROOM_REDIRECT_TO"],
+            redirect_except=v["MAILROOM_REDIRECT_EXCEPT"],
         )
 
 

@@ -44,7 +44,8 @@ SUPPORTED = "supported: {{name}} (HTML-escaped) and {{{name}}} (raw), a name bei
 LAYOUT = "a templates folder holds activation/ and password_recovery/, each with subject.txt, body.txt and body.html"
 TEMPLATE_EXIT_STATUS = 2
 
-TEMPLATE_VARIABLES = ("login", "login_html", "secret", "code", "app_url")
+# redirect_prefix: `[to: original@address] ` on a redirected email, else empty (mailroom/redirect.py)
+TEMPLATE_VARIABLES = ("login", "login_html", "secret", "code", "app_url", "redirect_prefix")
 _JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))  # built once: it runs per record
 
 
@@ -151,11 +152,14 @@ def exit_on_error(program: str, error: TemplateError) -> NoReturn:
     raise SystemExit(TEMPLATE_EXIT_STATUS)
 
 
-def template_data(record: Record) -> str:
-    """ReplacementTemplateData: login, its HTML-escaped form, secret, and code for recovery."""
+def template_data(record: Record, redirect_prefix: str = "") -> str:
+    """ReplacementTemplateData: login, its HTML-escaped form, secret, code for recovery, and the
+    subject prefix of an email redirected by MAILROOM_REDIRECT_TO."""
     data = {"login": record.login, "login_html": html.escape(record.login, quote=True), "secret": record.secret}
     if record.action is Action.PASSWORD_RECOVERY:
         data["code"] = record.code
+    if redirect_prefix:
+        data["redirect_prefix"] = redirect_prefix
     return _JSON.encode(data)
 
 

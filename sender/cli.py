@@ -11,13 +11,14 @@ from collections.abc import Sequence
 from mailroom import __version__, settings, templates
 from mailroom.checks import Check, render
 from mailroom.logs import setup_logging
+from mailroom.redirect import Redirect, with_subject_tags
 from mailroom.signing import Action
 from sender import metrics
 from sender.debug import DebugProvider
 from sender.dispatch import SendConfig, Sender
 from sender.journal import Journal
 from sender.outputs import Outputs
-from sender.provider import Provider
+from sender.provider import Provider, UnsendableAddress
 
 log = logging.getLogger("sender")
 FALLBACK_SEND_RATE = 14.0  # the SES sandbox rate, when the provider publishes none (SMTP relays)
@@ -31,8 +32,10 @@ preflight checks (`--check` prints them and exits). Failed destinations are retr
 MAILROOM_SEND_DEADLINE; a recipient the provider refuses goes to rejects.jsonl with the
 reason; a fault of the operator's (templates, identity, credentials, configuration) stops
 the sender with exit status 75 and writes nothing off. Every outcome is in
-deliveries.jsonl. AWS is configured by boto3's standard chain (credentials, AWS_REGION,
-AWS_ENDPOINT_URL_SES for an emulator such as moto_server)."""
+deliveries.jsonl. With MAILROOM_REDIRECT_TO set (a staging deployment) every email goes to
+that one address instead, its subject starting with `[to: original@address]`. AWS is
+configured by boto3's standard chain (credentials, AWS_REGION, AWS_ENDPOINT_URL_SES for an
+emulator such as moto_server)."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -62,21 +65,38 @@ def build(s: settings.SenderSettings) -> Sender:
     template_names = {Action.ACTIVATION: s.template_activation, Action.PASSWORD_RECOVERY: s.template_recovery}
     provider: Provider
     rate: float | None
+    local = templates.load_all(s.templates_dir)
+    if s.redirect_to:  # the subjects rendered here start with the redirect prefix (empty when not redirected)
+        local = with_subject_tags(local)
     if s.debug:
-        provider = DebugProvider(sys.stdout, templates.load_all(s.templates_dir))
+        provider = DebugProvider(sys.stdout, local)
         rate = None  # printing is not paced: there is no provider to protect
     elif s.provider == "smtp":
         from sender.smtp import SmtpProvider
 
-        provider = SmtpProvider(s.smtp, s.source, templates.load_all(s.templates_dir))
+        provider = SmtpProvider(s.smtp, s.source, local)
         rate = s.max_send_rate
     else:
         from mailroom.aws import make_client
         from sender.ses import SesProvider
 
         client = make_client(max_pool=s.concurrency + 2)
-        provider = SesProvider(client, outputs, source=s.source, templates=template_names, config_set=s.config_set)
+        provider = SesProvider(
+            client,
+            outputs,
+            source=s.source,
+            templates=template_names,
+            config_set=s.config_set,
+            subject_tag_required=bool(s.redirect_to),
+        )
         rate = s.max_send_rate
+    redirect = None
+    if s.redirect_to:
+        try:
+            to = provider.address(s.redirect_to)
+        except UnsendableAddress as exc:
+            raise settings.ConfigError("MAILROOM_REDIRECT_TO", f"{s.redirect_to!r} cannot be sent to: {exc}") from None
+        redirect = Redirect.from_settings(to, s.redirect_except)
     config = SendConfig(
         templates=template_names,
         source=s.source,
@@ -86,6 +106,7 @@ def build(s: settings.SenderSettings) -> Sender:
         concurrency=s.concurrency,
         max_send_rate=rate,
         debug=s.debug,
+        redirect=redirect,
     )
     journal = Journal(s.output_path / "journal", dedup_window=max(1800.0, 2 * s.send_deadline_s))
     return Sender(config, provider, outputs, journal)
@@ -94,6 +115,9 @@ def build(s: settings.SenderSettings) -> Sender:
 def preflight(sender: Sender, s: settings.SenderSettings) -> list[Check]:
     """The provider's checks; the account's send rate is taken from them when none is set."""
     checks = sender.provider.preflight()
+    redirect = sender.config.redirect
+    if redirect is not None:  # passes, and says so loudly: `sender --check` and `mailroom check` show it
+        checks.append(Check("redirect", True, f"ON (MAILROOM_REDIRECT_TO): {redirect.describe()}"))
     quota_rate = getattr(sender.provider, "quota_rate", None)
     if not s.debug and s.max_send_rate is None:
         rate = quota_rate or FALLBACK_SEND_RATE
@@ -125,6 +149,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         for check in failed:
             print(f"sender: preflight failed: {check.line()}", file=sys.stderr)
         return settings.CONFIG_EXIT_STATUS
+    if sender.config.redirect is not None:
+        log.warning("REDIRECT ON: %s; the subject says whom each email was for", sender.config.redirect.describe())
     rate = sender.config.max_send_rate
     log.info(
         "sending %s; %s, %d call(s) in flight, %d destinations per call, deadline %gs",

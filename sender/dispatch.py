@@ -36,6 +36,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+from mailroom.redirect import Redirect, subject_prefix
 from mailroom.signing import Action, token_ref
 from mailroom.templates import default_template_data, template_data
 from mailroom.wire import Record, Rejected
@@ -66,6 +67,7 @@ class Item:
     read_at: float  # wall clock, as journaled
     due: float = 0.0  # monotonic time past which it is no longer sent
     to: str = ""  # the address as it goes to the provider
+    redirected: bool = False  # `to` is MAILROOM_REDIRECT_TO's address, not the recipient's
     attempts: int = 0
     last_error: str = ""
 
@@ -80,6 +82,7 @@ class SendConfig:
     concurrency: int
     max_send_rate: float | None  # None: not paced (debug mode: there is no provider to protect)
     debug: bool = False
+    redirect: Redirect | None = None  # MAILROOM_REDIRECT_TO: every email to one address (staging)
 
     @property
     def batch_size(self) -> int:
@@ -323,6 +326,10 @@ class Sender:
         except UnsendableAddress as exc:
             self._finish_rejected([item], f"the address cannot be sent: {exc}", status="InvalidAddress")
             return
+        # after the recipient's own address is checked: redirecting changes where, not what, is sent
+        redirect = self.config.redirect
+        if redirect is not None and not redirect.lets_through(record.email):
+            item.to, item.redirected = redirect.to, True
         secret = record.secret
         if secret in self._in_hand_secrets or self.journal.recently_delivered(secret):
             self.counts.duplicates += 1
@@ -357,7 +364,13 @@ class Sender:
             )
         if not batch:
             return
-        send = self._bulk(action, [Destination(i.to, template_data(i.record)) for i in batch])
+        send = self._bulk(
+            action,
+            [
+                Destination(i.to, template_data(i.record, subject_prefix(i.record.email) if i.redirected else ""))
+                for i in batch
+            ],
+        )
         future = pool.submit(self._call, send)
         self._inflight.add(future)
         self.counts.calls += 1
@@ -429,6 +442,8 @@ class Sender:
                 row = delivery_row(item.record, stamp, status=result.status, attempts=item.attempts)
                 if item.to != item.record.email:
                     row["sent_to"] = item.to
+                if item.redirected:
+                    row["redirected"] = True
                 if self.config.debug:
                     row["debug"] = True
                 else:
@@ -564,6 +579,19 @@ class Sender:
         self.stop()
 
     def _refuse(self, items: list[Item], status: str, error: str) -> None:
+        redirected = [i for i in items if i.redirected]
+        if redirected:
+            # refusing the redirect address says nothing about the recipients: the operator's to fix
+            self._operator_fault(
+                redirected,
+                status,
+                error,
+                f"{self.provider.name} refused the redirect address {redirected[0].to}: "
+                "fix MAILROOM_REDIRECT_TO (an address the provider accepts), then restart",
+            )
+            items = [i for i in items if not i.redirected]
+            if not items:
+                return
         self._finish_rejected(items, f"{self.provider.name} refused this recipient", status=status, error=error)
 
     def _finish_rejected(

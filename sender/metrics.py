@@ -133,6 +133,14 @@ class _Exporter(PromCollector):
         fault = sender.fault
         stopped.add_metric([fault.code if fault else ""], 1 if fault else 0)
         yield stopped
+        redirect = GaugeMetricFamily(
+            "mailroom_sender_redirect",
+            "1 while MAILROOM_REDIRECT_TO sends every email to one address (the label), as on staging; 0 when off",
+            labels=["to"],
+        )
+        to = sender.config.redirect.to if sender.config.redirect is not None else ""
+        redirect.add_metric([to], 1 if to else 0)
+        yield redirect
 
 
 class CallMetrics:

@@ -19,6 +19,7 @@ import botocore.exceptions
 from botocore.parsers import ResponseParserError
 
 from mailroom.checks import Check
+from mailroom.redirect import SUBJECT_TAG, has_subject_tag
 from mailroom.signing import Action
 from sender.addresses import ascii_address
 from sender.outputs import Outputs
@@ -53,8 +54,11 @@ class SesProvider:
         source: str = "",
         templates: Mapping[Action, str] | None = None,
         config_set: str = "",
+        subject_tag_required: bool = False,
     ) -> None:
         self.client = client
+        # MAILROOM_REDIRECT_TO: the pushed subjects must start with the prefix variable
+        self.subject_tag_required = subject_tag_required
         self.outputs = outputs
         self.source = source
         self.templates = dict(templates or {})
@@ -188,7 +192,7 @@ class SesProvider:
         checks = []
         for action, template in self.templates.items():
             name = f"template {action.db_name}"
-            _, failed = self._ask(name, lambda t=template: self.client.get_template(TemplateName=t))  # type: ignore[misc]
+            answer, failed = self._ask(name, lambda t=template: self.client.get_template(TemplateName=t))  # type: ignore[misc]
             if failed and "TemplateDoesNotExist" in failed.detail:
                 failed = Check(
                     name,
@@ -196,6 +200,16 @@ class SesProvider:
                     f"template {template!r} does not exist in {self.region}",
                     "run `mailroom templates push`",
                 )
+            elif not failed and self.subject_tag_required:
+                subject = str((answer.get("Template") or {}).get("SubjectPart") or "")
+                if not has_subject_tag(subject):
+                    failed = Check(
+                        name,
+                        False,
+                        f"template {template!r} in {self.region} has the subject {subject[:80]!r}, which does not "
+                        f"start with {SUBJECT_TAG}: MAILROOM_REDIRECT_TO could not mark redirected emails",
+                        "run `mailroom templates push` with MAILROOM_REDIRECT_TO set (it adds the prefix)",
+                    )
             checks.append(failed or Check(name, True, f"{template!r} exists in {self.region}"))
         return checks
 

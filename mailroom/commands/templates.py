@@ -24,6 +24,7 @@ PUSH_VARIABLES = (
     "MAILROOM_SES_TEMPLATE_ACTIVATION",
     "MAILROOM_SES_TEMPLATE_RECOVERY",
     "MAILROOM_TEMPLATES_DIR",
+    "MAILROOM_REDIRECT_TO",
     "MAILROOM_LOG_LEVEL",
 )
 RENDER_VARIABLES = ("MAILROOM_APP_URL", "MAILROOM_TEMPLATES_DIR", "MAILROOM_LOG_LEVEL")
@@ -45,6 +46,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="create or update both SES templates from the templates folder (idempotent)",
         description="Create or update both SES templates from the templates folder "
         "(MAILROOM_TEMPLATES_DIR, or the shipped templates when it is empty), all checked first (idempotent). "
+        "With MAILROOM_REDIRECT_TO set (staging), every subject is pushed starting with "
+        "{{{redirect_prefix}}}, which the redirecting sender fills with `[to: original@address] `. "
         "AWS is configured by boto3's standard chain (AWS_REGION, credentials, "
         "AWS_ENDPOINT_URL_SES).",
     )
@@ -80,22 +83,31 @@ def _load_all(environ: Mapping[str, str]) -> dict[Action, EmailTemplate]:
 def push(environ: Mapping[str, str]) -> int:
     from mailroom.aws import make_client  # boto3 is loaded only to push
 
-    names = settings.read(environ, "MAILROOM_SES_TEMPLATE_ACTIVATION", "MAILROOM_SES_TEMPLATE_RECOVERY")
+    names = settings.read(
+        environ, "MAILROOM_SES_TEMPLATE_ACTIVATION", "MAILROOM_SES_TEMPLATE_RECOVERY", "MAILROOM_REDIRECT_TO"
+    )
     by_action = {
         Action.ACTIVATION: names["MAILROOM_SES_TEMPLATE_ACTIVATION"],
         Action.PASSWORD_RECOVERY: names["MAILROOM_SES_TEMPLATE_RECOVERY"],
     }
     loaded = _load_all(environ)  # before any call: a bad template pushes nothing
+    redirect_note = ""
+    if names["MAILROOM_REDIRECT_TO"]:
+        # only then: a sender older than the variable would fail to render such a template
+        from mailroom.redirect import SUBJECT_TAG, with_subject_tags
+
+        loaded = with_subject_tags(loaded)
+        redirect_note = f", subject starting with {SUBJECT_TAG} for MAILROOM_REDIRECT_TO"
     client = make_client()
     for action, name in by_action.items():
         t = loaded[action]
         body = {"TemplateName": name, "SubjectPart": t.subject, "TextPart": t.text, "HtmlPart": t.html}
         try:
             client.update_template(Template=body)
-            print(f"updated SES template {name} ({action.db_name})")
+            print(f"updated SES template {name} ({action.db_name}{redirect_note})")
         except client.exceptions.TemplateDoesNotExistException:
             client.create_template(Template=body)
-            print(f"created SES template {name} ({action.db_name})")
+            print(f"created SES template {name} ({action.db_name}{redirect_note})")
     return 0
 
 
