@@ -246,9 +246,8 @@ def _spell_duration(seconds: float) -> str:
 
 def _duration(name: str, raw: str, allow_zero: bool, maximum: float = MAX_DURATION_S) -> float:
     kind = "duration" if allow_zero else "positive duration"
-    expected = (
-        f"a {kind} such as 30 or 30s (seconds), 500ms, 10m, 2h or 7d, at most {_spell_duration(maximum)}"
-        + (" (0 turns it off)" if allow_zero else "")
+    expected = f"a {kind} such as 30 or 30s (seconds), 500ms, 10m, 2h or 7d, at most {_spell_duration(maximum)}" + (
+        " (0 turns it off)" if allow_zero else ""
     )
     match = _DURATION.fullmatch(raw)
     if not match or (float(match.group(1)) <= 0 and not allow_zero):

@@ -60,9 +60,7 @@ def sender_checks(environ: Mapping[str, str]) -> list[Check]:
                 "check the network path to the provider",
             )
         ]
-    checks = [
-        _plain(_parse(line), environ) for line in done.stdout.splitlines() if line[:1] in (PASS_MARK, FAIL_MARK)
-    ]
+    checks = [_plain(_parse(line), environ) for line in done.stdout.splitlines() if line[:1] in (PASS_MARK, FAIL_MARK)]
     if done.returncode not in (0, 1) or not checks:
         why = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
         checks.append(Check("mail provider", False, why.removeprefix("sender: "), "fix the sender's settings"))
