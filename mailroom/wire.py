@@ -43,13 +43,22 @@ _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
 
 @dataclass(frozen=True)
 class Record:
-    """One email to send: what for, to whom, and the signed secret for its link."""
+    """One email to send: what for, to whom, and the signed token for its link.
+
+    `secret` holds the signed token (86 characters of base64url), not the token's raw
+    32-byte secret: the field keeps the name the wire format has always given it.
+    `signed_token` is the same value under its own name, for apps that read lines."""
 
     action: Action
     email: str
     login: str
     secret: str
     code: str
+
+    @property
+    def signed_token(self) -> str:
+        """The signed token of the email's link (what `mailroom.verify.verify_link_token` checks)."""
+        return self.secret
 
     def redacted(self) -> dict[str, object]:
         """The record as it may appear in logs and reject files."""
