@@ -1,9 +1,10 @@
 """The wire format between collector and sender: one line per batch on a pipe.
 
-A line is `action,email,username,secret,code` repeated, terminated by LF, and at most
+A line is `action,email,username,signed_token,code` repeated, terminated by LF, and at most
 MAX_LINE_BYTES long (LF included): the collector cuts a chunk that would make a longer
 line into several lines (`encode_lines`), and the sender accepts every line up to it. Action is 1
-(activation) or 2 (password recovery), secret is a signed token (see signing.py), code
+(activation) or 2 (password recovery), signed_token (`Record.secret`, the name the earlier
+implementation gave the field) is a signed token (see signing.py), code
 is 5 digits. A field containing a comma or a double quote is quoted RFC 4180 style:
 wrapped in double quotes, with each quote inside doubled. Other fields are written bare,
 so ordinary lines are byte-identical to the earlier C implementation's. A quote is only
@@ -73,7 +74,7 @@ class Record:
 
 @dataclass(frozen=True)
 class Rejected:
-    """Input that cannot be sent, with the reason; `fields` has its secret redacted."""
+    """Input that cannot be sent, with the reason; `fields` has its signed token redacted."""
 
     reason: str
     fields: tuple[str, ...]

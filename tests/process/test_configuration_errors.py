@@ -90,8 +90,10 @@ def test_without_a_database_url_every_command_but_the_demo_exits_2_with_one_line
     assert done.returncode == settings.CONFIG_EXIT_STATUS, done.stdout + done.stderr
     assert done.stdout == ""
     assert done.stderr.splitlines() == [
-        f"{command[0]}: invalid configuration: MAILROOM_DATABASE_URL: is required but not set; set it to your "
-        "app's database, e.g. postgresql://user@db.internal:5432/app or 'host=db.internal dbname=app user=mailroom'"
+        (
+            f"{command[0]}: invalid configuration: MAILROOM_DATABASE_URL: is required but not set; set it to your "
+            "app's database, e.g. postgresql://user@db.internal:5432/app or 'host=db.internal dbname=app user=mailroom'"
+        )
     ]
 
 
