@@ -2,8 +2,9 @@
 
 For deploy pipelines and for a person at 3 a.m.: each failing check says what is wrong
 and what fixes it. The command only reads: it never migrates, registers a queue or
-creates yoyo's bookkeeping tables. A check that cannot run (no database) is a ✗ line,
-never a traceback.
+creates yoyo's bookkeeping tables. A check that cannot run (a database that does not
+answer) is a ✗ line, never a traceback; only an unset MAILROOM_DATABASE_URL, which leaves
+nothing to check, is the one-line configuration error (exit 2) of every other command.
 
 The database half is here; the mail provider's checks are appended by `run_checks` from
 MAIL_PROVIDER_CHECKS.
