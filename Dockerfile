@@ -1,6 +1,7 @@
 # mailroom for production: `collector | sender` supervised by `mailroom run`.
 #   docker build -t mailroom .
-#   docker run --rm --env-file mailroom.env -v mailroom-output:/app/output mailroom
+#   docker run --rm --env-file mailroom.env -v mailroom-output:/app/output --stop-timeout 70 mailroom
+# (a stop takes up to 3 x `mailroom run --grace`, 20 s by default: give it more than 60 s)
 # See docs/how-to/deploy.md ("Docker") for the environment it needs.
 FROM python:3.11-slim
 

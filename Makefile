@@ -1,45 +1,51 @@
-# Everything starts from a fresh clone: the first target that needs the virtualenv makes it.
+# Everything starts from a fresh clone: the first target that needs the virtualenv makes it,
+# and each target installs only the extras it needs (`make demo` does not wait for the test,
+# docs and lint tools). A stamp per extra, $(VENV)/.installed-EXTRA, remembers what is there;
+# a change to pyproject.toml installs again.
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed
 
 .PHONY: test lint demo bench docs wheel-check clean
 
-$(STAMP): pyproject.toml
+$(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet -e '.[test,docs,lint]'
-	touch $(STAMP)
+
+# The project in editable mode with one extra: demo, test, docs or lint (pyproject.toml).
+$(VENV)/.installed-%: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[$*]'
+	touch $@
 
 ## make test: install into .venv and run the whole suite against a real PostgreSQL
-test: $(STAMP)
+test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest
 
 ## make lint: install into .venv, then the lint and type gates (configured in pyproject.toml):
 ## ruff's rules, ruff's formatting (checked, not applied) and mypy, strict on the three packages
-lint: $(STAMP)
+lint: $(VENV)/.installed-lint
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-## make demo: install into .venv, then run the whole job once on an embedded throwaway PostgreSQL
-## (or on MAILROOM_DATABASE_URL if set) with the sender in debug mode: no AWS account needed
-demo: $(STAMP)
+## make demo: install into .venv (the package and the embedded PostgreSQL only), then run the
+## whole job once on an embedded throwaway PostgreSQL (or on MAILROOM_DATABASE_URL if set) with
+## the sender in debug mode: no AWS account needed
+demo: $(VENV)/.installed-demo
 	$(BIN)/mailroom demo
 
 ## make bench: install into .venv, run every benchmark (bench/) against the tests' PostgreSQL,
 ## print a table and write BENCHMARKS.md (about 10 minutes; run it on a quiet machine)
-bench: $(STAMP)
+bench: $(VENV)/.installed-test
 	$(BIN)/python -m bench
 
 ## make docs: install into .venv, then build the documentation site (docs/, mkdocs.yml) into site/;
 ## --strict turns every warning (a broken link, a page missing from the nav) into a failure
-docs: $(STAMP)
+docs: $(VENV)/.installed-docs
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
-## make wheel-check: build the wheel and the sdist (python -m build), install each into a fresh
-## venv of its own and run the console scripts from there
-wheel-check: $(STAMP)
+## make wheel-check: build the wheel and the sdist (python -m build, from the test extras),
+## install each into a fresh venv of its own and run the console scripts from there
+wheel-check: $(VENV)/.installed-test
 	$(BIN)/python .ci/wheel_check.py
 
 clean:

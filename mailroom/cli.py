@@ -61,7 +61,11 @@ COMMANDS: dict[str, tuple[str, tuple[str, ...], Handler, Callable[[argparse.Argu
         requeue.add_cli_arguments,
     ),
     "check": (
-        "check the deployment (database, schema, queue, backlog, key): one line per check, exit 0 when all pass",
+        (
+            "check the deployment (database, schema, queue, backlog, key, then the mail provider as "
+            "`sender --check` does, with the sender's variables and AWS_* settings): one line per check, "
+            "exit 0 when all pass"
+        ),
         check.CHECK_VARIABLES,
         check.cli_main,
         check.add_cli_arguments,
@@ -152,7 +156,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except settings.ConfigError as exc:
         settings.exit_on_config_error("mailroom", exc)
     except psycopg.OperationalError as exc:
-        url = environ.get("MAILROOM_DATABASE_URL", settings.VARIABLES["MAILROOM_DATABASE_URL"].default or "")
+        url = environ.get("MAILROOM_DATABASE_URL", "")
         if (reason := permanent_failure(exc)) is not None:
             print(
                 f"mailroom {args.command}: cannot connect to {describe(url)}: {reason} "

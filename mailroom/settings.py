@@ -26,7 +26,8 @@ CONFIG_EXIT_STATUS = 2
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_$]{0,62}")
 _HEX = re.compile(r"[0-9a-fA-F]*")
 _SES_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# Unicode category Cc: C0, DEL and C1 (a value with one would reach a mail header, a link or a path).
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 _LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 # `value   # comment`: python-dotenv drops such a comment, docker --env-file and systemd's
 # EnvironmentFile keep it as part of the value.
@@ -43,6 +44,10 @@ _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
 
 
+# Said wherever the key is missing or malformed.
+SECRET_KEY_HINT = "generate one with: openssl rand -hex 32"
+
+
 class ConfigError(Exception):
     """A setting is missing or invalid; the message is meant for the operator as it is."""
 
@@ -55,13 +60,16 @@ class ConfigError(Exception):
 
 @dataclass(frozen=True)
 class Variable:
-    """One environment variable: its default (None means required), meaning and parser."""
+    """One environment variable: its default (None means required), meaning and parser.
+
+    `hint` is added to the message when a required variable is not set: what to set it to."""
 
     name: str
     default: str | None
     meaning: str
     parse: Callable[[str, str], Any]
     secret: bool = False
+    hint: str = ""
 
     def describe_default(self) -> str:
         if self.default is None:
@@ -172,7 +180,7 @@ def secret_key(name: str, raw: str) -> bytes:
             name,
             f"expected 64 hex characters (a 32-byte key); got {len(value)} characters"
             + ("" if _HEX.fullmatch(value) else " including non-hex ones")
-            + " (generate one with: openssl rand -hex 32)",
+            + f" ({SECRET_KEY_HINT})",
         )
     return bytes.fromhex(value)
 
@@ -206,7 +214,8 @@ def optional_existing_directory(name: str, raw: str) -> Path | None:
 
 
 def http_url(name: str, raw: str) -> str:
-    if not re.fullmatch(r"https?://[^\s/]+(/\S*)?", raw):
+    # \S alone lets control characters such as \x01 or \x7f through: they would end up in every link.
+    if not re.fullmatch(r"https?://[^\s/]+(/\S*)?", raw) or _CONTROL.search(raw):
         _bad(name, raw, "an http:// or https:// URL")
     return raw.rstrip("/")
 
@@ -221,13 +230,23 @@ def email_address(name: str, raw: str) -> str:
     return raw
 
 
-_DURATION = re.compile(r"\s*(\d{1,15}(?:\.\d+)?)\s*([smhd]?)\s*")
-_DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+_DURATION = re.compile(r"\s*(\d{1,15}(?:\.\d+)?)\s*(ms|[smhd]?)\s*")
+# A plain number is seconds.
+_DURATION_UNITS = {"ms": 0.001, "": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+MAX_DURATION_S = 3650 * 86400.0  # ten years: the bound of every duration without one of its own
 
 
-def _duration(name: str, raw: str, allow_zero: bool, maximum: float = 3650 * 86400.0) -> float:
+def _spell_duration(seconds: float) -> str:
+    """The largest unit that divides `seconds` exactly: 604800 -> '7d', 0.5 -> '500ms'."""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds / size:g}{unit}"
+    return f"{seconds * 1000:g}ms"
+
+
+def _duration(name: str, raw: str, allow_zero: bool, maximum: float = MAX_DURATION_S) -> float:
     kind = "duration" if allow_zero else "positive duration"
-    expected = f"a {kind} such as 3600, 90s, 15m, 12h or 7d, at most 3650d" + (
+    expected = f"a {kind} such as 30 or 30s (seconds), 500ms, 10m, 2h or 7d, at most {_spell_duration(maximum)}" + (
         " (0 turns it off)" if allow_zero else ""
     )
     match = _DURATION.fullmatch(raw)
@@ -258,8 +277,18 @@ def listen_address(name: str, raw: str) -> tuple[str, int] | None:
 
 
 def seconds(name: str, raw: str) -> float:
-    """A duration such as `90`, `90s`, `15m`, `12h` or `7d`, in seconds (at most 10 years)."""
+    """A duration in seconds: a plain number is seconds, or a number with `ms`, `s`, `m`, `h` or `d`
+    (`500ms`, `90s`, `15m`, `12h`, `7d`); at most 10 years."""
     return _duration(name, raw, allow_zero=False)
+
+
+def seconds_at_most(maximum: float) -> Callable[[str, str], float]:
+    """A `seconds` parser with its own upper bound."""
+
+    def parse(name: str, raw: str) -> float:
+        return _duration(name, raw, allow_zero=False, maximum=maximum)
+
+    return parse
 
 
 def seconds_or_zero(name: str, raw: str) -> float:
@@ -356,17 +385,21 @@ VARIABLES: dict[str, Variable] = {
     for v in (
         Variable(
             "MAILROOM_DATABASE_URL",
-            "postgresql://postgres@127.0.0.1:5432/postgres",
-            "PostgreSQL connection: a libpq URL or key=value string.",
+            None,
+            "PostgreSQL connection: a libpq URL or key=value string. Required "
+            "(`mailroom demo` alone starts a throwaway database when it is not set).",
             database_url,
             secret=True,
+            hint="set it to your app's database, e.g. postgresql://user@db.internal:5432/app "
+            "or 'host=db.internal dbname=app user=mailroom'",
         ),
         Variable(
             "MAILROOM_SECRET_KEY",
             None,
-            "HMAC-SHA256 key that signs secrets: 64 hex characters (32 bytes).",
+            "HMAC-SHA256 key that signs the tokens in the links: 64 hex characters (32 bytes).",
             secret_key,
             secret=True,
+            hint=f"64 hex characters, the key your app verifies links with ({SECRET_KEY_HINT})",
         ),
         Variable(
             "MAILROOM_CHANNEL_NAME",
@@ -460,8 +493,9 @@ VARIABLES: dict[str, Variable] = {
         Variable(
             "MAILROOM_SEND_DEADLINE",
             "600",
-            "Seconds after a record is read past which it is no longer sent (rejected). At most 604800 (a week).",
-            positive_number_at_most(604_800.0),
+            "How long after a record is read it may still be sent (a duration: seconds, or 10m, 1h, ...); "
+            "past it the record is rejected. At most 7d.",
+            seconds_at_most(604_800.0),
         ),
         Variable(
             "MAILROOM_SES_CONCURRENCY",
@@ -521,7 +555,12 @@ VARIABLES: dict[str, Variable] = {
             "true: allow MAILROOM_SMTP_TLS=none to a host that is not loopback (a sink on a private network).",
             boolean,
         ),
-        Variable("MAILROOM_SMTP_TIMEOUT", "10", "Seconds to wait for the SMTP server at each step.", seconds),
+        Variable(
+            "MAILROOM_SMTP_TIMEOUT",
+            "10",
+            "How long to wait for the SMTP server at each step (a duration: seconds, or 500ms, 30s, ...).",
+            seconds,
+        ),
         Variable(
             "MAILROOM_SMTP_CA_FILE",
             "",
@@ -581,7 +620,7 @@ def read(environ: Mapping[str, str], *names: str) -> dict[str, Any]:
         raw = environ.get(name)
         if raw is None:
             if var.default is None:
-                raise ConfigError(name, "is required but not set; " + var.meaning)
+                raise ConfigError(name, "is required but not set; " + (var.hint or var.meaning), var.hint or None)
             raw = var.default
         try:
             values[name] = var.parse(name, raw)

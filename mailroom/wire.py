@@ -1,9 +1,10 @@
 """The wire format between collector and sender: one line per batch on a pipe.
 
-A line is `action,email,username,secret,code` repeated, terminated by LF, and at most
+A line is `action,email,username,signed_token,code` repeated, terminated by LF, and at most
 MAX_LINE_BYTES long (LF included): the collector cuts a chunk that would make a longer
 line into several lines (`encode_lines`), and the sender accepts every line up to it. Action is 1
-(activation) or 2 (password recovery), secret is a signed token (see signing.py), code
+(activation) or 2 (password recovery), signed_token (`Record.secret`, the name the earlier
+implementation gave the field) is a signed token (see signing.py), code
 is 5 digits. A field containing a comma or a double quote is quoted RFC 4180 style:
 wrapped in double quotes, with each quote inside doubled. Other fields are written bare,
 so ordinary lines are byte-identical to the earlier C implementation's. A quote is only
@@ -43,13 +44,22 @@ _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
 
 @dataclass(frozen=True)
 class Record:
-    """One email to send: what for, to whom, and the signed secret for its link."""
+    """One email to send: what for, to whom, and the signed token for its link.
+
+    `secret` holds the signed token (86 characters of base64url), not the token's raw
+    32-byte secret: the field keeps the name the wire format has always given it.
+    `signed_token` is the same value under its own name, for apps that read lines."""
 
     action: Action
     email: str
     login: str
     secret: str
     code: str
+
+    @property
+    def signed_token(self) -> str:
+        """The signed token of the email's link (what `mailroom.verify.verify_link_token` checks)."""
+        return self.secret
 
     def redacted(self) -> dict[str, object]:
         """The record as it may appear in logs and reject files."""
@@ -64,7 +74,7 @@ class Record:
 
 @dataclass(frozen=True)
 class Rejected:
-    """Input that cannot be sent, with the reason; `fields` has its secret redacted."""
+    """Input that cannot be sent, with the reason; `fields` has its signed token redacted."""
 
     reason: str
     fields: tuple[str, ...]

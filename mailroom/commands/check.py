@@ -2,8 +2,9 @@
 
 For deploy pipelines and for a person at 3 a.m.: each failing check says what is wrong
 and what fixes it. The command only reads: it never migrates, registers a queue or
-creates yoyo's bookkeeping tables. A check that cannot run (no database) is a ✗ line,
-never a traceback.
+creates yoyo's bookkeeping tables. A check that cannot run (a database that does not
+answer) is a ✗ line, never a traceback; only an unset MAILROOM_DATABASE_URL, which leaves
+nothing to check, is the one-line configuration error (exit 2) of every other command.
 
 The database half is here; the mail provider's checks are appended by `run_checks` from
 MAIL_PROVIDER_CHECKS.
@@ -22,13 +23,16 @@ from mailroom import migrate, settings
 from mailroom.checks import FAIL_MARK, PASS_MARK, Check, all_passed, render
 from mailroom.db import connect, describe, queries
 
-CHECK_VARIABLES = (
+DATABASE_VARIABLES = (
     "MAILROOM_DATABASE_URL",
     "MAILROOM_SECRET_KEY",
     "MAILROOM_QUEUE_NAME",
     "MAILROOM_CHANNEL_NAME",
     "MAILROOM_LOG_LEVEL",
 )
+# What `mailroom check --help` lists: its own variables, then the sender's, which the mail
+# provider's checks (`sender --check`, run with the same environment) depend on.
+CHECK_VARIABLES = tuple(dict.fromkeys(DATABASE_VARIABLES + settings.SENDER_VARIABLES))
 
 # The oldest queued token may be this old before the backlog check fails: a third of the
 # default 15-minute token lifetime, so the alarm comes while the links still work. A
@@ -57,7 +61,7 @@ def sender_checks(environ: Mapping[str, str]) -> list[Check]:
                 "check the network path to the provider",
             )
         ]
-    checks = [_parse(line) for line in done.stdout.splitlines() if line[:1] in (PASS_MARK, FAIL_MARK)]
+    checks = [_plain(_parse(line), environ) for line in done.stdout.splitlines() if line[:1] in (PASS_MARK, FAIL_MARK)]
     if done.returncode not in (0, 1) or not checks:
         why = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
         checks.append(Check("mail provider", False, why.removeprefix("sender: "), "fix the sender's settings"))
@@ -70,6 +74,28 @@ def _parse(line: str) -> Check:
     name, _, rest = line[2:].partition(": ")
     detail, _, fix = rest.partition(" — fix: ")
     return Check(name, ok, detail, fix)
+
+
+def _plain(check: Check, environ: Mapping[str, str]) -> Check:
+    """A failed SMTP connection that was refused says so: nothing listens at that address.
+
+    The sender words a connection failure for its log, where a refusal is one network error
+    among others (retried while sending); at a check, a refused connection means no server
+    at that host and port, which is the thing to fix."""
+    if check.ok or not check.name.startswith("SMTP ") or "connection refused" not in check.detail.lower():
+        return check
+    host = environ.get("MAILROOM_SMTP_HOST", "").strip()
+    try:
+        port = settings.read(environ, "MAILROOM_SMTP_PORT")["MAILROOM_SMTP_PORT"]
+    except settings.ConfigError:
+        return check
+    where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return Check(
+        check.name,
+        False,
+        f"nothing is listening at {where} (connection refused)",
+        "start the SMTP server there, or set MAILROOM_SMTP_HOST and MAILROOM_SMTP_PORT to where it listens",
+    )
 
 
 # Checks of the mail provider (the sender's preflight), run after the database ones. Each
@@ -235,7 +261,8 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
         type=_duration,
         default=BACKLOG_MAX_AGE_S,
         metavar="DURATION",
-        help=f"fail when the oldest queued token is older than this (90s, 10m) [default: {BACKLOG_MAX_AGE_S:g}s]",
+        help="fail when the oldest queued token is older than this (seconds, or 90s, 10m, 1h) "
+        f"[default: {BACKLOG_MAX_AGE_S:g}s]",
     )
 
 
@@ -247,7 +274,12 @@ def _duration(raw: str) -> float:
 
 
 def cli_main(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
-    """Print one line per check; 0 when every check passed, 1 otherwise."""
+    """Print one line per check; 0 when every check passed, 1 otherwise.
+
+    Without MAILROOM_DATABASE_URL there is no deployment to check: that is the one-line
+    configuration error (exit 2) of every other command, not a ✗ line."""
+    if "MAILROOM_DATABASE_URL" not in environ:
+        settings.read(environ, "MAILROOM_DATABASE_URL")  # raises the ConfigError that says what to set
     checks = run_checks(environ, args.max_backlog_age)
     for line in render(checks):
         print(line)

@@ -12,7 +12,9 @@ pipe and watches them:
   itself; exits 0 when both exit 0.
 
 A process that does not stop within the grace period gets SIGTERM (the sender), then
-SIGKILL after another grace period.
+SIGKILL after another grace period. Stopping therefore takes at most three grace periods
+(the collector's SIGTERM, the sender's end of input, the sender's SIGTERM), which is why an
+orchestrator's stop timeout must be longer than 3 × --grace.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ import sys
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+
+from mailroom import settings
 
 log = logging.getLogger("mailroom.run")
 
@@ -62,7 +66,7 @@ def _stop(name: str, proc: subprocess.Popen[bytes], grace_s: float) -> None:
         return
     proc.send_signal(signal.SIGTERM)
     if not _wait(proc, grace_s):
-        log.error("%s (pid %d) ignored SIGTERM for %.0f s: killing it", name, proc.pid, grace_s)
+        log.error("%s (pid %d) ignored SIGTERM for %g s: killing it", name, proc.pid, grace_s)
         proc.kill()
         proc.wait()
 
@@ -70,7 +74,7 @@ def _stop(name: str, proc: subprocess.Popen[bytes], grace_s: float) -> None:
 def _drain(name: str, proc: subprocess.Popen[bytes], grace_s: float) -> None:
     """Let the downstream process read to end of input and exit; stop it after the grace period."""
     if not _wait(proc, grace_s):
-        log.warning("%s (pid %d) still running %.0f s after end of input: stopping it", name, proc.pid, grace_s)
+        log.warning("%s (pid %d) still running %g s after end of input: stopping it", name, proc.pid, grace_s)
         _stop(name, proc, grace_s)
 
 
@@ -170,14 +174,17 @@ def supervise(
 # `mailroom run` (wired up in mailroom/cli.py). The children read their own settings.
 
 
+# The three grace periods a stop can take (see the module docstring): an orchestrator's
+# stop timeout must be longer than this many times --grace.
+STOP_GRACE_PERIODS = 3
+
+
 def _grace(raw: str) -> float:
+    """A duration as the settings take it: seconds, or 500ms, 20s, 1m."""
     try:
-        value = float(raw)
-    except ValueError:
-        value = -1.0
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"{raw!r} is invalid; expected a positive number of seconds")
-    return value
+        return settings.seconds("--grace", raw)
+    except settings.ConfigError as exc:
+        raise argparse.ArgumentTypeError(exc.message) from None
 
 
 def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
@@ -191,8 +198,10 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
         "--grace",
         type=_grace,
         default=DEFAULT_GRACE_S,
-        metavar="SECONDS",
-        help=f"how long each process gets to stop before it is signalled again [default: {DEFAULT_GRACE_S:g}]",
+        metavar="DURATION",
+        help="how long each process gets to stop before it is signalled again (seconds, or 500ms, 20s, 1m); "
+        f"a stop takes at most {STOP_GRACE_PERIODS} of them: give the orchestrator a longer stop timeout "
+        f"[default: {DEFAULT_GRACE_S:g}s]",
     )
 
 

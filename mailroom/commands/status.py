@@ -153,6 +153,8 @@ def output_status(output: Path, now: dt.datetime) -> dict[str, Any]:
             counts["input_rejected"] += 1
     return {
         "output_path": str(output),
+        # False: nothing below was read, rather than "none found" (a wrong folder, or another host's)
+        "output_path_exists": output.is_dir(),
         "last_delivery": last_delivery,
         "last_reject": last_reject,
         "last_hour": {c: counts.get(c, 0) for c in CLASSES},
@@ -264,6 +266,14 @@ def render(status: Mapping[str, Any]) -> str:
         out.append("  (none)")
     sender = status["sender"]
     out += ["", f"Sender output ({sender['output_path']})"]
+    if not sender["output_path_exists"]:
+        where = Path(sender["output_path"])
+        shown = f"{where} ({where.absolute()})" if not where.is_absolute() else str(where)
+        out.append(
+            f"  ✗ the folder {shown} does not exist: MAILROOM_SES_OUTPUT_PATH sets it; run `mailroom status` "
+            "with the sender's MAILROOM_SES_OUTPUT_PATH, on the host where the sender runs"
+        )
+        return "\n".join(out)
     d = sender["last_delivery"]
     out.append(
         "  last delivery: "

@@ -37,7 +37,13 @@ def _mailroom(
 @pytest.fixture
 def env(base_env: dict[str, str], tmp_path: Path) -> dict[str, str]:
     # tmp_path as the working directory keeps a developer's ./.env out of the tests.
-    return {**base_env, "MAILROOM_SECRET_KEY": KEY_HEX}
+    # `mailroom run` checks the programs' settings first, MAILROOM_DATABASE_URL among them (never
+    # connected to by the tests that replace the programs).
+    return {
+        **base_env,
+        "MAILROOM_SECRET_KEY": KEY_HEX,
+        "MAILROOM_DATABASE_URL": "postgresql://nobody@127.0.0.1:1/nothing",
+    }
 
 
 # ---------------------------------------------------------------- mailroom verify
@@ -285,6 +291,57 @@ def test_run_exits_non_zero_even_when_the_process_that_ended_said_0(pipeline) ->
     assert not _alive(p.down_pid)
 
 
+STUBBORN = """
+import os, signal, sys, time
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+open(sys.argv[1], "w").write(str(os.getpid()))
+if sys.argv[2] == "read":
+    sys.stdin.read()  # to end of input, then stay
+while True:
+    time.sleep(1)
+"""
+
+
+def test_run_stops_children_that_ignore_sigterm_within_three_grace_periods(env: dict[str, str], tmp_path: Path) -> None:
+    # The orchestrator's stop timeout must be longer than 3 x --grace (docs/how-to/deploy.md):
+    # one grace period for the collector's SIGTERM, one for the sender to reach end of input,
+    # one for the sender's SIGTERM; then SIGKILL.
+    (tmp_path / "stubborn.py").write_text(STUBBORN)
+    up_pid, down_pid = tmp_path / "up.pid", tmp_path / "down.pid"
+    proc = subprocess.Popen(
+        [
+            script("mailroom"),
+            "run",
+            "--grace",
+            "200ms",
+            "--collector",
+            f"{sys.executable} {tmp_path / 'stubborn.py'} {up_pid} write",
+            "--sender",
+            f"{sys.executable} {tmp_path / 'stubborn.py'} {down_pid} read",
+        ],
+        env=env,
+        cwd=tmp_path,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        _wait_for(lambda: up_pid.exists() and down_pid.exists(), "both children to ignore SIGTERM")
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    steps = [line.split(": ", 1)[1] for line in stderr.splitlines() if " 0.2 s" in line]
+    up, down = up_pid.read_text(), down_pid.read_text()
+    assert steps == [
+        f"collector (pid {up}) ignored SIGTERM for 0.2 s: killing it",
+        f"sender (pid {down}) still running 0.2 s after end of input: stopping it",
+        f"sender (pid {down}) ignored SIGTERM for 0.2 s: killing it",
+    ], stderr
+    assert proc.returncode == 128 + signal.SIGKILL
+
+
 def test_run_passes_on_a_childs_configuration_error(env: dict[str, str], tmp_path: Path) -> None:
     done = _mailroom(
         env,
@@ -449,3 +506,21 @@ def test_mailroom_help_lists_every_command_and_every_variable_it_reads(
         assert name in done.stdout
         for variable in variables:
             assert variable in done.stdout, variable
+
+
+# ---------------------------------------------------------------- mailroom status
+
+
+def test_status_says_when_the_output_folder_does_not_exist_and_which_variable_sets_it(
+    env: dict[str, str], tmp_path: Path, database_url: str
+) -> None:
+    env = {k: v for k, v in env.items() if k != "MAILROOM_SES_OUTPUT_PATH"}  # the default, ./output
+    done = _mailroom(dict(env, MAILROOM_DATABASE_URL=database_url), "status", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "none found" not in done.stdout
+    assert (
+        f"  ✗ the folder output ({tmp_path / 'output'}) does not exist: MAILROOM_SES_OUTPUT_PATH sets it; "
+        "run `mailroom status` with the sender's MAILROOM_SES_OUTPUT_PATH, on the host where the sender runs"
+    ) in done.stdout.splitlines()
+    as_json = _mailroom(dict(env, MAILROOM_DATABASE_URL=database_url), "status", "--json", cwd=tmp_path)
+    assert '"output_path_exists": false' in as_json.stdout

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 from pathlib import Path
 
@@ -218,3 +219,42 @@ def test_the_ses_checks_are_the_senders_preflight_and_a_failing_one_names_its_fi
         "✗ template password_recovery: template 'passwordrecoveryv1' does not exist in us-east-1 — fix: run "
         "`mailroom templates push`"
     )
+
+
+def test_an_smtp_port_where_nothing_listens_says_so(
+    env: dict[str, str], registered: psycopg.Connection, tmp_path: Path
+) -> None:
+    with socket.socket() as probe:  # a port that was free a moment ago: nothing listens on it
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    smtp_env = {
+        **env,
+        "MAILROOM_DEBUG": "false",
+        "MAILROOM_PROVIDER": "smtp",
+        "MAILROOM_SMTP_HOST": "127.0.0.1",
+        "MAILROOM_SMTP_PORT": str(port),
+        "MAILROOM_SMTP_TLS": "none",
+        "MAILROOM_SOURCE": "noreply@example.com",
+    }
+    done = _check(smtp_env, tmp_path)
+    assert done.returncode == 1, done.stdout + done.stderr
+    (line,) = [line for line in done.stdout.splitlines() if line.startswith("✗ ")]
+    assert line == (
+        f"✗ SMTP connect: nothing is listening at 127.0.0.1:{port} (connection refused) — fix: start the SMTP "
+        "server there, or set MAILROOM_SMTP_HOST and MAILROOM_SMTP_PORT to where it listens"
+    )
+    assert "no reply" not in done.stdout and "does not accept mail from us" not in done.stdout
+
+
+def test_the_help_lists_the_senders_variables_the_provider_checks_read(env: dict[str, str], tmp_path: Path) -> None:
+    done = _check(env, tmp_path, "--help")
+    assert done.returncode == 0
+    for name in (
+        "MAILROOM_DATABASE_URL",
+        "MAILROOM_PROVIDER",
+        "MAILROOM_SOURCE",
+        "MAILROOM_SMTP_HOST",
+        "MAILROOM_DEBUG",
+    ):
+        assert f"  {name}  [default: " in done.stdout, name
+    assert "AWS_" in done.stdout

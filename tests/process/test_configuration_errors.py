@@ -16,6 +16,8 @@ from psycopg.conninfo import make_conninfo
 from mailroom import __version__, settings
 
 PASSWORD = "hunter2"
+# A URL that parses and is never connected to: the tests that use it fail at start-up.
+NOWHERE = "postgresql://nobody@127.0.0.1:1/nothing"
 UNPARSABLE = [
     "garbage",
     f"postgresql://app:{PASSWORD}@127.0.0.1:abc/app",  # a port that is not a number
@@ -63,8 +65,84 @@ def test_an_unparsable_database_url_exits_2_with_one_line_naming_it(
     _one_line_naming_the_url(done.stderr)
 
 
+# -- no MAILROOM_DATABASE_URL: required everywhere but the demo ----------------------------
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["collector"],
+        ["mailroom", "migrate"],
+        ["mailroom", "prune"],
+        ["mailroom", "run"],
+        ["mailroom", "check"],
+        ["mailroom", "status"],
+        ["mailroom", "requeue", "--since", "1h", "--dry-run"],
+    ],
+    ids=lambda c: " ".join(c),
+)
+def test_without_a_database_url_every_command_but_the_demo_exits_2_with_one_line_saying_what_to_set(
+    env: dict[str, str], tmp_path: Path, command: list[str]
+) -> None:
+    # Before, an unset URL silently meant postgres@127.0.0.1:5432/postgres, the maintenance database.
+    assert "MAILROOM_DATABASE_URL" not in env
+    done = _run([script(command[0]), *command[1:]], env, tmp_path)
+    assert done.returncode == settings.CONFIG_EXIT_STATUS, done.stdout + done.stderr
+    assert done.stdout == ""
+    assert done.stderr.splitlines() == [
+        (
+            f"{command[0]}: invalid configuration: MAILROOM_DATABASE_URL: is required but not set; set it to your "
+            "app's database, e.g. postgresql://user@db.internal:5432/app or 'host=db.internal dbname=app user=mailroom'"
+        )
+    ]
+
+
+def test_a_missing_key_says_how_to_generate_one(env: dict[str, str], tmp_path: Path) -> None:
+    environ = {k: v for k, v in env.items() if k != "MAILROOM_SECRET_KEY"}
+    done = _run([script("collector")], dict(environ, MAILROOM_DATABASE_URL=NOWHERE), tmp_path)
+    assert done.returncode == settings.CONFIG_EXIT_STATUS
+    (line,) = done.stderr.splitlines()
+    assert line.startswith("collector: invalid configuration: MAILROOM_SECRET_KEY: is required but not set; ")
+    assert line.endswith("(generate one with: openssl rand -hex 32)")
+
+
+# -- MAILROOM_APP_URL goes into every link: no control character --------------------------
+
+
+@pytest.mark.parametrize(
+    "url", ["https://app.example.com/\x01", "https://app.example.com/a\x7fb", "https://app\x1b.example.com"]
+)
+@pytest.mark.parametrize("command", [["sender"], ["mailroom", "run"]], ids=lambda c: " ".join(c))
+def test_an_app_url_with_a_control_character_exits_2_with_one_line_naming_it(
+    env: dict[str, str], tmp_path: Path, command: list[str], url: str
+) -> None:
+    done = _run(
+        [script(command[0]), *command[1:]], dict(env, MAILROOM_DATABASE_URL=NOWHERE, MAILROOM_APP_URL=url), tmp_path
+    )
+    assert done.returncode == settings.CONFIG_EXIT_STATUS, done.stderr
+    assert done.stderr.splitlines() == [
+        f"{command[0]}: invalid configuration: MAILROOM_APP_URL: {url!r} is invalid; expected an http:// or https:// URL"
+    ]
+
+
+# -- durations take units ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("raw", "shown"), [("10m", "deadline 600s"), ("90", "deadline 90s"), ("1h", "deadline 3600s")])
+def test_the_send_deadline_takes_a_unit_and_a_plain_number_is_seconds(
+    env: dict[str, str], tmp_path: Path, raw: str, shown: str
+) -> None:
+    done = _run([script("sender")], dict(env, MAILROOM_SEND_DEADLINE=raw), tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert shown in done.stderr
+
+
 def test_an_inline_comment_is_named_as_the_likely_cause(env: dict[str, str], tmp_path: Path) -> None:
-    done = _run([script("collector")], dict(env, MAILROOM_BATCH_LIMIT="10   # records per line"), tmp_path)
+    done = _run(
+        [script("collector")],
+        dict(env, MAILROOM_DATABASE_URL=NOWHERE, MAILROOM_BATCH_LIMIT="10   # records per line"),
+        tmp_path,
+    )
     assert done.returncode == settings.CONFIG_EXIT_STATUS
     assert done.stderr.startswith("collector: invalid configuration: MAILROOM_BATCH_LIMIT: ")
     assert "inline comment" in done.stderr and "on their own line" in done.stderr
@@ -182,13 +260,19 @@ def test_a_misspelled_variable_in_dotenv_is_warned_about_by_every_program(
 def test_a_batch_timeout_too_long_for_the_default_health_check_names_the_batch_timeout(
     env: dict[str, str], tmp_path: Path
 ) -> None:
-    done = _run([script("collector")], dict(env, MAILROOM_BATCH_TIMEOUT="300000"), tmp_path)
+    done = _run(
+        [script("collector")], dict(env, MAILROOM_DATABASE_URL=NOWHERE, MAILROOM_BATCH_TIMEOUT="300000"), tmp_path
+    )
     assert done.returncode == settings.CONFIG_EXIT_STATUS
     assert done.stderr.startswith("collector: invalid configuration: MAILROOM_BATCH_TIMEOUT: '300000' is invalid")
 
 
 def test_a_huge_batch_limit_is_refused(env: dict[str, str], tmp_path: Path) -> None:
-    done = _run([script("collector")], dict(env, MAILROOM_BATCH_LIMIT="99999999999999999999"), tmp_path)
+    done = _run(
+        [script("collector")],
+        dict(env, MAILROOM_DATABASE_URL=NOWHERE, MAILROOM_BATCH_LIMIT="99999999999999999999"),
+        tmp_path,
+    )
     assert done.returncode == settings.CONFIG_EXIT_STATUS
     assert "MAILROOM_BATCH_LIMIT" in done.stderr and "Traceback" not in done.stderr
 

@@ -384,6 +384,7 @@ def test_a_bad_or_busy_metrics_address_exits_2_with_one_line_naming_the_variable
     env = {
         **base_env,
         "MAILROOM_SECRET_KEY": TEST_KEY_HEX,
+        "MAILROOM_DATABASE_URL": "postgresql://nobody@127.0.0.1:1/nothing",  # required; never reached
         "MAILROOM_DEBUG": "true",
         "MAILROOM_SES_OUTPUT_PATH": str(tmp_path / "out"),
     }

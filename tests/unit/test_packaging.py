@@ -9,7 +9,8 @@ import tomllib
 import pytest
 from conftest import ROOT
 
-APP_MODULES = ("mailroom.verify", "mailroom.signing")
+# What an app imports: verify and sign tokens, and read a collector's lines (mailroom.wire).
+APP_MODULES = ("mailroom.verify", "mailroom.signing", "mailroom.wire")
 BLOCKED = ("boto3", "botocore", "yoyo", "psycopg", "psycopg_binary", "dotenv")
 
 _PROBE = """\
@@ -22,6 +23,9 @@ from mailroom.verify import verify_link_token
 key = bytes(range(32))
 token = sign(key, Action.PASSWORD_RECOVERY, bytes(32), "04217")
 assert verify_link_token(key, token, "password_recovery", "04217") == bytes(32)
+from mailroom.wire import decode_line
+(record,), rejected = decode_line(("2,ada@example.com,ada," + token + ",04217").encode())
+assert not rejected and record.signed_token == token
 loaded = sorted(n for n, mod in sys.modules.items() if mod is not None and n.split(".")[0] in {blocked!r})
 assert not loaded, loaded
 print("ok")

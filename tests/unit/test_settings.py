@@ -13,8 +13,11 @@ from mailroom.settings import CollectorSettings, ConfigError, SenderSettings
 KEY = "ab" * 32
 
 
+DATABASE_URL = "postgresql://mailroom@db.internal:5432/app"
+
+
 def collector_env(**overrides: str) -> dict[str, str]:
-    return {"MAILROOM_SECRET_KEY": KEY, **overrides}
+    return {"MAILROOM_DATABASE_URL": DATABASE_URL, "MAILROOM_SECRET_KEY": KEY, **overrides}
 
 
 def test_collector_defaults_are_the_documented_ones() -> None:
@@ -58,15 +61,26 @@ def test_invalid_collector_values_name_the_variable_the_value_and_what_is_expect
 @pytest.mark.parametrize("key", ["", "abc", "zz" * 32, "ab" * 31, "ab" * 33])
 def test_a_bad_secret_key_is_refused_without_echoing_it(key: str) -> None:
     with pytest.raises(ConfigError) as err:
-        CollectorSettings.from_environ({"MAILROOM_SECRET_KEY": key})
+        CollectorSettings.from_environ(collector_env(MAILROOM_SECRET_KEY=key))
     assert "64 hex characters" in str(err.value)
     if key:
         assert key not in str(err.value)
 
 
-def test_the_secret_key_is_required() -> None:
-    with pytest.raises(ConfigError, match="MAILROOM_SECRET_KEY: is required"):
-        CollectorSettings.from_environ({})
+def test_the_secret_key_is_required_and_the_message_says_how_to_make_one() -> None:
+    with pytest.raises(ConfigError, match="MAILROOM_SECRET_KEY: is required") as err:
+        CollectorSettings.from_environ({"MAILROOM_DATABASE_URL": DATABASE_URL})
+    assert "openssl rand -hex 32" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_the_database_url_is_required_it_has_no_default_database() -> None:
+    # Before, an unset URL meant postgres@127.0.0.1:5432/postgres, the server's maintenance database.
+    assert settings.VARIABLES["MAILROOM_DATABASE_URL"].default is None
+    with pytest.raises(ConfigError) as err:
+        CollectorSettings.from_environ({"MAILROOM_SECRET_KEY": KEY})
+    assert err.value.name == "MAILROOM_DATABASE_URL"
+    assert str(err.value).startswith("MAILROOM_DATABASE_URL: is required but not set; set it to ")
+    assert "postgresql://" in str(err.value) and "\n" not in str(err.value)
 
 
 @pytest.mark.parametrize(
@@ -96,9 +110,48 @@ def test_an_empty_configuration_set_means_none() -> None:
     assert SenderSettings.from_environ({"MAILROOM_SES_CONFIG_SET": ""}).config_set == ""
 
 
-@pytest.mark.parametrize(("raw", "secs"), [("3600", 3600.0), ("90s", 90.0), ("15m", 900.0), ("7d", 604800.0)])
-def test_durations_take_units(raw: str, secs: float) -> None:
+@pytest.mark.parametrize(
+    ("raw", "secs"),
+    [
+        ("3600", 3600.0),
+        ("1.5", 1.5),
+        ("500ms", 0.5),
+        ("30s", 30.0),
+        ("90s", 90.0),
+        ("10m", 600.0),
+        ("15m", 900.0),
+        ("2h", 7200.0),
+        ("7d", 604800.0),
+        (" 10 m ", 600.0),
+    ],
+)
+def test_durations_take_units_and_a_plain_number_is_seconds(raw: str, secs: float) -> None:
     assert settings.seconds("MAILROOM_PRUNE_AFTER", raw) == secs
+
+
+@pytest.mark.parametrize(
+    ("name", "raw", "field", "secs"),
+    [
+        ("MAILROOM_SEND_DEADLINE", "10m", "send_deadline_s", 600.0),
+        ("MAILROOM_SEND_DEADLINE", "600", "send_deadline_s", 600.0),
+        ("MAILROOM_SEND_DEADLINE", "7d", "send_deadline_s", 604800.0),
+        ("MAILROOM_SMTP_TIMEOUT", "500ms", "smtp.timeout_s", 0.5),
+        ("MAILROOM_SMTP_TIMEOUT", "30s", "smtp.timeout_s", 30.0),
+    ],
+)
+def test_every_duration_setting_of_the_sender_takes_units(name: str, raw: str, field: str, secs: float) -> None:
+    value: object = SenderSettings.from_environ({name: raw})
+    for part in field.split("."):
+        value = getattr(value, part)
+    assert value == secs
+
+
+@pytest.mark.parametrize(("name", "raw"), [("MAILROOM_SEND_DEADLINE", "8d"), ("MAILROOM_SEND_DEADLINE", "1w")])
+def test_a_duration_past_its_bound_or_in_an_unknown_unit_names_the_units_and_the_bound(name: str, raw: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        SenderSettings.from_environ({name: raw})
+    assert err.value.name == name
+    assert "500ms, 10m, 2h or 7d, at most 7d" in str(err.value)
 
 
 @pytest.mark.parametrize(("raw", "secs"), [("60s", 60.0), ("0", 0.0), ("0s", 0.0), ("2m", 120.0)])
@@ -134,7 +187,7 @@ def test_dotenv_fills_what_the_environment_does_not_set(tmp_path: Path, monkeypa
     monkeypatch.setenv("MAILROOM_QUEUE_NAME", "from_environment")
     monkeypatch.delenv("MAILROOM_BATCH_LIMIT", raising=False)
     environ = settings.load_environment(tmp_path / ".env")
-    s = CollectorSettings.from_environ({**environ, "MAILROOM_SECRET_KEY": KEY})
+    s = CollectorSettings.from_environ({**environ, **collector_env()})
     assert (s.batch_limit, s.queue_name) == (42, "from_environment")
 
 
@@ -203,7 +256,7 @@ def test_a_value_with_an_inline_comment_is_refused_saying_so(name: str, value: s
 def test_the_readme_secret_key_line_with_a_comment_is_refused_saying_so_without_echoing_the_key() -> None:
     value = "ab" * 32 + "   # the same key your app verifies with"
     with pytest.raises(ConfigError) as err:
-        CollectorSettings.from_environ({"MAILROOM_SECRET_KEY": value})
+        CollectorSettings.from_environ(collector_env(MAILROOM_SECRET_KEY=value))
     assert "inline comment" in str(err.value) and "ab" * 32 not in str(err.value)
 
 
@@ -299,12 +352,17 @@ def test_names_with_a_trailing_newline_are_refused(name: str, value: str) -> Non
         ("MAILROOM_SES_SOURCE", "Example <noreply@example.com>\n"),
         ("MAILROOM_APP_URL", "https://app.example.com\n"),
         ("MAILROOM_APP_URL", "https://app.example.com/a b"),
+        ("MAILROOM_APP_URL", "https://app.example.com/\x01"),
+        ("MAILROOM_APP_URL", "https://app.example.com/a\x7fb"),
+        ("MAILROOM_APP_URL", "https://app.example.com/\x1b[31m"),
+        ("MAILROOM_APP_URL", "https://app.example.com/\x9b"),
+        ("MAILROOM_APP_URL", "https://app\x00.example.com"),
         ("MAILROOM_SES_CONFIG_SET", "default\n"),
         ("MAILROOM_SES_TEMPLATE_RECOVERY", "passwordrecoveryv1\n"),
         ("MAILROOM_PRUNE_AFTER", "7d\n\n7"),
     ],
 )
-def test_sender_values_with_a_line_break_are_refused(name: str, value: str) -> None:
+def test_sender_values_with_a_line_break_or_a_control_character_are_refused(name: str, value: str) -> None:
     with pytest.raises(ConfigError) as err:
         settings.read({name: value}, name)
     assert err.value.name == name
