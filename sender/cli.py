@@ -8,7 +8,7 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from mailroom import __version__, settings, templates
+from mailroom import __version__, settings, template_checks, templates
 from mailroom.checks import Check, render
 from mailroom.logs import setup_logging
 from mailroom.signing import Action
@@ -92,8 +92,9 @@ def build(s: settings.SenderSettings) -> Sender:
 
 
 def preflight(sender: Sender, s: settings.SenderSettings) -> list[Check]:
-    """The provider's checks; the account's send rate is taken from them when none is set."""
-    checks = sender.provider.preflight()
+    """The templates' checks (`mailroom templates check`) and the provider's; the account's send
+    rate is taken from the provider's when none is set."""
+    checks = [*template_checks.preflight_checks(s.templates_dir, s.app_url), *sender.provider.preflight()]
     quota_rate = getattr(sender.provider, "quota_rate", None)
     if not s.debug and s.max_send_rate is None:
         rate = quota_rate or FALLBACK_SEND_RATE
