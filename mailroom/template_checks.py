@@ -89,7 +89,7 @@ def _check_one(
             yield Problem(str(path), f"cannot be read: {exc}")
             parts.pop(key, None)
         except TemplateError as exc:
-            yield Problem(str(path), str(exc).removeprefix(f"{path}, ").removeprefix(f"{path}: "))
+            yield Problem(str(path), _without_path(exc, path))
             parts.pop(key, None)
     known = action_variables(action)
     for key, text in parts.items():
@@ -112,9 +112,14 @@ def _check_one(
     try:
         template = templates.load(action, directory, locale)
     except TemplateError as exc:  # inlining moved a placeholder
-        yield Problem(str(base / FILES["html"]), str(exc).split(": ", 1)[-1])
+        yield Problem(str(base / FILES["html"]), _without_path(exc, base / FILES["html"]))
         return
     yield from _rendered_problems(template, base, action, app_url, fixtures)
+
+
+def _without_path(error: TemplateError, path: Path) -> str:
+    """A TemplateError's text after the file it names (the Problem names it)."""
+    return str(error).removeprefix(f"{path}, ").removeprefix(f"{path}: ")
 
 
 def _rendered_problems(
