@@ -35,6 +35,7 @@ import html
 import json
 import re
 import sys
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -141,8 +142,10 @@ def inline_css(html_template: str, where: str) -> str:
     when the HTML parser moved or changed a placeholder (SES fills them in after us)."""
     inlined: str = _INLINER.inline(html_template)
     before, after = _placements(html_template), _placements(inlined)
-    if [b[:2] for b in before] != [a[:2] for a in after]:
-        moved = next((b for b, a in zip(before, after, strict=False) if a[:2] != b[:2]), None) or (before + after)[0]
+    # Compared as multisets: the serializer may reorder an element's attributes, which is harmless.
+    missing = Counter(p[:2] for p in before) - Counter(p[:2] for p in after)
+    if missing or len(before) != len(after):
+        moved = next((p for p in before if p[:2] in missing), before[0] if before else ("{{", "", 1))
         raise TemplateError(
             f"{where}, line {moved[2]}: inlining the CSS moved or changed the placeholder {moved[0]} "
             f"(after <{moved[1]}>); put placeholders in an element that holds text "
