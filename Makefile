@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: test lint demo bench docs wheel-check clean
+.PHONY: test lint demo bench docs wheel-check browser clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,6 +14,14 @@ $(STAMP): pyproject.toml
 ## make test: install into .venv and run the whole suite against a real PostgreSQL
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+## make browser: install Debian's Chromium (the template preview's browser tests drive it through
+## Playwright, whose own browser download cannot be used here); nothing to do when it is there
+browser: $(STAMP)
+	@if [ ! -x /usr/bin/chromium ]; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	fi
+	@/usr/bin/chromium --version 2>/dev/null
 
 ## make lint: install into .venv, then the lint and type gates (configured in pyproject.toml):
 ## ruff's rules, ruff's formatting (checked, not applied) and mypy, strict on the three packages
