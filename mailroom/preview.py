@@ -29,7 +29,6 @@ import re
 import signal
 import sys
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from http import HTTPStatus
@@ -112,13 +111,13 @@ class Preview:
             + "".join(f"<li>{html.escape(p.line())}</li>" for p in problems)
             + "</ul>"
         )
-        body = f"<h1>mailroom templates</h1><ul id=\"index\">{rows}</ul><h2>Checks</h2>{checks}"
+        body = f'<h1>mailroom templates</h1><ul id="index">{rows}</ul><h2>Checks</h2>{checks}'
         return self._page("mailroom templates", body, dark=False)
 
     def email(self, view: View) -> str:
         nav = " · ".join(
             f'<a href="/email/{a.db_name}/{quote(loc)}?{view.query(sample=0)}"'
-            f'{" aria-current=page" if (a, loc) == (view.action, view.locale) else ""}>'
+            f"{' aria-current=page' if (a, loc) == (view.action, view.locale) else ''}>"
             f"{a.db_name} ({html.escape(loc)})</a>"
             for a, loc in self.emails()
         )
@@ -136,7 +135,7 @@ class Preview:
         )
         toggles = " ".join(
             f'<a class="toggle" id="{key}" href="?{view.query(**{name: value})}"'
-            f'{" aria-pressed=true" if current else ""}>{label}</a>'
+            f"{' aria-pressed=true' if current else ''}>{label}</a>"
             for key, name, value, label, current in (
                 ("desktop", "width", WIDTHS["desktop"], f"Desktop ({WIDTHS['desktop']} px)", view.width != 375),
                 ("mobile", "width", WIDTHS["mobile"], f"Mobile ({WIDTHS['mobile']} px)", view.width == 375),
@@ -161,7 +160,9 @@ class Preview:
     def html_part(self, view: View) -> str:
         fixtures = samples(view.action, self.directory)
         sample = fixtures[min(view.sample, len(fixtures) - 1)]
-        message = templates.load(view.action, self.directory, view.locale).render(sample.data(view.action, self.app_url))
+        message = templates.load(view.action, self.directory, view.locale).render(
+            sample.data(view.action, self.app_url)
+        )
         return as_dark(message["html"]) if view.dark else message["html"]
 
     def _recipient(self, action: Action, sample: Sample, message: dict[str, str]) -> str:
@@ -280,7 +281,7 @@ def make_handler(preview: Preview) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         server_version = "mailroom-preview"
 
-        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+        def do_GET(self) -> None:
             url = urlsplit(self.path)
             parts = [p for p in url.path.split("/") if p]
             query = parse_qs(url.query)
@@ -299,9 +300,7 @@ def make_handler(preview: Preview) -> type[BaseHTTPRequestHandler]:
             except (TemplateError, OSError) as exc:
                 self._send(str(exc), "text/plain", HTTPStatus.UNPROCESSABLE_ENTITY)
 
-        def _send(
-            self, text: str, kind: str = "text/html", status: HTTPStatus = HTTPStatus.OK, csp: str = ""
-        ) -> None:
+        def _send(self, text: str, kind: str = "text/html", status: HTTPStatus = HTTPStatus.OK, csp: str = "") -> None:
             body = text.encode("utf-8")
             self.send_response(status)
             self.send_header("Content-Type", f"{kind}; charset=utf-8")
@@ -312,22 +311,21 @@ def make_handler(preview: Preview) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(body)
 
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002 (http.server's signature)
+        def log_message(self, format: str, *args: object) -> None:
             log.debug("preview: " + format, *args)
 
     return Handler
 
 
-def serve(host: str, port: int, directory: Path | None, app_url: str, ready: Callable[[str], None] | None = None) -> int:
-    """Serve until Ctrl-C or SIGTERM; the URL goes to stderr (and to `ready`, for tests in-process)."""
+def serve(host: str, port: int, directory: Path | None, app_url: str) -> int:
+    """Serve until Ctrl-C or SIGTERM (exit 0); the URL goes to stderr."""
     server = ThreadingHTTPServer((host, port), make_handler(Preview(directory, app_url)))
     server.daemon_threads = True
     bound_host, bound_port = server.server_address[:2]
-    shown = f"[{bound_host}]" if ":" in str(bound_host) else str(bound_host)
+    name = bound_host.decode() if isinstance(bound_host, bytes) else str(bound_host)
+    shown = f"[{name}]" if ":" in name else name
     url = f"http://{shown}:{bound_port}/"
     print(f"mailroom templates preview: serving {url} (Ctrl-C to stop)", file=sys.stderr, flush=True)
-    if ready is not None:
-        ready(url)
 
     def stop(_signum: int, _frame: FrameType | None) -> None:
         threading.Thread(target=server.shutdown, daemon=True).start()

@@ -83,7 +83,9 @@ def _check_one(
             parts[key] = path.read_text(encoding="utf-8")
             templates.check(parts[key], str(path))
         except FileNotFoundError:
-            yield Problem(str(path), f"missing: every action needs subject.txt, body.txt and body.html in locale {locale}")
+            yield Problem(
+                str(path), f"missing: every action needs subject.txt, body.txt and body.html in locale {locale}"
+            )
             parts.pop(key, None)
         except (OSError, UnicodeDecodeError) as exc:
             yield Problem(str(path), f"cannot be read: {exc}")

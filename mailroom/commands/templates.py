@@ -89,7 +89,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine only)"
     )
     preview.add_argument(
-        "--port", type=int, default=PREVIEW_PORT, help=f"port to listen on; 0 picks a free one (default: {PREVIEW_PORT})"
+        "--port",
+        type=int,
+        default=PREVIEW_PORT,
+        help=f"port to listen on; 0 picks a free one (default: {PREVIEW_PORT})",
     )
 
 

@@ -151,9 +151,9 @@ def test_the_preview_shows_every_email_escaped_at_both_widths_and_in_dark_mode_a
             page.locator("#html-part").screenshot(path=str(ARTIFACTS / f"{action}-{locale}-mobile-dark.png"))
 
             for i, other in enumerate(fixture_logins(folder, action)[1:], 1):
-                page.get_by_role("link", name=json.loads((folder / action / "fixtures.json").read_text())[
-                    "samples"
-                ][i]["name"]).click()
+                page.get_by_role(
+                    "link", name=json.loads((folder / action / "fixtures.json").read_text())["samples"][i]["name"]
+                ).click()
                 expect(frame.locator("body")).to_contain_text(f"Hello {other},")
         assert dialogs == []  # no fixture's script ever ran
 

@@ -109,6 +109,8 @@ def test_the_debug_output_shows_the_html_part_with_the_rule_inlined(folder):
 
 def test_a_placeholder_the_html_parser_would_move_is_refused_at_load(folder):
     body = folder / "password_recovery" / "body.html"
-    body.write_text(BODY.replace("<p class=\"hello\">", "<table>{{code}}<tr><td>x</td></tr></table><p class=\"hello\">"))
-    with pytest.raises(templates.TemplateError, match=r"inlining the CSS moved or changed the placeholder \{\{code\}\}"):
+    body.write_text(BODY.replace('<p class="hello">', '<table>{{code}}<tr><td>x</td></tr></table><p class="hello">'))
+    with pytest.raises(
+        templates.TemplateError, match=r"inlining the CSS moved or changed the placeholder \{\{code\}\}"
+    ):
         templates.load(Action.PASSWORD_RECOVERY, folder)

@@ -46,12 +46,16 @@ def test_the_check_command_passes_on_the_shipped_templates_with_one_line_per_act
 def test_a_variable_missing_from_the_template_data_fails(tmp_path):
     folder = mine(tmp_path)
     replace(folder / "activation" / "body.txt", "Hello {{{login}}},", "Hello {{{login}}} {{first_name}},")
-    replace(folder / "activation" / "body.html", "{{secret}}\">", "{{secret}}&c={{code}}\">")  # no code in activation
+    replace(folder / "activation" / "body.html", '{{secret}}">', '{{secret}}&c={{code}}">')  # no code in activation
     assert lines(folder) == [
-        f"{folder / 'activation' / 'body.txt'}: {{{{first_name}}}} is not in the template data of activation "
-        "(it has app_url, login, login_html, secret); it would render empty",
-        f"{folder / 'activation' / 'body.html'}: {{{{code}}}} is not in the template data of activation "
-        "(it has app_url, login, login_html, secret); it would render empty",
+        (
+            f"{folder / 'activation' / 'body.txt'}: {{{{first_name}}}} is not in the template data of activation "
+            "(it has app_url, login, login_html, secret); it would render empty"
+        ),
+        (
+            f"{folder / 'activation' / 'body.html'}: {{{{code}}}} is not in the template data of activation "
+            "(it has app_url, login, login_html, secret); it would render empty"
+        ),
     ]
 
 
@@ -90,8 +94,10 @@ def test_a_subject_longer_than_78_characters_with_the_fixtures_fails(tmp_path):
     folder = mine(tmp_path)
     (folder / "activation" / "subject.txt").write_text("Welcome aboard, {{{login}}}\n")  # 16 + the 64-character login
     assert lines(folder) == [
-        f"{folder / 'activation' / 'subject.txt'}: rendered with the fixture '64 characters' the subject is "
-        "80 characters; it must be one line of at most 78 characters"
+        (
+            f"{folder / 'activation' / 'subject.txt'}: rendered with the fixture '64 characters' the subject is "
+            "80 characters; it must be one line of at most 78 characters"
+        )
     ]
     (folder / "activation" / "subject.txt").write_text("Hi, {{{login}}}\n")  # 68: fits
     assert lines(folder) == []
@@ -101,8 +107,10 @@ def test_a_subject_of_two_lines_fails(tmp_path):
     folder = mine(tmp_path)
     (folder / "password_recovery" / "subject.txt").write_text("Reset your password\nnow\n")
     assert lines(folder) == [
-        f"{folder / 'password_recovery' / 'subject.txt'}: rendered with the fixture 'script and quotes' the "
-        "subject is 2 lines; it must be one line of at most 78 characters"
+        (
+            f"{folder / 'password_recovery' / 'subject.txt'}: rendered with the fixture 'script and quotes' the "
+            "subject is 2 lines; it must be one line of at most 78 characters"
+        )
     ]
 
 
@@ -150,7 +158,9 @@ def test_a_template_outside_the_subset_and_a_placeholder_the_inliner_would_move_
     line = next(i for i, row in enumerate(html.read_text().splitlines(), 1) if row.startswith("{{login_html}}"))
     [subset, moved] = lines(folder)
     assert subset.startswith(f"{folder / 'activation' / 'body.txt'}: line 1: unsupported Handlebars expression")
-    assert moved.startswith(f"{html}: line {line}: inlining the CSS moved or changed the placeholder {{{{login_html}}}}")
+    assert moved.startswith(
+        f"{html}: line {line}: inlining the CSS moved or changed the placeholder {{{{login_html}}}}"
+    )
 
 
 def test_bad_fixtures_are_named(tmp_path):
@@ -174,10 +184,14 @@ def test_check_and_push_print_one_line_per_problem_exit_2_and_push_nothing(tmp_p
         out, err = capsys.readouterr()
         assert out == ""
         assert err.splitlines() == [
-            f"mailroom templates {command}: {folder / 'activation' / 'subject.txt'}: rendered with the fixture "
-            "'64 characters' the subject is 80 characters; it must be one line of at most 78 characters",
-            f"mailroom templates {command}: {folder / 'password_recovery' / 'body.txt'}: link "
-            "'http://example.com/recover?token={{{secret}}}' is not https: use https://, or start it with {{app_url}}",
+            (
+                f"mailroom templates {command}: {folder / 'activation' / 'subject.txt'}: rendered with the fixture "
+                "'64 characters' the subject is 80 characters; it must be one line of at most 78 characters"
+            ),
+            (
+                f"mailroom templates {command}: {folder / 'password_recovery' / 'body.txt'}: link "
+                "'http://example.com/recover?token={{{secret}}}' is not https: use https://, or start it with {{app_url}}"
+            ),
         ]
     names = [t["Name"] for t in moto_ses.list_templates()["TemplatesMetadata"]]
     assert "mine-activation" not in names and "mine-recovery" not in names
