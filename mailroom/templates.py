@@ -141,6 +141,8 @@ def inline_css(html_template: str, where: str) -> str:
     """The HTML template with its `<style>` rules moved into `style=` attributes; TemplateError
     when the HTML parser moved or changed a placeholder (SES fills them in after us)."""
     inlined: str = _INLINER.inline(html_template)
+    if html_template.endswith("\n") and not inlined.endswith("\n"):
+        inlined += "\n"  # the serializer drops it; a MIME part would add it back, and differ
     before, after = _placements(html_template), _placements(inlined)
     # Compared as multisets: the serializer may reorder an element's attributes, which is harmless.
     missing = Counter(p[:2] for p in before) - Counter(p[:2] for p in after)
