@@ -170,3 +170,14 @@ def test_the_preview_shows_every_email_escaped_at_both_widths_and_in_dark_mode_a
         browser.close()
     for name in ("activation-en-desktop.png", "password_recovery-fr-mobile-dark.png"):
         assert (ARTIFACTS / name).stat().st_size > 1000
+
+
+def test_a_missing_chromium_or_playwright_fails_saying_how_to_install_them(monkeypatch, tmp_path):
+    import sys
+
+    monkeypatch.setattr(sys.modules[__name__], "CHROMIUM", tmp_path / "no-chromium")
+    with pytest.raises(pytest.fail.Exception, match=r"no-chromium is missing: run `make browser`"):
+        sync_playwright()
+    monkeypatch.setitem(sys.modules, "playwright.sync_api", None)  # import fails as if not installed
+    with pytest.raises(pytest.fail.Exception, match=r"Playwright for Python is not installed: run `make browser`"):
+        sync_playwright()
