@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: test lint demo bench docs wheel-check clean
+.PHONY: test lint demo bench docs wheel-check browser clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,14 @@ $(VENV)/.installed-%: pyproject.toml | $(BIN)/python
 ## make test: install into .venv and run the whole suite against a real PostgreSQL
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest
+
+## make browser: install Debian's Chromium (the template preview's browser tests drive it through
+## Playwright, whose own browser download cannot be used here); nothing to do when it is there
+browser: $(STAMP)
+	@if [ ! -x /usr/bin/chromium ]; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	fi
+	@/usr/bin/chromium --version 2>/dev/null
 
 ## make lint: install into .venv, then the lint and type gates (configured in pyproject.toml):
 ## ruff's rules, ruff's formatting (checked, not applied) and mypy, strict on the three packages

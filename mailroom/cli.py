@@ -31,8 +31,8 @@ Handler = Callable[[argparse.Namespace, Mapping[str, str]], int]
 
 COMMANDS: dict[str, tuple[str, tuple[str, ...], Handler, Callable[[argparse.ArgumentParser], None]]] = {
     "templates": (
-        "push the SES email templates (create or update), or render one locally",
-        templates.PUSH_VARIABLES + templates.RENDER_VARIABLES[:1],
+        "push the SES email templates (create or update), render one locally, check them, or preview them",
+        templates.PUSH_VARIABLES,
         templates.handle,
         templates.add_arguments,
     ),

@@ -16,6 +16,17 @@ The data each message is rendered with is built here too (`template_data`,
 render it locally, and `mailroom templates render` shows it, all from the same JSON.
 Template data is built with a JSON encoder from the record's fields, never by string
 concatenation, so a login holding `"`, `\\`, `{{` or any Unicode arrives as it was.
+
+An HTML body is written with a normal `<style>` block; `load` inlines its rules into `style=`
+attributes (css-inline), before any placeholder is filled, so the sender's SMTP and debug
+paths, the preview and `mailroom templates push` all use the same inlined template. Rules
+that cannot be inlined (media queries, `:hover`) stay in the head. Inlining must not move or
+change a `{{placeholder}}` (the HTML parser would, for text put straight inside a `<table>`):
+if it did, that is a TemplateError.
+
+Locales: the files directly in `<action>/` are the default locale (DEFAULT_LOCALE); a
+subfolder `<action>/<locale>/` (`fr`, `pt-BR`) with the same three files is another one.
+`locales` lists them; `mailroom templates check` requires every action to have every locale.
 """
 
 from __future__ import annotations
@@ -24,10 +35,13 @@ import html
 import json
 import re
 import sys
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
+
+import css_inline
 
 from mailroom.resources import resource_dir
 from mailroom.signing import Action
@@ -43,6 +57,13 @@ FILES = {"subject": "subject.txt", "text": "body.txt", "html": "body.html"}
 SUPPORTED = "supported: {{name}} (HTML-escaped) and {{{name}}} (raw), a name being letters, digits and _"
 LAYOUT = "a templates folder holds activation/ and password_recovery/, each with subject.txt, body.txt and body.html"
 TEMPLATE_EXIT_STATUS = 2
+
+DEFAULT_LOCALE = "en"
+_LOCALE = re.compile(r"^[a-z]{2,3}(?:-[A-Za-z0-9]{2,8})*$")
+
+# The <style> block stays, holding only what could not be inlined (media queries, :hover);
+# nothing is fetched from the network while loading a template.
+_INLINER = css_inline.CSSInliner(keep_style_tags=True, remove_inlined_selectors=True, load_remote_stylesheets=False)
 
 # redirect_prefix: `[to: original@address] ` on a redirected email, else empty (mailroom/redirect.py)
 TEMPLATE_VARIABLES = ("login", "login_html", "secret", "code", "app_url", "redirect_prefix")
@@ -117,15 +138,60 @@ class EmailTemplate:
         return {"subject": render(self.subject, data), "text": render(self.text, data), "html": render(self.html, data)}
 
 
+def inline_css(html_template: str, where: str) -> str:
+    """The HTML template with its `<style>` rules moved into `style=` attributes; TemplateError
+    when the HTML parser moved or changed a placeholder (SES fills them in after us)."""
+    inlined: str = _INLINER.inline(html_template)
+    if html_template.endswith("\n") and not inlined.endswith("\n"):
+        inlined += "\n"  # the serializer drops it; a MIME part would add it back, and differ
+    before, after = _placements(html_template), _placements(inlined)
+    # Compared as multisets: the serializer may reorder an element's attributes, which is harmless.
+    missing = Counter(p[:2] for p in before) - Counter(p[:2] for p in after)
+    if missing or len(before) != len(after):
+        moved = next((p for p in before if p[:2] in missing), before[0] if before else ("{{", "", 1))
+        raise TemplateError(
+            f"{where}, line {moved[2]}: inlining the CSS moved or changed the placeholder {moved[0]} "
+            f"(after <{moved[1]}>); put placeholders in an element that holds text "
+            "(<td>, <p>, <a>, ...), not straight inside a <table> or <tr>"
+        )
+    return inlined
+
+
+_TAG_OPEN = re.compile(r"<(/?[A-Za-z][A-Za-z0-9]*)")
+
+
+def _placements(text: str) -> list[tuple[str, str, int]]:
+    """Each placeholder with the tag it follows (the parser's foster-parenting changes that) and its
+    line in `text`; the comparison ignores the line."""
+    found = []
+    for match in _TAG.finditer(text):
+        tags = _TAG_OPEN.findall(text, 0, match.start())
+        found.append((match.group(0), tags[-1].lower() if tags else "", _line(text, match.start())))
+    return found
+
+
 def template_dir(configured: Path | None = None) -> Path:
     """The templates folder: MAILROOM_TEMPLATES_DIR when set, else the shipped one."""
     return configured or resource_dir("templates")
 
 
-def load(action: Action, directory: Path | None = None) -> EmailTemplate:
-    """Read and check `<directory>/<action>/`; TemplateError names the file that is missing,
-    unreadable or outside the supported subset."""
+def locale_dir(action: Action, locale: str = DEFAULT_LOCALE, directory: Path | None = None) -> Path:
+    """Where `action`'s files for `locale` live: `<action>/` for the default, `<action>/<locale>/` else."""
     base = template_dir(directory) / action.db_name
+    return base if locale == DEFAULT_LOCALE else base / locale
+
+
+def locales(action: Action, directory: Path | None = None) -> list[str]:
+    """The locales `action` has a folder for: the default first, then `<action>/<locale>/` sorted."""
+    base = template_dir(directory) / action.db_name
+    found = [p.name for p in base.iterdir() if p.is_dir() and _LOCALE.match(p.name)] if base.is_dir() else []
+    return [DEFAULT_LOCALE, *sorted(name for name in found if name != DEFAULT_LOCALE)]
+
+
+def load(action: Action, directory: Path | None = None, locale: str = DEFAULT_LOCALE) -> EmailTemplate:
+    """Read, check and inline `<directory>/<action>/` (or its `<locale>/`); TemplateError names
+    the file that is missing, unreadable or outside the supported subset."""
+    base = locale_dir(action, locale, directory)
     parts = {}
     for key, name in FILES.items():
         path = base / name
@@ -138,7 +204,8 @@ def load(action: Action, directory: Path | None = None) -> EmailTemplate:
         except OSError as exc:
             raise TemplateError(f"{path} cannot be read: {exc.strerror or exc}") from None
         check(parts[key], str(path))
-    return EmailTemplate(action, parts["subject"].strip(), parts["text"], parts["html"])
+    html_part = inline_css(parts["html"], str(base / FILES["html"]))
+    return EmailTemplate(action, parts["subject"].strip(), parts["text"], html_part)
 
 
 def load_all(directory: Path | None = None) -> dict[Action, EmailTemplate]:

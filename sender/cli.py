@@ -8,7 +8,7 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from mailroom import __version__, settings, templates
+from mailroom import __version__, settings, template_checks, templates
 from mailroom.checks import Check, render
 from mailroom.logs import setup_logging
 from mailroom.redirect import Redirect, with_subject_tags
@@ -113,8 +113,9 @@ def build(s: settings.SenderSettings) -> Sender:
 
 
 def preflight(sender: Sender, s: settings.SenderSettings) -> list[Check]:
-    """The provider's checks; the account's send rate is taken from them when none is set."""
-    checks = sender.provider.preflight()
+    """The templates' checks (`mailroom templates check`) and the provider's; the account's send
+    rate is taken from the provider's when none is set."""
+    checks = [*template_checks.preflight_checks(s.templates_dir, s.app_url), *sender.provider.preflight()]
     redirect = sender.config.redirect
     if redirect is not None:  # passes, and says so loudly: `sender --check` and `mailroom check` show it
         checks.append(Check("redirect", True, f"ON (MAILROOM_REDIRECT_TO): {redirect.describe()}"))

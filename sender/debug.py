@@ -1,7 +1,8 @@
 """The debug provider: prints each bulk send it would make to stdout, and calls nothing.
 
 No AWS call and no credentials. Where the local templates exist, each message's rendered
-subject and text body is printed too, so a developer sees the email itself.
+subject, text body and HTML body (CSS inlined, as sent) are printed too, so a developer sees
+the email itself.
 
 Each bulk send is one block, from RULE to END_RULE, written at once: a program that shows
 this output among lines of its own (`mailroom demo`) can tell where a block ends and
@@ -60,6 +61,10 @@ class DebugProvider:
                 lines.append(f"        subject: {message['subject']}")
                 lines.extend(
                     "        | " + row if row else "        |" for row in message["text"].rstrip("\n").split("\n")
+                )
+                lines.extend(
+                    "        html | " + row if row else "        html |"
+                    for row in message["html"].rstrip("\n").split("\n")
                 )
         lines.append(END_RULE)
         with self._lock:

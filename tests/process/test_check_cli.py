@@ -52,6 +52,7 @@ def test_a_migrated_database_with_its_queue_registered_passes_every_check(
         "queue",
         "backlog",
         "secret key",
+        "templates",
         "provider",
     ]
     assert all(line.startswith("✓ ") for line in lines)
@@ -207,6 +208,7 @@ def test_the_ses_checks_are_the_senders_preflight_and_a_failing_one_names_its_fi
         "queue",
         "backlog",
         "secret key",
+        "templates",
         "source identity",
         "template activation",
         "template password_recovery",

@@ -93,6 +93,7 @@ def test_sender_check_prints_every_check_and_exits_0_when_all_pass(base_env, tmp
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert [line.split(":")[0] for line in lines] == [
+        "✓ templates",
         "✓ source identity",
         "✓ template activation",
         "✓ template password_recovery",

@@ -9,8 +9,8 @@ import pytest
 from conftest import ROOT
 
 from mailroom import templates
-from mailroom.commands.templates import sample_data
 from mailroom.signing import Action
+from mailroom.template_fixtures import Sample
 
 
 def _words(text: str) -> str:
@@ -21,7 +21,7 @@ def _words(text: str) -> str:
 def test_the_emails_count_the_expiry_from_the_tokens_creation_as_the_schema_does(action: Action) -> None:
     schema = (ROOT / "migrations" / "0001_schema.sql").read_text()
     (lifetime,) = re.findall(r"expires_at\s+timestamptz NOT NULL DEFAULT now\(\) \+ interval '(\d+) minutes'", schema)
-    message = templates.load(action).render(sample_data(action, "ada", "https://app.example.com"))
+    message = templates.load(action).render(Sample("ada", "ada").data(action, "https://app.example.com"))
     for part in (message["text"], message["html"]):
         words = _words(part)
         assert "after this email was sent" not in words  # a slow email has less time left, not more
