@@ -9,7 +9,7 @@ import re
 
 import psycopg
 import pytest
-from address_table import ACCEPTED, ADDRESSES, REFUSED, Case
+from address_table import ACCEPTED, ADDRESSES, REFUSED
 
 from mailroom import address_chars, addresses, migrate
 
@@ -64,13 +64,63 @@ def test_an_update_to_a_refused_address_fails_and_the_account_keeps_its_address(
 # a right-to-left letter, spaces and invisibles, capitals, digits, long runs.
 _PIECES = [
     *"@..--__ ,\"'\\[]()<>;:+!#~`",
-    "a", "Z", "0", "9", "x" * 30, "ü", "Ü", "u\u0308", "\u0308", "例", "广告", "δ", "ß", "ς", "\u00b7",
-    "מ", "ع", "\u00a0", "\u200b", "\u202e", "\ue000", "☃", "é" * 20, "xn--", "com", "example", ".com", "@example.com",
+    "a",
+    "Z",
+    "0",
+    "9",
+    "x" * 30,
+    "ü",
+    "Ü",
+    "u\u0308",
+    "\u0308",
+    "例",
+    "广告",
+    "δ",
+    "ß",
+    "ς",
+    "\u00b7",
+    "מ",
+    "ع",
+    "\u00a0",
+    "\u200b",
+    "\u202e",
+    "\ue000",
+    "☃",
+    "é" * 20,
+    "xn--",
+    "com",
+    "example",
+    ".com",
+    "@example.com",
 ]
 
 
 _LOCAL_PIECES = ["a", "b", "c", "b.c", "ü", "用户", '"q.q"', '"x y"', "+", "é" * 20, ".", "a" * 30, "\u200b"]
-_LABEL_PIECES = ["a", "b", "c", "d", "ü", "例", "δ", "Z", "0", "-", "ü", "Ü", "u\u0308", "\u0308", "例", "δ", "ß", "מ", "☃", "x" * 20, "xn--", "é" * 12, "123"]
+_LABEL_PIECES = [
+    "a",
+    "b",
+    "c",
+    "d",
+    "ü",
+    "例",
+    "δ",
+    "Z",
+    "0",
+    "-",
+    "ü",
+    "Ü",
+    "u\u0308",
+    "\u0308",
+    "例",
+    "δ",
+    "ß",
+    "מ",
+    "☃",
+    "x" * 20,
+    "xn--",
+    "é" * 12,
+    "123",
+]
 
 
 def test_random_addresses_get_the_same_verdict_and_reason_in_the_database_and_in_python(
@@ -102,7 +152,9 @@ def test_the_database_punycode_is_the_one_python_and_idna_send(db: psycopg.Conne
     assert len(chars) > 1000
     labels = ["bücher", "例子", "ü" * 57, "a-ü-b", "παράδειγμα"]
     labels += ["".join(rng.choice(chars) for _ in range(rng.randint(1, 40))) for _ in range(500)]
-    rows = db.execute("SELECT mailroom_punycode(l) FROM unnest(%s::text[]) WITH ORDINALITY AS t(l, i) ORDER BY i", (labels,))
+    rows = db.execute(
+        "SELECT mailroom_punycode(l) FROM unnest(%s::text[]) WITH ORDINALITY AS t(l, i) ORDER BY i", (labels,)
+    )
     assert [r[0] for r in rows.fetchall()] == [label.encode("punycode").decode("ascii") for label in labels]
 
 
@@ -143,6 +195,6 @@ def test_the_rule_keeps_old_accounts_checks_every_new_write_and_validates_once_t
         conn.execute("UPDATE accounts SET email = 'dot@example.com', status = 'suspended' WHERE login = 'dot'")
         conn.execute("DELETE FROM accounts WHERE login = 'bad'")
         conn.execute(f"ALTER TABLE accounts VALIDATE CONSTRAINT {CONSTRAINT}")
-        assert conn.execute(
-            "SELECT convalidated FROM pg_constraint WHERE conname = %s", (CONSTRAINT,)
-        ).fetchone() == (True,)
+        assert conn.execute("SELECT convalidated FROM pg_constraint WHERE conname = %s", (CONSTRAINT,)).fetchone() == (
+            True,
+        )
