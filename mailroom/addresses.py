@@ -111,11 +111,6 @@ def problem(email: str) -> str | None:
     return None
 
 
-def is_sendable(email: str) -> bool:
-    """True when `email` follows the address rule."""
-    return problem(email) is None
-
-
 def ascii_domain(domain: str) -> str:
     """The domain as it goes out: each non-ASCII label as its A-label (IDNA 2008 with the UTS #46
     mapping, the `idna` package); an ASCII domain unchanged. Raises idna.IDNAError on a domain

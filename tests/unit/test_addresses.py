@@ -8,6 +8,7 @@ import email
 import email.errors
 import email.policy
 import re
+import smtplib
 from email.message import EmailMessage
 from pathlib import Path
 
@@ -16,10 +17,14 @@ import idna
 import pytest
 from address_table import ACCEPTED, ADDRESSES, REFUSED, Case
 from hypothesis import given, settings
+from smtp_server import smtp_server  # noqa: F401  (the fixture)
+from test_sender import jsonl, record
+from test_sender_smtp import provider, run
 
 from mailroom import address_chars, addresses, templates
 from mailroom.settings import SmtpSettings
 from mailroom.signing import Action
+from mailroom.wire import Record, encode_line
 from sender.addresses import ascii_address
 from sender.provider import UnsendableAddress
 from sender.smtp import SmtpProvider
@@ -83,6 +88,35 @@ def test_every_address_the_rule_accepts_makes_the_message_the_smtp_provider_send
     # RFC 6532 allows UTF-8 in a local part; the parser notes it as RFC 5322 would not
     expected = (email.errors.NonASCIILocalPartDefect,) if not to.partition("@")[0].isascii() else ()
     assert all(isinstance(d, expected) for d in parsed["To"].defects), parsed["To"].defects
+
+
+def test_every_accepted_address_reaches_a_real_smtp_server_once_as_sent_and_every_refused_one_is_rejected(
+    smtp_server,  # noqa: F811  (the fixture imported above)
+    tmp_path: Path,
+) -> None:
+    server = smtp_server(smtputf8=True)
+    sample = [*ACCEPTED, *REFUSED]
+    records = [
+        Record(Action.ACTIVATION, c.address, f"u{i}", record(i).secret, record(i).code)
+        for i, c in enumerate(sample)
+        # the wire carries no control character and no field over 254 characters (nor does the column)
+        if not any(ord(ch) < 0x20 or 0x7F <= ord(ch) <= 0x9F for ch in c.address) and len(c.address) <= 254
+    ]
+    run(tmp_path, provider(server), encode_line(records))
+    accepted = [r for r in records if addresses.problem(r.email) is None]
+    expected = [ascii_address(r.email, utf8_local_part=True) for r in accepted]
+    # aiosmtpd keeps RCPT TO as Python's email parser re-renders it, which drops the quotes of a
+    # quoted local part holding no special character ("john..doe" -> john..doe); the command
+    # on the wire has them (smtplib.quoteaddr keeps them), as the To header does
+    assert sorted(server.recipients()) == sorted(e.replace('"john..doe"', "john..doe") for e in expected)
+    assert any('To: "john..doe"@example.com' in m.raw.decode("utf-8") for m in server.messages)
+    assert smtplib.quoteaddr('"john..doe"@example.com') == '<"john..doe"@example.com>'
+    # the refused ones: by the rule, or first by the wire's own check (whitespace)
+    rejects = jsonl(tmp_path / "rejects.jsonl")
+    assert sorted(r.get("recipient") or r["record"][1] for r in rejects) == sorted(
+        r.email for r in records if r not in accepted
+    )
+    assert all("breaks the address rule" in r["reason"] or "not an address" in r["reason"] for r in rejects)
 
 
 def test_the_header_parser_raises_on_the_address_of_issue_17_which_the_rule_refuses() -> None:
