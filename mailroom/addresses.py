@@ -18,7 +18,7 @@ The rule (docs/reference/schema.md#0006-the-address-rule has it with the reasons
   hyphen; a label may hold non-ASCII characters from `address_chars.DOMAIN_CHARS` (IDNA 2008
   U-labels that the `idna` package encodes), then it is in NFC, does not start with a combining
   mark and has no `--` in 3rd and 4th position; the last label is not all digits; no address
-  literals (`[192.0.2.1]`): SES takes none;
+  literals (`[192.0.2.1]`): SES documents none and many mail systems refuse them;
 - lengths in the ASCII form the address is sent in (each non-ASCII label as `xn--` Punycode):
   label at most 63 characters, domain at most 253, the whole address at most 254 bytes.
 
