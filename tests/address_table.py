@@ -103,8 +103,14 @@ ADDRESSES: list[Case] = [
     Case("user@example-.com", "starts or ends with a hyphen", "RFC 1123 LDH label"),
     Case("user@exa_mple.com", "refuses in a domain", "an underscore is no hostname character"),
     Case("user@exa mple.com", "refuses in a domain", "a space in the domain"),
-    Case("user@[192.0.2.1]", "address literal", "an address literal: SES documents none, many mail systems refuse them"),
-    Case("user@[IPv6:2001:db8::1]", "address literal", "an address literal: SES documents none, many mail systems refuse them"),
+    Case(
+        "user@[192.0.2.1]", "address literal", "an address literal: SES documents none, many mail systems refuse them"
+    ),
+    Case(
+        "user@[IPv6:2001:db8::1]",
+        "address literal",
+        "an address literal: SES documents none, many mail systems refuse them",
+    ),
     Case("user@192.0.2.1", "all digits", "an IP address without brackets (RFC 3696: no all-numeric TLD)"),
     Case("user@example.123", "all digits", "RFC 3696: no all-numeric TLD"),
     Case("user@" + "a" * 63 + ".com", None, "a 63-character label: the DNS limit"),
