@@ -101,7 +101,7 @@ class SmtpProvider:
         self.settings = settings
         self.source = source
         try:
-            self.envelope_from = ascii_address(source_address(source))
+            self.envelope_from = ascii_address(source_address(source), recipient=False)
         except UnsendableAddress as exc:
             raise ConfigError("MAILROOM_SOURCE", f"{source!r} cannot be an SMTP envelope sender: {exc}") from None
         self.domain = self.envelope_from.rpartition("@")[2]
