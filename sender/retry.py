@@ -188,6 +188,7 @@ _SMTP_RECIPIENT_4XX = frozenset("4" + s[1:] for s in SMTP_RECIPIENT_STATUSES)  #
 # and sender blocks; 5.1.7/5.1.8 our sender address; 5.5.x protocol; 5.3.4 size; and the codes
 # this table does not know. Nothing is written off for them.
 _SMTP_ENHANCED = re.compile(r"^\s*([245])\.(\d{1,3})\.(\d{1,3})\b")
+_SMTP_ENHANCED_LAST = re.compile(r"\(#([245])\.(\d{1,3})\.(\d{1,3})\)\s*$")  # qmail puts it last: "(#5.1.1)"
 # A reply about us, whatever its code says: Postfix prefixes a sender or client refusal given
 # at RCPT TO with these words (reject_unlisted_sender even says "5.1.0 ... User unknown").
 _SMTP_ABOUT_US = re.compile(
@@ -246,7 +247,7 @@ SMTP_UNKNOWN_FIX = "the server at {host}:{port} answered {reply} at {stage}, whi
 
 def smtp_enhanced_status(reply: str) -> str | None:
     """The RFC 3463 enhanced status code a reply's text starts with ("5.1.1"), or None."""
-    found = _SMTP_ENHANCED.match(reply)
+    found = _SMTP_ENHANCED.match(reply) or _SMTP_ENHANCED_LAST.search(reply)
     return ".".join(found.groups()) if found else None
 
 

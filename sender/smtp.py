@@ -358,9 +358,9 @@ class SmtpProvider:
             conn.login(s.username, s.password)
         except smtplib.SMTPResponseException as exc:  # 535 credentials, 454 temporary, 534 mechanism too weak
             raise SmtpFault(SMTP_AUTH, exc.smtp_code, _text(exc.smtp_error)) from None
+        except (smtplib.SMTPServerDisconnected, OSError) as exc:  # no answer to AUTH: retried, at AUTH
+            raise SmtpFault(SMTP_AUTH, None, f"{type(exc).__name__}: {exc}") from None
         except smtplib.SMTPException as exc:  # no mechanism in common
-            if isinstance(exc, smtplib.SMTPServerDisconnected):
-                raise
             raise SmtpFault(SMTP_EXTENSION, None, f"offers no AUTH mechanism smtplib has in common: {exc}") from None
 
     def _ready_connection(self) -> smtplib.SMTP:

@@ -377,3 +377,108 @@ def test_a_non_ascii_local_part_is_refused_with_the_reason_when_the_server_lacks
     with pytest.raises(UnsendableAddress, match="SMTPUTF8"):
         smtp.address("zoë@example.com")
     assert smtp.address("zoe@bücher.example") == "zoe@xn--bcher-kva.example"
+
+
+# -- a relay refusing *us* at RCPT TO (Postfix with smtpd_delay_reject=yes, Exim, Microsoft 365) ---
+
+REFUSED_US_AT_RCPT = [
+    "553 5.7.1 <noreply@example.com>: Sender address rejected: not owned by user mailroom",
+    "554 5.7.1 Service unavailable; Client host [203.0.113.9] blocked using zen.spamhaus.org",
+    "550 5.1.8 <noreply@example.com>: Sender address rejected: Domain not found",
+    "550 5.7.708 Service unavailable. Access denied, traffic not accepted from this IP.",
+]
+
+
+@pytest.mark.parametrize("reply", REFUSED_US_AT_RCPT)
+def test_a_relay_refusing_our_sender_at_rcpt_stops_the_sender_and_writes_nothing_off(smtp_server, tmp_path, reply):
+    server = smtp_server()
+    server.rcpt_reply = reply
+    records = both_actions(30)
+    sender = run(tmp_path, provider(server), lines(records), expect=EXIT_OPERATOR_FAULT)
+
+    assert server.messages == []
+    assert jsonl(tmp_path / "rejects.jsonl") == [] and jsonl(tmp_path / "deliveries.jsonl") == []
+    assert unfinished(tmp_path) == 30
+    assert sender.fault is not None and sender.fault.code.startswith("SMTP RCPT 55")
+    assert "MAILROOM_SOURCE" in sender.fault.fix and reply[4:] in sender.fault.fix
+
+    server.rcpt_reply = None  # the relay fixed: the journal replays, each record once
+    run(tmp_path, provider(server), None)
+    assert Counter(server.recipients()) == Counter(r.email for r in records)
+    assert Counter(d["recipient"] for d in jsonl(tmp_path / "deliveries.jsonl")) == Counter(r.email for r in records)
+    assert jsonl(tmp_path / "rejects.jsonl") == []
+
+
+def test_our_daily_quota_at_rcpt_is_waited_out_not_written_off(smtp_server, tmp_path):
+    server = smtp_server()
+    records = both_actions(12)
+    for r in records:
+        server.rcpt_once[r.email] = "550 5.4.5 Daily user sending quota exceeded. - gsmtp"
+    sender = run(tmp_path, provider(server), lines(records))
+
+    assert not server.rcpt_once  # every recipient got the quota reply once
+    assert Counter(server.recipients()) == Counter(r.email for r in records)
+    assert jsonl(tmp_path / "rejects.jsonl") == []
+    assert sender.counts.retries == 12
+
+
+# -- one record that cannot be made into a message -----------------------------------------------
+
+
+def typo_record(i: int) -> Record:
+    """`typo@[example.com`: valid on the wire; Python's header parser raises on it."""
+    r = record(i)
+    return Record(r.action, "typo@[example.com", "typo", r.secret, r.code)
+
+
+@pytest.mark.parametrize("concurrency", [1, 3])
+def test_an_address_no_message_can_be_built_for_costs_that_record_only(smtp_server, tmp_path, concurrency):
+    server = smtp_server()
+    good = [record(i) for i in range(10)]
+    records = [*good[:4], typo_record(99), *good[4:]]
+    sender = run(tmp_path, provider(server), lines(records), concurrency=concurrency)
+
+    assert Counter(server.recipients()) == Counter(r.email for r in good)  # each good one once
+    rejects = jsonl(tmp_path / "rejects.jsonl")
+    assert [r["recipient"] for r in rejects] == ["typo@[example.com"]
+    assert rejects[0]["status"] == "UnbuildableMessage" and "no message can be built" in rejects[0]["error"]
+    assert sender.counts.delivered == 10 and sender.fault is None
+    assert unfinished(tmp_path) == 0  # nothing left to wedge the next start
+
+    run(tmp_path, provider(server), None)  # a restart sends nothing again
+    assert len(server.messages) == 10
+
+
+class UnrenderableTemplate:
+    """A template that fails whatever the data: the operator's fault, not the records'."""
+
+    def render(self, data: object) -> dict[str, str]:
+        raise KeyError("subject")
+
+
+def test_a_template_no_message_can_be_built_from_is_an_operator_fault_not_a_write_off(smtp_server, tmp_path):
+    server = smtp_server()
+    broken = {Action.ACTIVATION: UnrenderableTemplate(), Action.PASSWORD_RECOVERY: UnrenderableTemplate()}
+    sender = run(tmp_path, provider(server, templates=broken), lines(both_actions(10)), expect=EXIT_OPERATOR_FAULT)
+
+    assert server.messages == []
+    assert jsonl(tmp_path / "rejects.jsonl") == []
+    assert unfinished(tmp_path) == 10
+    assert sender.fault is not None and sender.fault.code == "Internal" and "KeyError" in sender.fault.message
+
+
+# -- results per message: a kill re-sends at most the message in flight on each connection ------------
+
+
+@pytest.mark.parametrize("concurrency", [1, 3])
+def test_each_message_is_recorded_before_the_next_one_on_its_connection_is_sent(smtp_server, tmp_path, concurrency):
+    server = smtp_server()
+    server.observe = lambda _: len(jsonl(tmp_path / "deliveries.jsonl"))
+    run(tmp_path, provider(server), lines(both_actions(60)), concurrency=concurrency)
+
+    assert len(server.observed) == 60
+    # when the k-th message arrives, every earlier one is recorded but those in flight on the
+    # other connections (one each at most)
+    assert all(seen >= k - (concurrency - 1) for k, seen in enumerate(server.observed)), server.observed
+    if concurrency == 1:
+        assert server.observed == list(range(60))
