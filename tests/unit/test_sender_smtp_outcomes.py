@@ -158,9 +158,11 @@ REAL_REPLIES = [
         "gmail no such user",
         SMTP_RCPT,
         550,
-        "5.1.1 The email account that you tried to reach does not exist. Please try 5.1.1 double-checking the"
-        " recipient's email address for typos or 5.1.1 unnecessary spaces. Learn more at 5.1.1"
-        " https://support.google.com/mail/?p=NoSuchUser a1-v6si1 - gsmtp",
+        (
+            "5.1.1 The email account that you tried to reach does not exist. Please try 5.1.1 double-checking the"
+            " recipient's email address for typos or 5.1.1 unnecessary spaces. Learn more at 5.1.1"
+            " https://support.google.com/mail/?p=NoSuchUser a1-v6si1 - gsmtp"
+        ),
         Outcome.REFUSED,
     ),
     (
@@ -216,8 +218,10 @@ REAL_REPLIES = [
         "m365 IP not accepted",
         SMTP_RCPT,
         550,
-        "5.7.708 Service unavailable. Access denied, traffic not accepted from this IP. For more information please"
-        " go to https://go.microsoft.com/fwlink/?LinkID=526655 AS(7171)",
+        (
+            "5.7.708 Service unavailable. Access denied, traffic not accepted from this IP. For more information please"
+            " go to https://go.microsoft.com/fwlink/?LinkID=526655 AS(7171)"
+        ),
         Outcome.OPERATOR,
     ),
     (
@@ -253,8 +257,10 @@ REAL_REPLIES = [
         "ses identity not verified",
         SMTP_DATA,
         554,
-        "Message rejected: Email address is not verified. The following identities failed the check in region"
-        " EU-WEST-1: noreply@example.com",
+        (
+            "Message rejected: Email address is not verified. The following identities failed the check in region"
+            " EU-WEST-1: noreply@example.com"
+        ),
         Outcome.OPERATOR,
     ),
     ("ses daily quota", SMTP_DATA, 454, "Throttling failure: Daily message quota exceeded.", Outcome.QUOTA),
