@@ -482,3 +482,116 @@ def test_each_message_is_recorded_before_the_next_one_on_its_connection_is_sent(
     assert all(seen >= k - (concurrency - 1) for k, seen in enumerate(server.observed)), server.observed
     if concurrency == 1:
         assert server.observed == list(range(60))
+
+
+# -- retries are logged -----------------------------------------------------------------------------
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_retry_is_logged_at_its_first_occurrence_then_once_every_30_s_per_cause(tmp_path, caplog):
+    from conftest import FakeProvider
+
+    from sender.dispatch import Item
+    from sender.provider import DestinationResult
+
+    clock = Clock()
+    sender = Sender(
+        config(source=SOURCE, app_url=APP_URL, deadline_s=3600.0),
+        FakeProvider(),
+        Outputs(tmp_path),
+        Journal(tmp_path / "journal"),
+        policy=FAST,
+        monotonic=clock,
+    )
+    auth = DestinationResult("SMTP AUTH no-reply", None, "TimeoutError: timed out", Outcome.RETRY)
+    greylisted = DestinationResult("SMTP RCPT 451", None, "4.7.1 Greylisted", Outcome.RETRY)
+
+    def retry(result: DestinationResult, n: int = 1) -> list[str]:
+        caplog.clear()
+        items = [Item("line", i, record(i), clock.now, due=clock.now + 3600) for i in range(n)]
+        with caplog.at_level("WARNING", logger="sender"):
+            sender._apply(items, [result] * n)
+        return [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+
+    first = retry(auth, 3)
+    assert len(first) == 1
+    assert "SMTP AUTH no-reply: TimeoutError: timed out" in first[0]
+    assert "3 destination(s) retried, the next try in " in first[0] and "attempt 2" in first[0]
+    clock.now += 10
+    assert retry(auth) == []
+    clock.now += 19.9
+    assert retry(auth, 2) == []
+    assert len(retry(greylisted)) == 1  # another cause has its own 30 s
+    clock.now += 0.1  # 30 s after the first line
+    again = retry(auth)
+    assert len(again) == 1 and "3 more retries of this cause since its last line" in again[0]
+    clock.now += 30
+    assert "more retr" not in retry(auth)[0]
+
+
+class SilentAuthServer:
+    """A relay that greets, offers AUTH, then never answers AUTH (the connection stays open)."""
+
+    def __init__(self) -> None:
+        import socket
+
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.auths = 0
+        self._conns: list[object] = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self._conns.append(conn)
+            threading.Thread(target=self._session, args=(conn,), daemon=True).start()
+
+    def _session(self, conn) -> None:  # type: ignore[no-untyped-def]
+        f = conn.makefile("rb")
+        conn.sendall(b"220 silent.example ESMTP\r\n")
+        for line in f:
+            if line.upper().startswith(b"EHLO"):
+                conn.sendall(b"250-silent.example\r\n250 AUTH PLAIN LOGIN\r\n")
+            elif line.upper().startswith(b"AUTH"):
+                self.auths += 1  # and no answer, ever
+
+    def close(self) -> None:
+        self.sock.close()
+        for c in self._conns:
+            c.close()  # type: ignore[attr-defined]
+
+
+def test_a_relay_that_stops_answering_auth_is_logged_at_warning_naming_the_stage_and_the_next_try(tmp_path, caplog):
+    relay = SilentAuthServer()
+    try:
+        smtp = SmtpProvider(
+            SmtpSettings(
+                host="127.0.0.1", port=relay.port, tls="none", timeout_s=0.2, username=USERNAME, password=PASSWORD
+            ),
+            SOURCE,
+            templates.load_all(),
+        )
+        with caplog.at_level("WARNING", logger="sender"):
+            run(tmp_path, smtp, lines(both_actions(3)), deadline_s=2.0)
+    finally:
+        relay.close()
+    lines_ = [
+        r.getMessage() for r in caplog.records if r.name == "sender" and "retried, the next try in" in r.getMessage()
+    ]
+    assert relay.auths >= 2  # it was tried again and again
+    assert len(lines_) == 1, lines_  # one line for the cause in a run shorter than 30 s
+    assert f"smtp at 127.0.0.1:{relay.port} failed: SMTP AUTH no-reply: " in lines_[0] and "timed out" in lines_[0]
+    assert PASSWORD not in caplog.text
+    rejects = jsonl(tmp_path / "rejects.jsonl")
+    assert len(rejects) == 3 and {r["reason"] for r in rejects} == {"deadline passed while retrying"}
