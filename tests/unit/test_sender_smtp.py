@@ -595,3 +595,45 @@ def test_a_relay_that_stops_answering_auth_is_logged_at_warning_naming_the_stage
     assert PASSWORD not in caplog.text
     rejects = jsonl(tmp_path / "rejects.jsonl")
     assert len(rejects) == 3 and {r["reason"] for r in rejects} == {"deadline passed while retrying"}
+
+
+# -- an exception in the middle of a transaction ------------------------------------------------------
+
+
+def test_an_exception_mid_transaction_costs_that_message_only_and_after_data_it_is_sent_again(
+    smtp_server, tmp_path, monkeypatch
+):
+    """Not a reply, not a network error: at RCPT TO (nothing went out) that record is refused; after
+    DATA (the server may have the message) it is retried: a duplicate is possible, a loss is not."""
+    import smtplib
+
+    server = smtp_server()
+    records = [record(i) for i in range(8)]
+    at_rcpt, after_data = records[2].email, records[5].email
+    real_rcpt, real_data = smtplib.SMTP.rcpt, smtplib.SMTP.data
+    broke: list[str] = []
+
+    def rcpt(self, recip, options=()):  # type: ignore[no-untyped-def]
+        if recip == at_rcpt:
+            raise ValueError("a bug at RCPT")
+        return real_rcpt(self, recip, options)
+
+    def data(self, msg):  # type: ignore[no-untyped-def]
+        answer = real_data(self, msg)
+        if f"To: {after_data}".encode() in msg and after_data not in broke:
+            broke.append(after_data)
+            raise RuntimeError("a bug after the server took the message")
+        return answer
+
+    monkeypatch.setattr(smtplib.SMTP, "rcpt", rcpt)
+    monkeypatch.setattr(smtplib.SMTP, "data", data)
+    sender = run(tmp_path, provider(server), lines(records), concurrency=1)
+
+    arrivals = Counter(server.recipients())
+    assert at_rcpt not in arrivals
+    assert arrivals[after_data] == 2  # sent again: the documented duplicate, never a loss
+    assert all(arrivals[r.email] == 1 for r in records if r.email not in (at_rcpt, after_data))
+    rejects = jsonl(tmp_path / "rejects.jsonl")
+    assert [(r["recipient"], r["status"]) for r in rejects] == [(at_rcpt, "SMTP RCPT error")]
+    assert "ValueError: a bug at RCPT" in rejects[0]["error"]
+    assert sender.fault is None and sender.counts.delivered == 7
