@@ -262,6 +262,8 @@ def test_collector_and_sender_stop_on_a_relay_refusing_us_at_rcpt_and_after_the_
     pipeline = RunningPipeline(env, tmp_path)
     try:
         wait_until(lambda: set(server.recipients()) >= set(recipients), pipeline, f"{len(recipients)} emails")
+        # the journal alone may deliver everything before the collector has its signal handlers
+        wait_until(lambda: "ready: start drain done" in pipeline.collector_log.read_text(), pipeline, "collector")
         assert pipeline.sigterm_both() == (0, 0), pipeline.logs()
     finally:
         pipeline.kill()
