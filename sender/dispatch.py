@@ -55,8 +55,27 @@ from sender.reader import ChunkedLines, decoded_groups
 from sender.retry import EXIT_OPERATOR_FAULT, Outcome, RetryPolicy, names, source_address
 
 log = logging.getLogger("sender")
-MAX_DESTINATIONS = 50  # SES's limit per SendBulkTemplatedEmail; also the SMTP provider's unit of work
+MAX_DESTINATIONS = 50  # SES's limit per SendBulkTemplatedEmail; a provider may take fewer (max_destinations)
 PROBE_LOGIN = "mailroom-probe"
+RETRY_LOG_EVERY_S = 30.0  # a retry's cause is logged at its first retry, then at most once in this many seconds
+
+
+class RetryLog:
+    """Which retries get a WARNING line: a cause's first, then at most one per `every` seconds per
+    cause (the line says how many were not logged since), on the dispatcher's monotonic clock."""
+
+    def __init__(self, every: float = RETRY_LOG_EVERY_S) -> None:
+        self.every = every
+        self._causes: dict[str, tuple[float, int]] = {}  # cause -> (logged at, retries not logged since)
+
+    def due(self, cause: str, n: int, now: float) -> int | None:
+        """None: stay quiet. Otherwise log now; the number of retries not logged before these n."""
+        logged = self._causes.get(cause)
+        if logged is not None and now - logged[0] < self.every:
+            self._causes[cause] = (logged[0], logged[1] + n)
+            return None
+        self._causes[cause] = (now, 0)
+        return logged[1] if logged is not None else 0
 
 
 @dataclass(slots=True)
@@ -137,8 +156,8 @@ class Sender:
         self.limiter = limiter or (RateLimiter(config.max_send_rate) if config.max_send_rate is not None else None)
         self.clock = clock
         self.monotonic = monotonic
-        self.batch_size = config.batch_size
-        self.max_pending = max_pending or max(200, config.concurrency * self.batch_size * 2)
+        self.batch_size = self._call_size()
+        self.max_pending = max_pending or max(200, config.concurrency * config.batch_size * 2)
         self.default_data = default_template_data(config.app_url)
         self.counts = Counts()
         self.fault: Fault | None = None
@@ -159,13 +178,19 @@ class Sender:
         self._eof = False
         self._pool: ThreadPoolExecutor | None = None
         self.failed = False
+        self._retry_log = RetryLog()
 
     # -- control ------------------------------------------------------------------------
     def set_send_rate(self, rate: float) -> None:
         """Pace at `rate` emails/s (the account's quota, learnt at preflight, before anything is sent)."""
         self.config = dataclasses.replace(self.config, max_send_rate=rate)
         self.limiter = RateLimiter(rate)
-        self.batch_size = self.config.batch_size
+        self.batch_size = self._call_size()
+
+    def _call_size(self) -> int:
+        """Destinations per call: the config's, and no more than the provider takes in one call (SMTP:
+        one, so each message's result is journaled as soon as the server answered it)."""
+        return max(1, min(self.config.batch_size, getattr(self.provider, "max_destinations", MAX_DESTINATIONS)))
 
     @property
     def in_hand(self) -> int:
@@ -434,6 +459,7 @@ class Sender:
         stamp = utc_now()
         delays: dict[tuple[Outcome, int], float] = {}
         faults: list[tuple[Item, DestinationResult]] = []
+        retried: dict[str, tuple[Item, DestinationResult, float, int]] = {}  # cause -> first retry, count
         for item, result in zip(batch, results, strict=True):
             outcome = result.outcome
             if outcome is Outcome.DELIVERED:
@@ -474,6 +500,13 @@ class Sender:
                     self.counts.retries += 1
                     self.counts.outcomes["retried", item.record.action.db_name] += 1
                     heapq.heappush(self._retries, (now + delay, next(self._seq), item))
+                    if result.status in retried:
+                        first_item, first_result, first_delay, n = retried[result.status]
+                        retried[result.status] = (first_item, first_result, first_delay, n + 1)
+                    else:
+                        retried[result.status] = (item, result, delay, 1)
+        for cause, (item, result, delay, n) in retried.items():
+            self._log_retry(cause, item, result, delay, n, now)
         if delivered:
             self._known_good.add(delivered[0].record.action)
             self.outputs.deliveries(rows)
@@ -486,6 +519,28 @@ class Sender:
         if faults:
             _, first = faults[0]
             self._operator_fault([i for i, _ in faults], first.status, first.error or "", first.fix)
+
+    def _log_retry(self, cause: str, item: Item, result: DestinationResult, delay: float, n: int, now: float) -> None:
+        """What failed, where, and when the next try is: the first retry of a cause, then at most
+        one line every RETRY_LOG_EVERY_S per cause."""
+        quiet = self._retry_log.due(cause, n, now)
+        if quiet is None:
+            return
+        where = getattr(self.provider, "endpoint", "")
+        log.warning(
+            "%s%s failed: %s%s; %d destination(s) retried, the next try in %.1f s (attempt %d, %.0f s left"
+            " before the deadline)%s",
+            self.provider.name,
+            f" at {where}" if where else "",
+            cause,
+            f": {result.error}" if result.error else "",
+            n,
+            delay,
+            item.attempts + 1,
+            max(0.0, item.due - now),
+            f"; {quiet} more retr{'y' if quiet == 1 else 'ies'} of this cause since its last line" if quiet else "",
+            extra={"retry_cause": cause, "retry_in_s": round(delay, 3)},
+        )
 
     # -- isolating the culprit of a call-level error ------------------------------------------
     def _isolate(self, batch: list[Item], exc: CallFailed) -> None:

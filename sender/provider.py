@@ -63,6 +63,11 @@ class UnsendableAddress(ValueError):
 
 
 class Provider(Protocol):
+    """What the dispatcher calls. Optional attributes it reads with getattr: `max_destinations`
+    (destinations per send_bulk call, at most 50; SMTP declares 1 so that each message's result
+    is journaled as soon as it is known), `endpoint` (where it sends, for log lines) and
+    `probe_address` (SES's mailbox simulator, for isolating a refused destination)."""
+
     name: str
 
     def address(self, email: str) -> str:

@@ -172,13 +172,41 @@ SMTP_RCPT = "rcpt"
 SMTP_DATA = "data"  # the DATA command and the reply to the message
 SMTP_EXTENSION = "extension"  # the server lacks what the settings need (STARTTLS, AUTH, a common mechanism)
 
-# RFC 3463 enhanced status codes that are about the destination mailbox: a 5xx reply to DATA
-# carrying one of these is about the recipient (one per transaction), not about our content.
+# What a 5xx means is read from its RFC 3463 enhanced status code ("5.1.1"), never from the basic
+# code or the stage alone: Postfix (smtpd_delay_reject=yes, its default), Exim and Microsoft 365
+# answer a refused *sender* or *client* at RCPT TO, with the same 550/553/554 as an unknown
+# mailbox. The replies this table was built from are quoted in docs/reference/outcomes.md.
+#
+# Only these name the destination mailbox (RFC 3463 X.1.1 bad mailbox, X.1.2 bad system, X.1.3
+# bad syntax, X.1.6 moved, X.1.10 null MX, X.2.1 disabled, X.2.2 full): a 5xx to RCPT TO or to
+# the message carrying one of them refuses that recipient, and only that one.
 SMTP_RECIPIENT_STATUSES = frozenset({"5.1.1", "5.1.2", "5.1.3", "5.1.6", "5.1.10", "5.2.1", "5.2.2"})
-# A 5xx to RCPT that says the server will not relay for us (not authenticated, or not allowed to
-# send from this host) is about the sender's configuration, whatever the recipient.
-_SMTP_NOT_OURS = re.compile(r"relay|authenticat|auth required|not permitted to send", re.IGNORECASE)
-_SMTP_ENHANCED = re.compile(r"^\s*([245]\.\d{1,3}\.\d{1,3})\b")
+# Our sending quota is spent (Gmail: "550 5.4.5 Daily user sending quota exceeded"): wait minutes.
+SMTP_QUOTA_STATUSES = frozenset({"5.4.5"})
+_SMTP_RECIPIENT_4XX = frozenset("4" + s[1:] for s in SMTP_RECIPIENT_STATUSES)  # 4.2.2: their mailbox, full for now
+# Every other enhanced status of a 5xx is the operator's: 5.7.x policy, authentication, client
+# and sender blocks; 5.1.7/5.1.8 our sender address; 5.5.x protocol; 5.3.4 size; and the codes
+# this table does not know. Nothing is written off for them.
+_SMTP_ENHANCED = re.compile(r"^\s*([245])\.(\d{1,3})\.(\d{1,3})\b")
+_SMTP_ENHANCED_LAST = re.compile(r"\(#([245])\.(\d{1,3})\.(\d{1,3})\)\s*$")  # qmail puts it last: "(#5.1.1)"
+# A reply about us, whatever its code says: Postfix prefixes a sender or client refusal given
+# at RCPT TO with these words (reject_unlisted_sender even says "5.1.0 ... User unknown").
+_SMTP_ABOUT_US = re.compile(
+    r"sender address rejected|client host rejected|helo command rejected|relay access denied|relaying denied"
+    r"|not permitted to relay|relay not permitted|authentication required|not authenticated|must authenticate"
+    r"|blocked using|not owned by user|not logged in|sender verify failed",
+    re.IGNORECASE,
+)
+# Without an enhanced code, a reply refuses the recipient only when its text names the mailbox.
+_SMTP_MAILBOX_TEXT = re.compile(
+    r"user unknown|unknown user|no such user|no such recipient|no such mailbox|mailbox (?:is )?unavailable"
+    r"|mailbox not found|mailbox does not exist|account (?:that you tried to reach )?does not exist"
+    r"|mailbox (?:is )?full|mailbox for user is full",
+    re.IGNORECASE,
+)
+# Without an enhanced code (SES: "454 Throttling failure: Daily message quota exceeded"), a
+# quota is read from the text; a recipient's full mailbox ("over quota") is not ours.
+_SMTP_QUOTA_TEXT = re.compile(r"(?:daily|hourly|sending|message)\s+(?:\w+\s+){0,2}quota|sending limit", re.IGNORECASE)
 
 SMTP_FIXES: dict[str, str] = {
     SMTP_CONNECT: (
@@ -204,8 +232,10 @@ SMTP_FIXES: dict[str, str] = {
         " or fix MAILROOM_SOURCE"
     ),
     SMTP_RCPT: (
-        "the server will not relay for us ({reply}): set MAILROOM_SMTP_USERNAME/MAILROOM_SMTP_PASSWORD, or"
-        " allow this host on the relay"
+        "the server refused us, not the recipient, at RCPT TO ({reply}): a sender it will not take (verify"
+        " {source} with the relay, or fix MAILROOM_SOURCE), this host blocked (its IP on a blocklist, or not"
+        " allowed by the relay), or no relaying for us (set MAILROOM_SMTP_USERNAME/MAILROOM_SMTP_PASSWORD, or allow"
+        " this host on the relay); then restart the sender"
     ),
     SMTP_DATA: (
         "the server refused the message itself ({reply}); our content is the same for every recipient: read the"
@@ -215,9 +245,15 @@ SMTP_FIXES: dict[str, str] = {
 SMTP_UNKNOWN_FIX = "the server at {host}:{port} answered {reply} at {stage}, which the sender does not know: read it"
 
 
+def smtp_enhanced_status(reply: str) -> str | None:
+    """The RFC 3463 enhanced status code a reply's text starts with ("5.1.1"), or None."""
+    found = _SMTP_ENHANCED.match(reply) or _SMTP_ENHANCED_LAST.search(reply)
+    return ".".join(found.groups()) if found else None
+
+
 def smtp_outcome(stage: str, code: int | None, reply: str = "") -> Outcome:
-    """What an SMTP reply (or none) at `stage` means. `reply` is the server's text, for the few
-    replies whose meaning depends on it; anything this function does not know is an operator fault."""
+    """What an SMTP reply (or none) at `stage` means, read from its enhanced status code (and,
+    for a reply without one, its text). Anything this function does not know is an operator fault."""
     if stage == SMTP_EXTENSION:
         return Outcome.OPERATOR
     if code is None:
@@ -226,16 +262,25 @@ def smtp_outcome(stage: str, code: int | None, reply: str = "") -> Outcome:
         return Outcome.OPERATOR if stage == SMTP_TLS else Outcome.RETRY
     if 200 <= code < 300 and stage == SMTP_DATA:
         return Outcome.DELIVERED
-    if 400 <= code < 500:
-        return Outcome.RETRY  # 421 closing, 450/451/452 try later, 454 TLS or auth temporarily unavailable
-    if 500 <= code < 600:
-        if stage == SMTP_RCPT:
-            return Outcome.OPERATOR if code == 530 or _SMTP_NOT_OURS.search(reply) else Outcome.REFUSED
-        if stage == SMTP_DATA:
-            enhanced = _SMTP_ENHANCED.match(reply)
-            return Outcome.REFUSED if enhanced and enhanced.group(1) in SMTP_RECIPIENT_STATUSES else Outcome.OPERATOR
-        return Outcome.OPERATOR  # greeting, TLS, EHLO, AUTH (535), MAIL FROM
-    return Outcome.OPERATOR
+    if not 400 <= code < 600:
+        return Outcome.OPERATOR
+    status = smtp_enhanced_status(reply)
+    transaction = stage in (SMTP_MAIL, SMTP_RCPT, SMTP_DATA)
+    if code < 500:
+        # 421 closing, 450/451/452 try later, 454 TLS or auth temporarily unavailable: retried;
+        # our own quota (not a recipient's full mailbox, 4.2.2) is retried after minutes.
+        if transaction and status not in _SMTP_RECIPIENT_4XX and _SMTP_QUOTA_TEXT.search(reply):
+            return Outcome.QUOTA
+        return Outcome.RETRY
+    if not transaction:
+        return Outcome.OPERATOR  # greeting, TLS, EHLO, AUTH (535)
+    if status in SMTP_QUOTA_STATUSES or (status is None and _SMTP_QUOTA_TEXT.search(reply)):
+        return Outcome.QUOTA
+    if stage == SMTP_MAIL or _SMTP_ABOUT_US.search(reply):
+        return Outcome.OPERATOR  # our sender, our client, our relay, our login
+    if status is not None:
+        return Outcome.REFUSED if status in SMTP_RECIPIENT_STATUSES else Outcome.OPERATOR
+    return Outcome.REFUSED if _SMTP_MAILBOX_TEXT.search(reply) else Outcome.OPERATOR
 
 
 def smtp_fix(stage: str, code: int | None, reply: str = "", **context: object) -> str:

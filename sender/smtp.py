@@ -37,7 +37,7 @@ from mailroom.settings import ConfigError, SmtpSettings
 from mailroom.signing import Action
 from mailroom.templates import EmailTemplate
 from sender.addresses import ascii_address
-from sender.provider import BulkSend, DestinationResult, UnsendableAddress
+from sender.provider import BulkSend, Destination, DestinationResult, UnsendableAddress
 from sender.retry import (
     SMTP_AUTH,
     SMTP_CONNECT,
@@ -55,6 +55,19 @@ from sender.retry import (
 
 log = logging.getLogger("sender.smtp")
 NO_SMTPUTF8 = "the local part (before '@') is not 7-bit ASCII, and the SMTP server does not offer SMTPUTF8"
+
+
+INTERNAL_FIX = "the sender failed unexpectedly: see the traceback above and report it"
+# What the message of a record that cannot be built is checked against: our own address and these.
+PROBE_DATA = {"login": "mailroom-probe", "login_html": "mailroom-probe", "secret": "probe", "code": "00000"}
+
+
+class _Broken(Exception):
+    """An exception that is not a reply, in the middle of a transaction at `stage` (the cause)."""
+
+    def __init__(self, stage: str) -> None:
+        super().__init__(stage)
+        self.stage = stage
 
 
 class SmtpFault(Exception):
@@ -90,6 +103,10 @@ def tls_context(ca_file: object = None) -> ssl.SSLContext:
 
 class SmtpProvider:
     name = "smtp"
+    # The dispatcher's unit of work: one message per call, MAILROOM_CONNECTIONS calls in flight,
+    # so each message's result is journaled as soon as it is known and a kill re-sends at most the
+    # message in flight on each connection (docs/explanation/delivery.md).
+    max_destinations = 1
 
     def __init__(
         self,
@@ -112,6 +129,11 @@ class SmtpProvider:
         self._local = threading.local()
         self._lock = threading.Lock()
         self._connections: set[smtplib.SMTP] = set()
+
+    @property
+    def endpoint(self) -> str:
+        """Where this provider sends, for log lines."""
+        return f"{self.settings.host}:{self.settings.port}"
 
     # -- the Provider interface ----------------------------------------------------------------
     def address(self, email: str) -> str:
@@ -163,7 +185,11 @@ class SmtpProvider:
         return checks
 
     def send_bulk(self, send: BulkSend) -> list[DestinationResult]:
-        """One transaction per destination on this thread's connection; one result per destination."""
+        """One transaction per destination on this thread's connection; one result per destination.
+
+        The dispatcher sends one destination per call (max_destinations), so each result is
+        journaled as soon as the server answered. Nothing a destination holds can raise out of
+        here: an exception costs that destination only (see _send_one)."""
         results: list[DestinationResult] = []
         template = self.templates.get(send.action) if self.templates else None
         if template is None:
@@ -171,32 +197,84 @@ class SmtpProvider:
             return [self._failed(fault)] * len(send.destinations)
         defaults = json.loads(send.default_data)
         for i, dest in enumerate(send.destinations):
-            try:
-                rcpt = self.address(dest.email)
-            except UnsendableAddress as exc:
-                results.append(DestinationResult("UnsendableAddress", None, str(exc), Outcome.REFUSED))
-                continue
-            try:
-                conn = self._ready_connection()
-                utf8 = not rcpt.isascii()
-                if utf8 and not self.smtputf8:
-                    results.append(DestinationResult("UnsendableAddress", None, NO_SMTPUTF8, Outcome.REFUSED))
-                    continue
-                message = self.message(send.action, template, rcpt, {**defaults, **json.loads(dest.data)})
-                results.append(DestinationResult("Success", self._transaction(conn, rcpt, message, utf8)))
-            except SmtpFault as fault:
-                result = self._failed(fault)
-                results.append(result)
-                if fault.stage not in (SMTP_RCPT, SMTP_DATA, SMTP_MAIL) or fault.code is None or fault.code == 421:
-                    self._drop()  # the connection is gone or unusable: the next call opens a new one
-                    # the rest of this call waits for the dispatcher's backoff (or stop) rather than
-                    # hammering a server that just failed
-                    results.extend([result] * (len(send.destinations) - i - 1))
-                    break
-                if result.outcome is Outcome.OPERATOR:
-                    results.extend([result] * (len(send.destinations) - i - 1))
-                    break
+            result, stop = self._send_one(send.action, template, defaults, dest)
+            results.append(result)
+            if stop:
+                # the connection is gone, or the fault is ours: the rest of this call waits for the
+                # dispatcher's backoff (or stop) rather than hammering a server that just failed
+                results.extend([result] * (len(send.destinations) - i - 1))
+                break
         return results
+
+    def _send_one(
+        self, action: Action, template: EmailTemplate, defaults: Mapping[str, object], dest: Destination
+    ) -> tuple[DestinationResult, bool]:
+        """One destination's result, and whether the rest of the call must wait."""
+        try:
+            rcpt = self.address(dest.email)
+        except UnsendableAddress as exc:
+            return DestinationResult("UnsendableAddress", None, str(exc), Outcome.REFUSED), False
+        utf8 = not rcpt.isascii()
+        try:  # the whole message, before a byte of it goes to the server
+            body = self.body(action, template, rcpt, {**defaults, **json.loads(dest.data)}, utf8)
+        except Exception as exc:  # noqa: BLE001 - whatever the email package raises on this record
+            return self._unbuildable(action, template, defaults, exc), False
+        try:
+            conn = self._ready_connection()
+            if utf8 and not self.smtputf8:
+                return DestinationResult("UnsendableAddress", None, NO_SMTPUTF8, Outcome.REFUSED), False
+            return DestinationResult("Success", self._transaction(conn, rcpt, body, utf8)), False
+        except SmtpFault as fault:
+            result = self._failed(fault)
+            gone = fault.stage not in (SMTP_RCPT, SMTP_DATA, SMTP_MAIL) or fault.code is None or fault.code == 421
+            if gone:
+                self._drop()  # the connection is gone or unusable: the next call opens a new one
+            return result, gone or result.outcome is Outcome.OPERATOR
+        except _Broken as broken:
+            return self._broken(broken), broken.stage != SMTP_RCPT
+        except Exception as exc:  # opening the connection failed in a way nobody foresaw
+            log.exception("opening an SMTP connection to %s failed unexpectedly", self.endpoint)
+            self._drop()
+            return DestinationResult(
+                "Internal", None, f"{type(exc).__name__}: {exc}", Outcome.OPERATOR, INTERNAL_FIX
+            ), True
+
+    def _unbuildable(
+        self, action: Action, template: EmailTemplate, defaults: Mapping[str, object], exc: Exception
+    ) -> DestinationResult:
+        """This record's message cannot be built. It is refused (the record alone) when the same
+        template builds a message to our own address with sample data; otherwise the template or
+        the sender is at fault, and that is the operator's: nothing is written off."""
+        error = f"{type(exc).__name__}: {exc}"
+        try:
+            self.body(action, template, self.envelope_from, {**defaults, **PROBE_DATA}, False)
+        except Exception:  # the template or the sender, not this record
+            log.exception("no %s message can be built, whatever the recipient", action.db_name)
+            return DestinationResult(
+                "Internal", None, f"no message can be built: {error}", Outcome.OPERATOR, INTERNAL_FIX
+            )
+        return DestinationResult(
+            "UnbuildableMessage", None, f"no message can be built for this record: {error}", Outcome.REFUSED
+        )
+
+    def _broken(self, broken: _Broken) -> DestinationResult:
+        """An exception that is neither a reply nor a network error, in the middle of a transaction.
+        The connection is dropped (its state is unknown). Before DATA nothing went out: at RCPT TO the
+        recipient is the only input, so that record is refused; at MAIL FROM it is ours. From DATA on
+        the server may have taken the message: it is retried, as after a connection lost there (a
+        duplicate is possible, a loss is not)."""
+        self._drop()
+        exc = broken.__cause__
+        error = f"{type(exc).__name__}: {exc}"
+        log.error("SMTP %s failed unexpectedly: %s", broken.stage.upper(), error, exc_info=exc)
+        status = f"SMTP {broken.stage.upper()} error"
+        if broken.stage == SMTP_RCPT:
+            return DestinationResult(
+                status, None, f"the sender failed on this address at RCPT TO: {error}", Outcome.REFUSED
+            )
+        if broken.stage == SMTP_DATA:
+            return DestinationResult(status, None, error, Outcome.RETRY)
+        return DestinationResult(status, None, error, Outcome.OPERATOR, INTERNAL_FIX)
 
     def close(self) -> None:
         """QUIT every connection still open (called once at exit)."""
@@ -206,6 +284,11 @@ class SmtpProvider:
             self._quit(conn)
 
     # -- messages ------------------------------------------------------------------------------
+    def body(self, action: Action, template: EmailTemplate, to: str, data: Mapping[str, object], utf8: bool) -> bytes:
+        """The message as it goes after DATA."""
+        message = self.message(action, template, to, data)
+        return message.as_bytes(policy=email.policy.SMTPUTF8 if utf8 else email.policy.SMTP)
+
     def message(self, action: Action, template: EmailTemplate, to: str, data: Mapping[str, object]) -> EmailMessage:
         """multipart/alternative (text, HTML); EmailMessage encodes a non-ASCII subject per RFC 2047."""
         parts = template.render(data)
@@ -275,9 +358,9 @@ class SmtpProvider:
             conn.login(s.username, s.password)
         except smtplib.SMTPResponseException as exc:  # 535 credentials, 454 temporary, 534 mechanism too weak
             raise SmtpFault(SMTP_AUTH, exc.smtp_code, _text(exc.smtp_error)) from None
+        except (smtplib.SMTPServerDisconnected, OSError) as exc:  # no answer to AUTH: retried, at AUTH
+            raise SmtpFault(SMTP_AUTH, None, f"{type(exc).__name__}: {exc}") from None
         except smtplib.SMTPException as exc:  # no mechanism in common
-            if isinstance(exc, smtplib.SMTPServerDisconnected):
-                raise
             raise SmtpFault(SMTP_EXTENSION, None, f"offers no AUTH mechanism smtplib has in common: {exc}") from None
 
     def _ready_connection(self) -> smtplib.SMTP:
@@ -298,12 +381,11 @@ class SmtpProvider:
             self._connections.add(conn)
         return conn
 
-    def _transaction(self, conn: smtplib.SMTP, rcpt: str, message: EmailMessage, utf8: bool) -> str:
+    def _transaction(self, conn: smtplib.SMTP, rcpt: str, body: bytes, utf8: bool) -> str:
         """MAIL, RCPT, DATA for one recipient; the server's reply to the message (its queue id)."""
         options: list[str] = []
         if utf8:
             options = ["SMTPUTF8", "BODY=8BITMIME"] if conn.has_extn("8bitmime") else ["SMTPUTF8"]
-        body = message.as_bytes(policy=email.policy.SMTPUTF8 if utf8 else email.policy.SMTP)
         stage = SMTP_MAIL
         try:
             code, reply = conn.mail(self.envelope_from, options)
@@ -324,6 +406,10 @@ class SmtpProvider:
             # dropped or timed out mid-transaction: retried. If it was after the message's final
             # dot, the server may have queued it: one of the documented duplicates.
             raise SmtpFault(stage, None, f"{type(exc).__name__}: {exc}") from None
+        except SmtpFault:
+            raise
+        except Exception as exc:
+            raise _Broken(stage) from exc
         return f"{code} {_text(reply)}"
 
     def _failed(self, fault: SmtpFault) -> DestinationResult:

@@ -6,6 +6,12 @@ talks SMTP to it over TCP. Faults are set on the server object while it runs:
 - `refuse_rcpt[address] = "550 ..."`: every RCPT TO for that address gets that reply;
 - `rcpt_once[address] = "451 ..."`: the next RCPT TO for it gets that reply, then it passes;
 - `mail_reply = "553 ..."`: every MAIL FROM gets that reply;
+- `rcpt_reply = "553 ..."`: every RCPT TO gets that reply (a relay refusing *us* at RCPT TO, as
+  Postfix with smtpd_delay_reject=yes, Exim and Microsoft 365 do); None: accepted again;
+- `hold_from = n`: from the n-th accepted message on, the message is kept but the reply to it is
+  held until the test ends (a sender killed then has exactly those messages in flight);
+- `observe = f`: called with each accepted message, before the reply; what it returns is kept in
+  `observed` (e.g. how many deliveries the sender had recorded when that message arrived);
 - `drop_at_data_once.add(address)`: the connection is cut when that message's data arrives
   (before any reply, and the message is not kept), once;
 - `password`: what AUTH accepts (None: no AUTH offered); change it to rotate the password.
@@ -16,6 +22,7 @@ an observable condition (a message, a login), never on time.
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import email
 import email.policy
@@ -72,6 +79,12 @@ class SmtpServer:
         self.refuse_rcpt: dict[str, str] = {}
         self.rcpt_once: dict[str, str] = {}
         self.mail_reply: str | None = None
+        self.rcpt_reply: str | None = None
+        self.hold_from: int | None = None
+        self.held = 0
+        self.observe: Callable[[Received], object] | None = None
+        self.observed: list[object] = []
+        self._release: asyncio.Event | None = None
         self.drop_at_data_once: set[str] = set()
         self.logins: list[tuple[str, bool]] = []  # (username, accepted)
         self.sessions = 0  # connections opened
@@ -94,6 +107,8 @@ class SmtpServer:
         return self
 
     def stop(self) -> None:
+        if self._release is not None:  # the held replies: their coroutines end before the loop does
+            self.controller.loop.call_soon_threadsafe(self._release.set)
         self.controller.stop()
 
     @property
@@ -145,6 +160,8 @@ class SmtpServer:
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # type: ignore[no-untyped-def]
         with self._cond:
+            if self.rcpt_reply:
+                return self.rcpt_reply
             if address in self.refuse_rcpt:
                 return self.refuse_rcpt[address]
             if address in self.rcpt_once:
@@ -167,16 +184,24 @@ class SmtpServer:
                     self._cond.notify_all()
                     return "421 dropped"
             queue_id = f"Q{len(self.messages) + 1:06d}"
-            self.messages.append(
-                Received(
-                    envelope.mail_from,
-                    list(envelope.rcpt_tos),
-                    list(envelope.mail_options),
-                    envelope.original_content,
-                    queue_id,
-                )
+            received = Received(
+                envelope.mail_from,
+                list(envelope.rcpt_tos),
+                list(envelope.mail_options),
+                envelope.original_content,
+                queue_id,
             )
+            self.messages.append(received)
+            if self.observe is not None:
+                self.observed.append(self.observe(received))
+            hold = self.hold_from is not None and len(self.messages) >= self.hold_from
+            if hold:
+                self.held += 1
             self._cond.notify_all()
+        if hold:  # kept, but the client never hears it was: the message in flight when it is killed
+            if self._release is None:
+                self._release = asyncio.Event()
+            await self._release.wait()
         return f"250 2.0.0 Ok: queued as {queue_id}"
 
 

@@ -1,7 +1,9 @@
 """The installed `sender` with MAILROOM_PROVIDER=smtp as a subprocess, against a real SMTP server
 on loopback (aiosmtpd in this test process): preflight, an operator fault that stops the sender
 with nothing written off and a restart that delivers everything once, configuration errors, and
-the real `collector | sender` pipeline."""
+the real `collector | sender` pipeline, a relay refusing *us* at RCPT TO, an address no message
+can be built for, and a SIGKILL in the middle of a run (at most one message per connection sent
+twice)."""
 
 # The fixture `smtp_server` comes from tests/smtp_server.py (imported below).
 # ruff: noqa: F811
@@ -9,6 +11,7 @@ the real `collector | sender` pipeline."""
 from __future__ import annotations
 
 import re
+import signal
 import subprocess
 from collections import Counter
 from pathlib import Path
@@ -28,9 +31,10 @@ from test_pipeline import (
     wait_until,
 )
 from test_sender_process import jsonl, record
+from test_ses_faults import insert_accounts
 
 from mailroom.signing import Action
-from mailroom.wire import encode_line
+from mailroom.wire import Record, encode_line
 from sender.retry import EXIT_OPERATOR_FAULT
 
 SOURCE = "noreply@example.com"
@@ -202,3 +206,131 @@ def test_smtp_pipeline_delivers_each_email_once_with_verifiable_tokens_and_stops
     check_with_mailroom_verify(env, activation, recovery)
     consume_recoveries(db, recovery)
     assert PASSWORD not in pipeline.logs()
+
+
+# -- a relay refusing *us* at RCPT TO ---------------------------------------------------------------
+
+# Postfix reject_sender_login_mismatch, answered at RCPT TO under its default smtpd_delay_reject=yes
+NOT_OWNED = f"553 5.7.1 <{SOURCE}>: Sender address rejected: not owned by user mailroom"
+
+
+def test_a_relay_refusing_our_sender_at_rcpt_exits_75_writes_nothing_off_and_after_the_fix_delivers_each_once(
+    smtp_server, base_env, tmp_path
+):
+    server = smtp_server()
+    server.rcpt_reply = NOT_OWNED
+    out = tmp_path / "out"
+    rs = records(60)
+    env = smtp_env(base_env, out, server)
+
+    done = run_sender(env, tmp_path, input_file(tmp_path, rs))
+    assert done.returncode == EXIT_OPERATOR_FAULT, done.stderr
+    fault = [line for line in done.stderr.splitlines() if "operator fault" in line]
+    assert len(fault) == 1 and "Sender address rejected" in fault[0] and "MAILROOM_SOURCE" in fault[0], done.stderr
+    assert server.messages == []
+    assert jsonl(out / "rejects.jsonl") == [] and jsonl(out / "deliveries.jsonl") == []
+
+    server.rcpt_reply = None  # the relay's owner fixed the login map
+    done = run_sender(env, tmp_path, None)  # the journal replays
+    assert done.returncode == 0, done.stderr
+    assert Counter(server.recipients()) == Counter(r.email for r in rs)
+    assert Counter(d["recipient"] for d in jsonl(out / "deliveries.jsonl")) == Counter(r.email for r in rs)
+    assert jsonl(out / "rejects.jsonl") == []
+
+
+def test_collector_and_sender_stop_on_a_relay_refusing_us_at_rcpt_and_after_the_fix_deliver_each_once(
+    smtp_server, database_url: str, base_env: dict[str, str], tmp_path: Path
+) -> None:
+    server = smtp_server()
+    server.rcpt_reply = "554 5.7.1 Service unavailable; Client host [203.0.113.9] blocked using zen.spamhaus.org"
+    env = {**pipeline_env(base_env, database_url, tmp_path), **smtp_env(base_env, tmp_path / "output", server)}
+    env.pop("MAILROOM_SES_SOURCE", None)
+    pipeline = RunningPipeline(env, tmp_path)
+    try:
+        wait_until(lambda: "ready: preflight passed" in pipeline.sender_log.read_text(), pipeline, "sender ready")
+        recipients = insert_accounts(database_url, 40, "late")
+        assert pipeline.sender.wait(TIMEOUT) == EXIT_OPERATOR_FAULT, pipeline.logs()
+        pipeline.collector.terminate()  # `mailroom run` (or systemd) does this when the sender exits
+        pipeline.collector.wait(TIMEOUT)
+    finally:
+        pipeline.kill()
+    assert "blocked using zen.spamhaus.org" in pipeline.sender_log.read_text()
+    assert server.messages == []
+    assert jsonl(tmp_path / "output" / "rejects.jsonl") == []
+
+    server.rcpt_reply = None  # this host delisted
+    pipeline = RunningPipeline(env, tmp_path)
+    try:
+        wait_until(lambda: set(server.recipients()) >= set(recipients), pipeline, f"{len(recipients)} emails")
+        # the journal alone may deliver everything before the collector has its signal handlers
+        wait_until(lambda: "ready: start drain done" in pipeline.collector_log.read_text(), pipeline, "collector")
+        assert pipeline.sigterm_both() == (0, 0), pipeline.logs()
+    finally:
+        pipeline.kill()
+    assert Counter(server.recipients()) == Counter(recipients)
+    assert jsonl(tmp_path / "output" / "rejects.jsonl") == []
+
+
+# -- an address no message can be built for -------------------------------------------------------
+
+
+def test_an_address_no_message_can_be_built_for_is_rejected_alone_and_does_not_wedge_the_sender(
+    smtp_server, base_env, tmp_path
+):
+    server = smtp_server()
+    out = tmp_path / "out"
+    good = records(40)
+    other = record(999)  # a token of its own
+    bad = Record(Action.ACTIVATION, "typo@[example.com", "typo", other.secret, other.code)
+    lines = tmp_path / "input.lines"
+    lines.write_bytes(encode_line(good[:20] + [bad] + good[20:]))  # in the middle of one line
+    env = smtp_env(base_env, out, server)
+
+    done = run_sender(env, tmp_path, lines)
+    assert done.returncode == 0, done.stderr
+    assert Counter(server.recipients()) == Counter(r.email for r in good)
+    rejects = jsonl(out / "rejects.jsonl")
+    assert [r["recipient"] for r in rejects] == ["typo@[example.com"]
+    assert rejects[0]["status"] == "UnbuildableMessage" and rejects[0]["error"], rejects
+    assert "operator fault" not in done.stderr
+
+    done = run_sender(env, tmp_path, None)  # a restart: nothing is left, nothing is sent again
+    assert done.returncode == 0, done.stderr
+    assert len(server.messages) == 40
+
+
+# -- a SIGKILL in the middle of a run ---------------------------------------------------------------
+
+
+def test_a_sigkill_mid_run_sends_again_at_most_the_message_in_flight_on_each_connection(
+    smtp_server, base_env, tmp_path
+):
+    server = smtp_server()
+    server.hold_from = 80  # from the 80th message on, the server keeps each message but never replies
+    out = tmp_path / "out"
+    rs = records(200)
+    env = smtp_env(base_env, out, server, MAILROOM_CONNECTIONS="2")
+    with open(input_file(tmp_path, rs), "rb") as stdin, open(tmp_path / "sender.stderr", "wb") as log:
+        sender = subprocess.Popen([script("sender")], stdin=stdin, env=env, cwd=tmp_path, stderr=log)
+    try:
+        # both connections wait for the reply to their message in flight: kill the sender now
+        server.wait_for(lambda: server.held == 2, "a message in flight on each connection", TIMEOUT)
+        sender.send_signal(signal.SIGKILL)
+        assert sender.wait(TIMEOUT) == -signal.SIGKILL
+    finally:
+        if sender.poll() is None:
+            sender.kill()
+            sender.wait()
+    in_flight = [m.rcpt_tos[0] for m in server.messages[79:]]
+    assert len(in_flight) == 2
+
+    server.hold_from = None
+    done = run_sender(env, tmp_path, None)  # the journal replays what was not recorded as sent
+    assert done.returncode == 0, done.stderr
+    arrivals = Counter(server.recipients())
+    assert set(arrivals) == {r.email for r in rs}  # nothing lost
+    twice = {to: n for to, n in arrivals.items() if n > 1}
+    assert sum(n - 1 for n in twice.values()) <= 2, twice  # MAILROOM_CONNECTIONS
+    assert set(twice) == set(in_flight)
+    delivered = [d["recipient"] for d in jsonl(out / "deliveries.jsonl") if d["status"] == "Success"]
+    assert Counter(delivered) == Counter(r.email for r in rs)

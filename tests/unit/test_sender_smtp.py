@@ -377,3 +377,263 @@ def test_a_non_ascii_local_part_is_refused_with_the_reason_when_the_server_lacks
     with pytest.raises(UnsendableAddress, match="SMTPUTF8"):
         smtp.address("zoë@example.com")
     assert smtp.address("zoe@bücher.example") == "zoe@xn--bcher-kva.example"
+
+
+# -- a relay refusing *us* at RCPT TO (Postfix with smtpd_delay_reject=yes, Exim, Microsoft 365) ---
+
+REFUSED_US_AT_RCPT = [
+    "553 5.7.1 <noreply@example.com>: Sender address rejected: not owned by user mailroom",
+    "554 5.7.1 Service unavailable; Client host [203.0.113.9] blocked using zen.spamhaus.org",
+    "550 5.1.8 <noreply@example.com>: Sender address rejected: Domain not found",
+    "550 5.7.708 Service unavailable. Access denied, traffic not accepted from this IP.",
+]
+
+
+@pytest.mark.parametrize("reply", REFUSED_US_AT_RCPT)
+def test_a_relay_refusing_our_sender_at_rcpt_stops_the_sender_and_writes_nothing_off(smtp_server, tmp_path, reply):
+    server = smtp_server()
+    server.rcpt_reply = reply
+    records = both_actions(30)
+    sender = run(tmp_path, provider(server), lines(records), expect=EXIT_OPERATOR_FAULT)
+
+    assert server.messages == []
+    assert jsonl(tmp_path / "rejects.jsonl") == [] and jsonl(tmp_path / "deliveries.jsonl") == []
+    assert unfinished(tmp_path) == 30
+    assert sender.fault is not None and sender.fault.code.startswith("SMTP RCPT 55")
+    assert "MAILROOM_SOURCE" in sender.fault.fix and reply[4:] in sender.fault.fix
+
+    server.rcpt_reply = None  # the relay fixed: the journal replays, each record once
+    run(tmp_path, provider(server), None)
+    assert Counter(server.recipients()) == Counter(r.email for r in records)
+    assert Counter(d["recipient"] for d in jsonl(tmp_path / "deliveries.jsonl")) == Counter(r.email for r in records)
+    assert jsonl(tmp_path / "rejects.jsonl") == []
+
+
+def test_our_daily_quota_at_rcpt_is_waited_out_not_written_off(smtp_server, tmp_path):
+    server = smtp_server()
+    records = both_actions(12)
+    for r in records:
+        server.rcpt_once[r.email] = "550 5.4.5 Daily user sending quota exceeded. - gsmtp"
+    sender = run(tmp_path, provider(server), lines(records))
+
+    assert not server.rcpt_once  # every recipient got the quota reply once
+    assert Counter(server.recipients()) == Counter(r.email for r in records)
+    assert jsonl(tmp_path / "rejects.jsonl") == []
+    assert sender.counts.retries == 12
+
+
+# -- one record that cannot be made into a message -----------------------------------------------
+
+
+def typo_record(i: int) -> Record:
+    """`typo@[example.com`: valid on the wire; Python's header parser raises on it."""
+    r = record(i)
+    return Record(r.action, "typo@[example.com", "typo", r.secret, r.code)
+
+
+@pytest.mark.parametrize("concurrency", [1, 3])
+def test_an_address_no_message_can_be_built_for_costs_that_record_only(smtp_server, tmp_path, concurrency):
+    server = smtp_server()
+    good = [record(i) for i in range(10)]
+    records = [*good[:4], typo_record(99), *good[4:]]
+    sender = run(tmp_path, provider(server), lines(records), concurrency=concurrency)
+
+    assert Counter(server.recipients()) == Counter(r.email for r in good)  # each good one once
+    rejects = jsonl(tmp_path / "rejects.jsonl")
+    assert [r["recipient"] for r in rejects] == ["typo@[example.com"]
+    assert rejects[0]["status"] == "UnbuildableMessage" and "no message can be built" in rejects[0]["error"]
+    assert sender.counts.delivered == 10 and sender.fault is None
+    assert unfinished(tmp_path) == 0  # nothing left to wedge the next start
+
+    run(tmp_path, provider(server), None)  # a restart sends nothing again
+    assert len(server.messages) == 10
+
+
+class UnrenderableTemplate:
+    """A template that fails whatever the data: the operator's fault, not the records'."""
+
+    def render(self, data: object) -> dict[str, str]:
+        raise KeyError("subject")
+
+
+def test_a_template_no_message_can_be_built_from_is_an_operator_fault_not_a_write_off(smtp_server, tmp_path):
+    server = smtp_server()
+    broken = {Action.ACTIVATION: UnrenderableTemplate(), Action.PASSWORD_RECOVERY: UnrenderableTemplate()}
+    sender = run(tmp_path, provider(server, templates=broken), lines(both_actions(10)), expect=EXIT_OPERATOR_FAULT)
+
+    assert server.messages == []
+    assert jsonl(tmp_path / "rejects.jsonl") == []
+    assert unfinished(tmp_path) == 10
+    assert sender.fault is not None and sender.fault.code == "Internal" and "KeyError" in sender.fault.message
+
+
+# -- results per message: a kill re-sends at most the message in flight on each connection ------------
+
+
+@pytest.mark.parametrize("concurrency", [1, 3])
+def test_each_message_is_recorded_before_the_next_one_on_its_connection_is_sent(smtp_server, tmp_path, concurrency):
+    server = smtp_server()
+    server.observe = lambda _: len(jsonl(tmp_path / "deliveries.jsonl"))
+    run(tmp_path, provider(server), lines(both_actions(60)), concurrency=concurrency)
+
+    assert len(server.observed) == 60
+    # when the k-th message arrives, every earlier one is recorded but those in flight on the
+    # other connections (one each at most)
+    assert all(seen >= k - (concurrency - 1) for k, seen in enumerate(server.observed)), server.observed
+    if concurrency == 1:
+        assert server.observed == list(range(60))
+
+
+# -- retries are logged -----------------------------------------------------------------------------
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_retry_is_logged_at_its_first_occurrence_then_once_every_30_s_per_cause(tmp_path, caplog):
+    from conftest import FakeProvider
+
+    from sender.dispatch import Item
+    from sender.provider import DestinationResult
+
+    clock = Clock()
+    sender = Sender(
+        config(source=SOURCE, app_url=APP_URL, deadline_s=3600.0),
+        FakeProvider(),
+        Outputs(tmp_path),
+        Journal(tmp_path / "journal"),
+        policy=FAST,
+        monotonic=clock,
+    )
+    auth = DestinationResult("SMTP AUTH no-reply", None, "TimeoutError: timed out", Outcome.RETRY)
+    greylisted = DestinationResult("SMTP RCPT 451", None, "4.7.1 Greylisted", Outcome.RETRY)
+
+    def retry(result: DestinationResult, n: int = 1) -> list[str]:
+        caplog.clear()
+        items = [Item("line", i, record(i), clock.now, due=clock.now + 3600) for i in range(n)]
+        with caplog.at_level("WARNING", logger="sender"):
+            sender._apply(items, [result] * n)
+        return [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+
+    first = retry(auth, 3)
+    assert len(first) == 1
+    assert "SMTP AUTH no-reply: TimeoutError: timed out" in first[0]
+    assert "3 destination(s) retried, the next try in " in first[0] and "attempt 2" in first[0]
+    clock.now += 10
+    assert retry(auth) == []
+    clock.now += 19.9
+    assert retry(auth, 2) == []
+    assert len(retry(greylisted)) == 1  # another cause has its own 30 s
+    clock.now += 0.1  # 30 s after the first line
+    again = retry(auth)
+    assert len(again) == 1 and "3 more retries of this cause since its last line" in again[0]
+    clock.now += 30
+    assert "more retr" not in retry(auth)[0]
+
+
+class SilentAuthServer:
+    """A relay that greets, offers AUTH, then never answers AUTH (the connection stays open)."""
+
+    def __init__(self) -> None:
+        import socket
+
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.auths = 0
+        self._conns: list[object] = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self._conns.append(conn)
+            threading.Thread(target=self._session, args=(conn,), daemon=True).start()
+
+    def _session(self, conn) -> None:  # type: ignore[no-untyped-def]
+        f = conn.makefile("rb")
+        conn.sendall(b"220 silent.example ESMTP\r\n")
+        for line in f:
+            if line.upper().startswith(b"EHLO"):
+                conn.sendall(b"250-silent.example\r\n250 AUTH PLAIN LOGIN\r\n")
+            elif line.upper().startswith(b"AUTH"):
+                self.auths += 1  # and no answer, ever
+
+    def close(self) -> None:
+        self.sock.close()
+        for c in self._conns:
+            c.close()  # type: ignore[attr-defined]
+
+
+def test_a_relay_that_stops_answering_auth_is_logged_at_warning_naming_the_stage_and_the_next_try(tmp_path, caplog):
+    relay = SilentAuthServer()
+    try:
+        smtp = SmtpProvider(
+            SmtpSettings(
+                host="127.0.0.1", port=relay.port, tls="none", timeout_s=0.2, username=USERNAME, password=PASSWORD
+            ),
+            SOURCE,
+            templates.load_all(),
+        )
+        with caplog.at_level("WARNING", logger="sender"):
+            run(tmp_path, smtp, lines(both_actions(3)), deadline_s=2.0)
+    finally:
+        relay.close()
+    lines_ = [
+        r.getMessage() for r in caplog.records if r.name == "sender" and "retried, the next try in" in r.getMessage()
+    ]
+    assert relay.auths >= 2  # it was tried again and again
+    assert len(lines_) == 1, lines_  # one line for the cause in a run shorter than 30 s
+    assert f"smtp at 127.0.0.1:{relay.port} failed: SMTP AUTH no-reply: " in lines_[0] and "timed out" in lines_[0]
+    assert PASSWORD not in caplog.text
+    rejects = jsonl(tmp_path / "rejects.jsonl")
+    assert len(rejects) == 3 and {r["reason"] for r in rejects} == {"deadline passed while retrying"}
+
+
+# -- an exception in the middle of a transaction ------------------------------------------------------
+
+
+def test_an_exception_mid_transaction_costs_that_message_only_and_after_data_it_is_sent_again(
+    smtp_server, tmp_path, monkeypatch
+):
+    """Not a reply, not a network error: at RCPT TO (nothing went out) that record is refused; after
+    DATA (the server may have the message) it is retried: a duplicate is possible, a loss is not."""
+    import smtplib
+
+    server = smtp_server()
+    records = [record(i) for i in range(8)]
+    at_rcpt, after_data = records[2].email, records[5].email
+    real_rcpt, real_data = smtplib.SMTP.rcpt, smtplib.SMTP.data
+    broke: list[str] = []
+
+    def rcpt(self, recip, options=()):  # type: ignore[no-untyped-def]
+        if recip == at_rcpt:
+            raise ValueError("a bug at RCPT")
+        return real_rcpt(self, recip, options)
+
+    def data(self, msg):  # type: ignore[no-untyped-def]
+        answer = real_data(self, msg)
+        if f"To: {after_data}".encode() in msg and after_data not in broke:
+            broke.append(after_data)
+            raise RuntimeError("a bug after the server took the message")
+        return answer
+
+    monkeypatch.setattr(smtplib.SMTP, "rcpt", rcpt)
+    monkeypatch.setattr(smtplib.SMTP, "data", data)
+    sender = run(tmp_path, provider(server), lines(records), concurrency=1)
+
+    arrivals = Counter(server.recipients())
+    assert at_rcpt not in arrivals
+    assert arrivals[after_data] == 2  # sent again: the documented duplicate, never a loss
+    assert all(arrivals[r.email] == 1 for r in records if r.email not in (at_rcpt, after_data))
+    rejects = jsonl(tmp_path / "rejects.jsonl")
+    assert [(r["recipient"], r["status"]) for r in rejects] == [(at_rcpt, "SMTP RCPT error")]
+    assert "ValueError: a bug at RCPT" in rejects[0]["error"]
+    assert sender.fault is None and sender.counts.delivered == 7
