@@ -291,7 +291,8 @@ def test_an_address_no_message_can_be_built_for_is_rejected_alone_and_does_not_w
     assert Counter(server.recipients()) == Counter(r.email for r in good)
     rejects = jsonl(out / "rejects.jsonl")
     assert [r["recipient"] for r in rejects] == ["typo@[example.com"]
-    assert rejects[0]["status"] == "UnbuildableMessage" and rejects[0]["error"], rejects
+    # refused at admission by the address rule (mailroom/addresses.py), before any message is built
+    assert rejects[0]["status"] == "InvalidAddress" and "address literal" in rejects[0]["reason"], rejects
     assert "operator fault" not in done.stderr
 
     done = run_sender(env, tmp_path, None)  # a restart: nothing is left, nothing is sent again
