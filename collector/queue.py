@@ -42,9 +42,6 @@ from mailroom.signing import Action, sign
 from mailroom.wire import Record, control_char_in, control_char_in_any, encode_lines
 
 CHUNKS_PER_COMMIT = 10
-# The chunk claimed ahead (see Queue.drain) can be put back without the chunks before it.
-_SAVEPOINT = "SAVEPOINT mailroom_claimed_ahead"
-_ROLLBACK_TO_SAVEPOINT = "ROLLBACK TO SAVEPOINT mailroom_claimed_ahead"
 
 log = logging.getLogger("collector.queue")
 
@@ -102,8 +99,7 @@ class Queue:
         sql_text = queries("collector.sql")
         self._claim = sql_text["claim_chunk"]
         self._suppress = sql_text["suppress"]
-        self._cursors = (conn.cursor(binary=True), conn.cursor(binary=True))
-        self._marks = conn.cursor(binary=True)
+        self._cursor = conn.cursor(binary=True)
 
     def chunk(self, rows: list[tuple[Any, ...]]) -> Chunk:
         """Sign what may be emitted (`decide`, then `signed`)."""
@@ -176,7 +172,7 @@ class Queue:
         """
         result = DrainResult()
         after = 0
-        cur = self._cursors[0]
+        cur = self._cursor
         while True:
             claimed_here, done = 0, False
             emitted_here = lines_here = bytes_here = 0
@@ -184,7 +180,13 @@ class Queue:
             try:
                 with self.conn.transaction():
                     for _ in range(CHUNKS_PER_COMMIT):
-                        self._send_claim(0, after)
+                        params = {
+                            "queue": self._queue_name,
+                            "after": Int8(after),
+                            "limit": Int8(self.batch_limit),
+                            "cooldown": self.cooldown,
+                        }
+                        cur.execute(self._claim, params, prepare=True)
                         rows = cur.fetchall()
                         claimed_here += len(rows)
                         chunk = self.chunk(rows)
@@ -218,20 +220,6 @@ class Queue:
             self.stats.committed(emitted_here, lines_here, bytes_here, skipped or None)
             if done:
                 return result
-
-    def _send_claim(self, which: int, after: int) -> psycopg.Cursor[Any]:
-        """Send one chunk's claim (in pipeline mode: without waiting for it) on cursor
-        `which` of two, so that one cursor can hold a chunk's rows while the other's
-        claim runs."""
-        cur = self._cursors[which]
-        params = {
-            "queue": self._queue_name,
-            "after": Int8(after),
-            "limit": Int8(self.batch_limit),
-            "cooldown": self.cooldown,
-        }
-        cur.execute(self._claim, params, prepare=True)
-        return cur
 
 
 def _without_control_chars(records: list[Record], tokens: list[int], skipped: Counter[str]) -> list[Record]:
