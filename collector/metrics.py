@@ -199,7 +199,7 @@ class _Exporter(PromCollector):
         )
 
 
-# Why a queued token is not sendable (the `skipped` column of claim_chunk in sql/collector.sql).
+# Why a queued token is not sendable (the `skip` column of claim_chunk in sql/collector.sql).
 SKIP_REASONS = ("expired", "consumed", "account_status", "token_gone")
 
 

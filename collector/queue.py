@@ -39,13 +39,14 @@ from collector.output import LineWriter
 from collector.signals import StopFlag
 from mailroom.db import queries
 from mailroom.signing import Action, sign
-from mailroom.wire import Record, control_char_in, encode_lines
+from mailroom.wire import Record, control_char_in, control_char_in_any, encode_lines
 
 CHUNKS_PER_COMMIT = 10
 
 log = logging.getLogger("collector.queue")
 
 _ACTIONS = {1: Action.ACTIVATION, 2: Action.PASSWORD_RECOVERY}
+_COOLDOWN = "cooldown"  # claim_chunk's `skip` for a token an email already went out for
 
 
 class OutputClosed(Exception):
@@ -74,6 +75,7 @@ class Chunk:
     suppressed: list[int] = field(default_factory=list)
     cooled: int = 0
     skipped: Counter[str] = field(default_factory=Counter)  # read and not emitted, by reason
+    to_sign: list[tuple[Any, ...]] = field(default_factory=list)  # decided, not signed yet (see decide)
 
 
 class Queue:
@@ -100,42 +102,62 @@ class Queue:
         self._cursor = conn.cursor(binary=True)
 
     def chunk(self, rows: list[tuple[Any, ...]]) -> Chunk:
-        """Sign what may be emitted. Rows come in id order; a token that the query found
-        uncovered is still skipped when a token before it in this chunk, of the same
-        account and action, created within the cooldown, is emitted."""
-        key, cooldown = self.key, self.cooldown
-        emitted_at: dict[tuple[int, int], list[datetime]] = {}
+        """Sign what may be emitted (`decide`, then `signed`)."""
+        return self.signed(self.decide(rows))
+
+    def decide(self, rows: list[tuple[Any, ...]]) -> Chunk:
+        """Which rows to emit and which tokens to mark suppressed, without signing yet.
+        Rows come in id order; a token that the query found uncovered is still skipped
+        when a token before it in this chunk, of the same account and action, created
+        within the cooldown, is emitted."""
         out = Chunk()
-        for token, emittable, action_no, email, login, secret, code, account, created_at, covered, skipped in rows:
-            if not emittable:
-                if account is not None:  # None: the token row is gone, nothing to mark
-                    out.suppressed.append(token)
-                out.skipped[skipped] += 1
-                continue
-            if cooldown:
-                earlier = emitted_at.setdefault((account, action_no), [])
-                if covered or any(abs(created_at - other) < cooldown for other in earlier):
+        to_sign = out.to_sign
+        # The common chunk: every row to emit, each of its own account and action, so
+        # that no decision between the chunk's tokens is to be made.
+        if all(row[1] is None for row in rows) and (
+            not self.cooldown or len({(row[7], row[2]) for row in rows}) == len(rows)
+        ):
+            to_sign.extend(rows)
+            return out
+        cooldown = self.cooldown
+        # (account, action) -> creation times of this chunk's tokens emitted so far.
+        emitted_at: dict[tuple[int, int], list[datetime]] = {}
+        for row in rows:
+            token, skip, action_no, _email, _login, _secret, _code, account, created_at = row
+            if skip is not None:
+                if skip == _COOLDOWN:  # the query found an email that already went out
                     out.suppressed.append(token)
                     out.cooled += 1
-                    out.skipped["cooldown"] += 1
-                    continue
-                earlier.append(created_at)
-            action = _ACTIONS[action_no]
-            record = Record(action, email, login, sign(key, action, bytes(secret), code), code)
-            if field := control_char_in(record):
-                # Only where migration 0005's constraint was bypassed: a line break would
-                # cut the line (and its neighbours' records) in two, so it is not sent.
-                log.error(
-                    "token %d not emitted: the account's %s holds a control character (CR, LF, ...), which "
-                    "the schema refuses (migrations/0005_no_control_chars.sql); fix the account and issue "
-                    "a new token",
-                    token,
-                    field,
-                )
-                out.skipped["control_character"] += 1
+                elif account is not None:  # None: the token row is gone, nothing to mark
+                    out.suppressed.append(token)
+                out.skipped[skip] += 1
                 continue
-            out.records.append(record)
+            if cooldown:
+                group = (account, action_no)
+                earlier = emitted_at.get(group)
+                if earlier is None:
+                    emitted_at[group] = [created_at]
+                elif any(abs(created_at - other) < cooldown for other in earlier):
+                    out.suppressed.append(token)
+                    out.cooled += 1
+                    out.skipped[_COOLDOWN] += 1
+                    continue
+                else:
+                    earlier.append(created_at)
+            to_sign.append(row)
         return out
+
+    def signed(self, chunk: Chunk) -> Chunk:
+        """The records of the rows `decide` kept, signed; a record the wire cannot carry
+        (a control character) is left out, logged and counted."""
+        key, records = self.key, chunk.records
+        for _token, _skip, action_no, email, login, secret, code, _account, _created_at in chunk.to_sign:
+            action = _ACTIONS[action_no]
+            records.append(Record(action, email, login, sign(key, action, bytes(secret), code), code))
+        if records and control_char_in_any(records):
+            chunk.records = _without_control_chars(records, [row[0] for row in chunk.to_sign], chunk.skipped)
+        chunk.to_sign = []
+        return chunk
 
     def drain(self, output: LineWriter, stop: StopFlag) -> DrainResult:
         """Read chunks, with no pause between them, until the queue is empty or a stop
@@ -198,3 +220,23 @@ class Queue:
             self.stats.committed(emitted_here, lines_here, bytes_here, skipped or None)
             if done:
                 return result
+
+
+def _without_control_chars(records: list[Record], tokens: list[int], skipped: Counter[str]) -> list[Record]:
+    """The records the wire can carry. Only where migration 0005's constraint was
+    bypassed: a line break would cut the line (and its neighbours' records) in two, so a
+    record holding a control character is not sent, and is logged and counted."""
+    kept = []
+    for record, token in zip(records, tokens, strict=True):
+        if field := control_char_in(record):
+            log.error(
+                "token %d not emitted: the account's %s holds a control character (CR, LF, ...), which "
+                "the schema refuses (migrations/0005_no_control_chars.sql); fix the account and issue "
+                "a new token",
+                token,
+                field,
+            )
+            skipped["control_character"] += 1
+        else:
+            kept.append(record)
+    return kept

@@ -35,6 +35,7 @@ FIELDS_PER_RECORD = 5
 MAX_LINE_BYTES = 1 << 20
 MAX_FIELD_CHARS = 254  # accounts.email and accounts.login are varchar(254)
 _NEEDS_QUOTES = re.compile(r'[,"]')
+_ACTION_TEXT = {Action.ACTIVATION: "1", Action.PASSWORD_RECOVERY: "2"}
 # Unicode category Cc (CR and LF among them): never in a field on the wire; the schema
 # refuses them in emails and logins (migrations/0005_no_control_chars.sql).
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
@@ -119,7 +120,29 @@ def encode_record(record: Record) -> str:
 
 def encode_line(records: Iterable[Record]) -> bytes:
     """One batch line, LF-terminated, UTF-8."""
-    return (",".join(encode_record(r) for r in records) + "\n").encode("utf-8")
+    records = list(records)
+    # The common line needs no quoting and holds no control character: join every field
+    # at once and check the whole line in two C-speed passes (a comma count, one search),
+    # instead of five regex searches a record. Anything else takes encode_record's path,
+    # which quotes, or raises WireError.
+    text = ",".join([field for r in records for field in (_ACTION_TEXT[r.action], r.email, r.login, r.secret, r.code)])
+    if text.count(",") != FIELDS_PER_RECORD * len(records) - 1 or '"' in text or _has_control(text):
+        text = ",".join([encode_record(r) for r in records])
+    return (text + "\n").encode("utf-8")
+
+
+def control_char_in_any(records: Iterable[Record]) -> bool:
+    """Whether any field of `records` holds a control character: one search over all of
+    them, so that the common chunk (none) costs no search a record."""
+    return _has_control("".join([f for r in records for f in (r.email, r.login, r.secret, r.code)]))
+
+
+def _has_control(text: str) -> bool:
+    """Whether `text` holds a control character (Unicode category Cc). Printable ASCII,
+    the common case, is told by two C loops far faster than the regex."""
+    if text.isascii() and text.isprintable():
+        return False
+    return _CONTROL.search(text) is not None
 
 
 def encode_lines(records: Iterable[Record], max_bytes: int = MAX_LINE_BYTES) -> list[bytes]:

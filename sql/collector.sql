@@ -18,20 +18,22 @@ SELECT pg_try_advisory_lock(hashtextextended('mailroom:' || %(queue)s, 0))
 -- and return, for each claimed token in id order, whether it may be emitted and what to
 -- emit. The caller commits only after the line is written and flushed, so a crash or a
 -- broken pipe before that puts every claimed entry back (at-least-once).
--- `emittable` is false (or NULL when the token row is gone) for tokens that are expired,
--- consumed, or whose account is not in the status the action needs; those entries are
--- consumed without output, and `skipped` says why (for the metrics; NULL when emittable).
--- The number of rows returned is the number claimed: a chunk
--- of only unsendable tokens is not the end of the queue.
--- `covered` (the cooldown, MAILROOM_RECOVERY_COOLDOWN; `cooldown` = 0 turns it off) is
--- true for an emittable token when an email already went out for another token of the
--- same account and action created less than `cooldown` before or after it, whose link
--- still worked when this one was created (not consumed before). "Went out" means: read
--- by this queue earlier (no longer queued here) and not suppressed. Tokens of this same
--- chunk are still queued in the statement's snapshot, so they never count here: the
--- caller decides between them in id order (collector/queue.py) and marks the skipped
--- ones suppressed. The lookup is one probe of tokens_account_action_created_idx, which
--- in the common case finds only the token itself.
+-- `skip` is NULL for a token to emit, else why it is consumed without output (for the
+-- metrics): 'token_gone' (the token row is gone; account is NULL), 'consumed',
+-- 'expired', 'account_status' (the account is not in the status the action needs), or
+-- 'cooldown'. The number of rows returned is the number claimed: a chunk of only
+-- unsendable tokens is not the end of the queue.
+-- 'cooldown' (MAILROOM_RECOVERY_COOLDOWN; `cooldown` = 0 turns it off) is a sendable
+-- token for which an email already went out for another token of the same account and
+-- action created less than `cooldown` before or after it, whose link still worked when
+-- this one was created (not consumed before). "Went out" means: read by this queue
+-- earlier (no longer queued here) and not suppressed. Tokens of this same chunk are still
+-- queued in the statement's snapshot, so they never count here: the caller decides
+-- between them in id order (collector/queue.py) and marks the skipped ones suppressed.
+-- The lookup is one probe of tokens_account_action_created_idx, made only for sendable
+-- tokens (the CASE stops at the first reason), which in the common case finds only the
+-- token itself. One text column says all three of "sendable", "why not" and "covered",
+-- so that the collector's loop tests one value a row.
 -- `after` only lets a long drain start its index scan past the entries it has just
 -- deleted (dead until vacuumed, they would make each chunk slower than the last); it is
 -- never progress: a drain ends only with a chunk read from `after` = 0 (see queue.py).
@@ -49,11 +51,6 @@ WITH claimed AS (
 ),
 checked AS (
     SELECT c.token,
-           coalesce(t.consumed_at IS NULL
-                    AND t.expires_at > now()
-                    AND a.status = CASE t.action WHEN 'activation' THEN 'provisioned'::account_status
-                                                 ELSE 'active'::account_status END,
-                    false) AS emittable,
            t.account, t.action AS action_name, t.created_at,
            t.secret, t.code, a.email, a.login,
            CASE WHEN t.id IS NULL THEN 'token_gone'
@@ -61,31 +58,31 @@ checked AS (
                 WHEN t.expires_at <= now() THEN 'expired'
                 WHEN a.status IS DISTINCT FROM CASE t.action WHEN 'activation' THEN 'provisioned'::account_status
                                                               ELSE 'active'::account_status END THEN 'account_status'
-           END AS skipped
+           END AS unsendable
     FROM claimed c
     LEFT JOIN tokens t ON t.id = c.token
     LEFT JOIN accounts a ON a.id = t.account
 )
 SELECT k.token,
-       k.emittable,
+       CASE WHEN k.unsendable IS NOT NULL THEN k.unsendable
+            WHEN %(cooldown)s > interval '0' AND EXISTS (
+                SELECT 1 FROM tokens o
+                WHERE o.account = k.account AND o.action = k.action_name
+                  AND o.created_at > k.created_at - %(cooldown)s
+                  AND o.created_at < k.created_at + %(cooldown)s
+                  AND o.id <> k.token
+                  AND NOT o.suppressed
+                  AND (o.consumed_at IS NULL OR o.consumed_at > k.created_at)
+                  AND NOT EXISTS (SELECT 1 FROM job_tokens q WHERE q.job = %(queue)s AND q.token = o.id)
+            ) THEN 'cooldown'
+       END AS skip,
        CASE k.action_name WHEN 'activation' THEN 1 ELSE 2 END AS action,
        k.email::text,
        k.login::text,
        k.secret,
        k.code,
        k.account,
-       k.created_at,
-       k.emittable AND %(cooldown)s > interval '0' AND EXISTS (
-           SELECT 1 FROM tokens o
-           WHERE o.account = k.account AND o.action = k.action_name
-             AND o.created_at > k.created_at - %(cooldown)s
-             AND o.created_at < k.created_at + %(cooldown)s
-             AND o.id <> k.token
-             AND NOT o.suppressed
-             AND (o.consumed_at IS NULL OR o.consumed_at > k.created_at)
-             AND NOT EXISTS (SELECT 1 FROM job_tokens q WHERE q.job = %(queue)s AND q.token = o.id)
-       ) AS covered,
-       k.skipped
+       k.created_at
 FROM checked k
 ORDER BY k.token
 

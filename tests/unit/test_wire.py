@@ -126,3 +126,23 @@ def test_an_unterminated_or_broken_quote_costs_its_own_line_and_nothing_else(bad
 def test_crlf_line_endings_are_accepted() -> None:
     out = list(wire.lines([VECTORS["line"].encode() + b"\r\n"]))
     assert out == [VECTORS["line"].encode()]
+
+
+@pytest.mark.parametrize("bad", ["two\nlines", "cr\rhere", "tab\there", "nul\0", "del\x7f", "c1\x85", "Zoë\x85"])
+def test_a_control_character_in_one_record_of_a_long_line_is_refused_and_found_by_the_chunk_check(bad: str) -> None:
+    good = [_record(login=f"user{i}") for i in range(50)]
+    for record in (_record(login=bad), _record(email=f"{bad}@example.com")):
+        line = good[:25] + [record] + good[25:]
+        assert wire.control_char_in_any(line)
+        with pytest.raises(wire.WireError, match="control character"):
+            wire.encode_line(line)
+    assert not wire.control_char_in_any(good + [_record(login="Zoë 李 \u2028")])
+
+
+def test_a_long_line_with_commas_and_quotes_in_some_fields_is_quoted_record_by_record() -> None:
+    records = [_record(login=f"user{i}") for i in range(50)]
+    records[10] = _record(login="a,b")
+    records[40] = _record(login='say "hi"')
+    line = wire.encode_line(records)
+    assert line == (",".join(wire.encode_record(r) for r in records) + "\n").encode()
+    assert wire.decode_line(line.rstrip(b"\n")) == (records, [])

@@ -88,6 +88,13 @@ def test_any_batch_round_trips_through_encoder_reader_and_decoder(batch: list[wi
 
 
 @WIRE
+@given(BATCHES)
+def test_a_line_is_its_records_encoded_one_by_one_and_joined(batch: list[wire.Record]) -> None:
+    # encode_line checks and joins a whole line at once; it must write what the per-record
+    # encoder (quoting, control-character refusal) would.
+    assert wire.encode_line(batch) == (",".join(wire.encode_record(r) for r in batch) + "\n").encode("utf-8")
+
+
 @given(st.lists(BATCHES, min_size=1, max_size=5))
 def test_a_stream_of_batches_reads_back_record_for_record(batches: list[list[wire.Record]]) -> None:
     stream = b"".join(wire.encode_line(b) for b in batches)
