@@ -1,0 +1,36 @@
+-- The queries of `mailroom events` and `mailroom suppressions` (mailroom/recorder.py and
+-- mailroom/commands/). Each block is looked up by its name (mailroom.db.queries); values
+-- are always parameters. The tables and functions are migrations/0008_deliverability.sql's.
+
+-- name: insert_event
+-- Record one recipient's part of an event; no row back when this (event, recipient) is
+-- already recorded, which is how a redelivered event changes nothing.
+INSERT INTO delivery_events (event_id, address_key, address, event_type, occurred_at, token_ref, action,
+                             message_id, bounce_type, bounce_subtype, feedback_type, diagnostic)
+VALUES (%(event_id)s, %(address_key)s, %(address)s, %(event_type)s, %(occurred_at)s, %(token_ref)s, %(action)s,
+        %(message_id)s, %(bounce_type)s, %(bounce_subtype)s, %(feedback_type)s, %(diagnostic)s)
+ON CONFLICT DO NOTHING
+RETURNING 1
+
+-- name: lock_address
+-- Serialise the transient-bounce count of one address between concurrent recorders (two
+-- bounces counted at once would each see one fewer than there are); released at commit.
+SELECT pg_advisory_xact_lock(hashtextextended('mailroom-address:' || %(address_key)s, 0))
+
+-- name: transient_bounces
+-- How many transient bounces of this address occurred within the window ending at `until`
+-- (this event's time, so that a replay of old events judges them as they were).
+SELECT count(*)
+  FROM delivery_events
+ WHERE address_key = %(address_key)s
+   AND event_type = 'Bounce' AND bounce_type = 'Transient'
+   AND occurred_at > %(until)s - make_interval(secs => %(window_s)s)
+   AND occurred_at <= %(until)s
+
+-- name: record_delivery
+SELECT mailroom_record_delivery(%(token_ref)s, %(status)s, %(status_at)s, %(address)s, %(diagnostic)s,
+                                %(event_id)s, %(message_id)s)
+
+-- name: suppress
+SELECT mailroom_suppress(%(address)s, %(reason)s, %(diagnostic)s, %(address_key)s, %(bounce_type)s,
+                         %(bounce_subtype)s, %(feedback_type)s, %(event_id)s, %(at)s)
