@@ -13,6 +13,7 @@ from mailroom import __version__, settings
 from mailroom.commands import (
     check,
     demo,  # `mailroom demo` (make demo)
+    events,
     migrate,
     prune,
     requeue,
@@ -80,6 +81,15 @@ COMMANDS: dict[str, tuple[str, tuple[str, ...], Handler, Callable[[argparse.Argu
         status.STATUS_VARIABLES,
         status.cli_main,
         status.add_arguments,
+    ),
+    "events": (
+        (
+            "record the SES events of an SQS queue (bounces, complaints, deliveries) in PostgreSQL: "
+            "the suppression list and each token's delivery status"
+        ),
+        events.EVENTS_VARIABLES,
+        events.cli_main,
+        events.add_cli_arguments,
     ),
     "demo": (
         (
