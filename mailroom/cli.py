@@ -19,6 +19,7 @@ from mailroom.commands import (
     requeue,
     run,
     status,
+    suppressions,
     templates,
     verify,
 )
@@ -90,6 +91,12 @@ COMMANDS: dict[str, tuple[str, tuple[str, ...], Handler, Callable[[argparse.Argu
         events.EVENTS_VARIABLES,
         events.cli_main,
         events.add_cli_arguments,
+    ),
+    "suppressions": (
+        "the suppression list: list it, add an address by hand, remove one",
+        suppressions.SUPPRESSIONS_VARIABLES,
+        suppressions.cli_main,
+        suppressions.add_arguments,
     ),
     "demo": (
         (

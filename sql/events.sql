@@ -32,5 +32,18 @@ SELECT mailroom_record_delivery(%(token_ref)s, %(status)s, %(status_at)s, %(addr
                                 %(event_id)s, %(message_id)s)
 
 -- name: suppress
+-- `at` NULL: now.
 SELECT mailroom_suppress(%(address)s, %(reason)s, %(diagnostic)s, %(address_key)s, %(bounce_type)s,
-                         %(bounce_subtype)s, %(feedback_type)s, %(event_id)s, %(at)s)
+                         %(bounce_subtype)s, %(feedback_type)s, %(event_id)s,
+                         coalesce(%(at)s::timestamptz, now()))
+
+-- name: list_suppressions
+-- The suppression list, latest first; only the key `address_key` when it is not NULL.
+SELECT address, reason, bounce_type, bounce_subtype, feedback_type, diagnostic, first_at, last_at, event_id
+  FROM suppressions
+ WHERE %(address_key)s::text IS NULL OR address_key = %(address_key)s
+ ORDER BY last_at DESC, address_key
+ LIMIT %(limit)s
+
+-- name: unsuppress
+SELECT mailroom_unsuppress(%(address)s, %(address_key)s)
