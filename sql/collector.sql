@@ -53,7 +53,8 @@ checked AS (
                     AND t.expires_at > now()
                     AND a.status = CASE t.action WHEN 'activation' THEN 'provisioned'::account_status
                                                  ELSE 'active'::account_status END,
-                    false) AS emittable,
+                    false)
+           AND s.address_key IS NULL AS emittable,
            t.account, t.action AS action_name, t.created_at,
            t.secret, t.code, a.email, a.login,
            CASE WHEN t.id IS NULL THEN 'token_gone'
@@ -61,10 +62,15 @@ checked AS (
                 WHEN t.expires_at <= now() THEN 'expired'
                 WHEN a.status IS DISTINCT FROM CASE t.action WHEN 'activation' THEN 'provisioned'::account_status
                                                               ELSE 'active'::account_status END THEN 'account_status'
+                WHEN s.address_key IS NOT NULL THEN 'suppressed'
            END AS skipped
     FROM claimed c
     LEFT JOIN tokens t ON t.id = c.token
     LEFT JOIN accounts a ON a.id = t.account
+    -- The suppression list (migrations/0008_deliverability.sql): one primary-key probe per
+    -- token, for an address whose domain is ASCII (the key SQL can compute); collector/queue.py
+    -- looks up the others with the key computed in Python.
+    LEFT JOIN suppressions s ON s.address_key = mailroom_address_key(a.email::text)
 )
 SELECT k.token,
        k.emittable,
@@ -93,6 +99,19 @@ ORDER BY k.token
 -- Mark the tokens of a chunk that were read and not emailed (see migrations/0004_cooldown.sql).
 -- Only run when a chunk has some: the common chunk costs no UPDATE.
 UPDATE tokens SET suppressed = true WHERE id = ANY (%(ids)s) AND NOT suppressed
+
+-- name: suppressed_keys
+-- Which of these address keys are on the suppression list (for addresses whose domain is
+-- not ASCII, whose key only Python computes).
+SELECT address_key FROM suppressions WHERE address_key = ANY (%(keys)s)
+
+-- name: mark_suppressed
+-- The delivery status of tokens skipped because their address is suppressed, for the app's
+-- view delivery_status (migrations/0008_deliverability.sql).
+SELECT mailroom_record_delivery(left(encode(sha256(t.secret), 'hex'), 16), 'suppressed', now(), a.email::text,
+                                'the address is on the suppression list')
+  FROM tokens t JOIN accounts a ON a.id = t.account
+ WHERE t.id = ANY (%(ids)s)
 
 -- name: backlog
 -- What this queue has yet to read (for operators and tests).
