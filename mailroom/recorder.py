@@ -47,7 +47,8 @@ class Recorded:
 
 
 def record(conn: psycopg.Connection, event: SesEvent, rule: TransientRule = TransientRule()) -> Recorded:
-    """Record `event` in one transaction of `conn` (committed on return)."""
+    """Record `event` in one transaction of `conn` (committed on return), or in a savepoint
+    when `conn` is in a transaction already (`mailroom events` batches its commits)."""
     q = queries("events.sql")
     done = Recorded()
     with conn.transaction():

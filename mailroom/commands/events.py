@@ -8,7 +8,8 @@ event is logged with its id and left alone: SQS hands it out again after its vis
 timeout, and the queue's redrive policy moves it to the dead-letter queue after
 maxReceiveCount receives. It never holds up the messages behind it.
 
-The database and SQS are reconnected with the collector's backoff (mailroom.backoff); a
+Messages are handled in batches of up to 10 (one ReceiveMessage): one transaction per batch,
+one savepoint per event, then one DeleteMessageBatch. The database and SQS are reconnected with the collector's backoff (mailroom.backoff); a
 failure that retrying cannot fix (no such database or role, authentication, no such queue,
 access denied) exits 2. SIGTERM/SIGINT finish the batch in hand and exit 0.
 """
@@ -19,7 +20,7 @@ import argparse
 import logging
 import signal
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import FrameType
 from typing import Any
 
@@ -210,23 +211,30 @@ class EventsConsumer:
                     log.info("drained: the queue has no visible message")
                     return EXIT_OK
                 continue
+            # One transaction per batch, each event in a savepoint of its own (record() nests):
+            # an event is still recorded whole or not at all, and one commit (one WAL flush)
+            # serves up to 10 events. The messages are deleted only after that commit; the
+            # metrics count only what it committed.
             handled: list[dict[str, Any]] = []
-            try:
+            counted: list[Callable[[], None]] = []
+            with conn.transaction():
                 for message in messages:
-                    if self._handle(conn, message):
+                    if self._handle(conn, message, counted):
                         handled.append(message)
-            finally:  # what was committed is deleted, even when a later message failed
-                self._delete(handled)
+            for count in counted:
+                count()
+            self._delete(handled)
             self.attempt = 0
         return None
 
-    def _handle(self, conn: psycopg.Connection, message: dict[str, Any]) -> bool:
-        """Record one message's event; True when the message is done with (delete it)."""
+    def _handle(self, conn: psycopg.Connection, message: dict[str, Any], counted: list[Callable[[], None]]) -> bool:
+        """Record one message's event; True when the message is done with (delete it). What
+        to count once the batch is committed is appended to `counted`."""
         message_id = message.get("MessageId", "?")
         try:
             event = parse(message.get("Body", ""))
         except NotRecorded as exc:
-            self.stats.messages.labels("not_recorded").inc()
+            counted.append(self.stats.messages.labels("not_recorded").inc)
             log.debug("message %s: %s, not recorded: deleted", message_id, exc)
             return True
         except Unparseable as exc:
@@ -237,12 +245,12 @@ class EventsConsumer:
         except (psycopg.DataError, psycopg.IntegrityError) as exc:  # this event's values, not the database
             self._unparseable(message, f"the database refused its values: {_first_line(exc)}")
             return False
-        self.stats.messages.labels("recorded" if done.new else "duplicate").inc()
+        counted.append(self.stats.messages.labels("recorded" if done.new else "duplicate").inc)
         if done.new:
-            self.stats.events.labels(event.event_type).inc()
+            counted.append(self.stats.events.labels(event.event_type).inc)
         reason = "complaint" if event.event_type == "Complaint" else "bounce"
         for address in done.suppressed:
-            self.stats.suppressions.labels(reason).inc()
+            counted.append(self.stats.suppressions.labels(reason).inc)
             log.info("suppressed %s: %s %s (%s)", address, event.event_type, event.bounce_type or "", event.event_id)
         for address in done.not_addresses:
             log.warning(

@@ -133,6 +133,9 @@ def test_events_are_recorded_their_messages_deleted_and_an_unparseable_one_left_
     opened["eventType"] = "Open"
     _send(sqs, queue_url, _sns(opened))
     garbage = _send(sqs, queue_url, "this is not an SES event")
+    # Parseable, but PostgreSQL text cannot hold U+0000: refused by the database, in the same
+    # batch as the others, and only that event is rolled back (its savepoint).
+    refused = _send(sqs, queue_url, _sns(_record("bounce", "nul\u0000@example.com", "m-nul")))
     proc = events_process("--drain")
     assert proc.wait(timeout=60) == 0, proc.log()
     log = proc.log()
@@ -143,8 +146,9 @@ def test_events_are_recorded_their_messages_deleted_and_an_unparseable_one_left_
     ]
     statuses = dict(db.execute("SELECT token_ref, status FROM token_deliveries").fetchall())
     assert statuses == {bounced_ref: "bounced", delivered_ref: "delivered"}
+    assert f"message {refused} (received 1 times) is not an SES event mailroom can record: the database refused" in log
     assert db.execute("SELECT count(*) FROM delivery_events").fetchone() == (2,)
-    assert _messages_left(sqs, queue_url) == 1  # only the garbage, for the dead-letter queue
+    assert _messages_left(sqs, queue_url) == 2  # the garbage and the refused one, for the dead-letter queue
 
 
 def test_a_connection_lost_in_the_middle_of_a_batch_loses_nothing_and_counts_nothing_twice(
