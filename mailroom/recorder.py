@@ -46,71 +46,70 @@ class Recorded:
     statuses: int = 0  # token statuses that changed
 
 
-def record(conn: psycopg.Connection, event: SesEvent, rule: TransientRule = TransientRule()) -> Recorded:
+def record(
+    conn: psycopg.Connection, event: SesEvent, rule: TransientRule = TransientRule(), *, own_block: bool = True
+) -> Recorded:
     """Record `event` in one transaction of `conn` (committed on return), or in a savepoint
-    when `conn` is in a transaction already (`mailroom events` batches its commits)."""
-    q = queries("events.sql")
+    when `conn` is in a transaction already. With `own_block=False` it runs in the caller's
+    transaction as it is: the caller then keeps the event whole by rolling back everything
+    when it fails (`mailroom events` batches its commits so)."""
     done = Recorded()
-    with conn.transaction():
-        for recipient in event.recipients:
-            try:
-                key = address_key(recipient.address)
-            except NotAnAddress:
-                done.not_addresses.append(recipient.address)
-                continue
-            row = conn.execute(
-                q["insert_event"],
+    if own_block:
+        with conn.transaction():
+            _record(conn, event, rule, done)
+    else:
+        _record(conn, event, rule, done)
+    return done
+
+
+def _record(conn: psycopg.Connection, event: SesEvent, rule: TransientRule, done: Recorded) -> None:
+    q = queries("events.sql")
+    for recipient in event.recipients:
+        try:
+            key = address_key(recipient.address)
+        except NotAnAddress:
+            done.not_addresses.append(recipient.address)
+            continue
+        row = conn.execute(
+            q["insert_event"],
+            {
+                "event_id": event.event_id,
+                "address_key": key,
+                "address": recipient.address,
+                "event_type": event.event_type,
+                "occurred_at": event.occurred_at,
+                "token_ref": event.token_ref,
+                "action": event.action,
+                "message_id": event.message_id,
+                "bounce_type": event.bounce_type,
+                "bounce_subtype": event.bounce_subtype,
+                "feedback_type": event.feedback_type,
+                "diagnostic": recipient.diagnostic,
+                "status": event.delivery_status,
+            },
+        ).fetchone()
+        if row is None:
+            done.duplicates += 1
+            continue
+        done.new += 1
+        done.statuses += bool(row[1])
+        reason = _suppression_reason(conn, event, key, rule)
+        if reason is not None:
+            conn.execute(
+                q["suppress"],
                 {
-                    "event_id": event.event_id,
-                    "address_key": key,
                     "address": recipient.address,
-                    "event_type": event.event_type,
-                    "occurred_at": event.occurred_at,
-                    "token_ref": event.token_ref,
-                    "action": event.action,
-                    "message_id": event.message_id,
+                    "reason": reason,
+                    "diagnostic": recipient.diagnostic,
+                    "address_key": key,
                     "bounce_type": event.bounce_type,
                     "bounce_subtype": event.bounce_subtype,
                     "feedback_type": event.feedback_type,
-                    "diagnostic": recipient.diagnostic,
+                    "event_id": event.event_id,
+                    "at": event.occurred_at,
                 },
-            ).fetchone()
-            if row is None:
-                done.duplicates += 1
-                continue
-            done.new += 1
-            if event.token_ref is not None:
-                changed = conn.execute(
-                    q["record_delivery"],
-                    {
-                        "token_ref": event.token_ref,
-                        "status": event.delivery_status,
-                        "status_at": event.occurred_at,
-                        "address": recipient.address,
-                        "diagnostic": recipient.diagnostic,
-                        "event_id": event.event_id,
-                        "message_id": event.message_id,
-                    },
-                ).fetchone()
-                done.statuses += bool(changed and changed[0])
-            reason = _suppression_reason(conn, event, key, rule)
-            if reason is not None:
-                conn.execute(
-                    q["suppress"],
-                    {
-                        "address": recipient.address,
-                        "reason": reason,
-                        "diagnostic": recipient.diagnostic,
-                        "address_key": key,
-                        "bounce_type": event.bounce_type,
-                        "bounce_subtype": event.bounce_subtype,
-                        "feedback_type": event.feedback_type,
-                        "event_id": event.event_id,
-                        "at": event.occurred_at,
-                    },
-                )
-                done.suppressed.append(recipient.address)
-    return done
+            )
+            done.suppressed.append(recipient.address)
 
 
 def _suppression_reason(conn: psycopg.Connection, event: SesEvent, key: str, rule: TransientRule) -> str | None:

@@ -3,14 +3,25 @@
 -- are always parameters. The tables and functions are migrations/0008_deliverability.sql's.
 
 -- name: insert_event
--- Record one recipient's part of an event; no row back when this (event, recipient) is
--- already recorded, which is how a redelivered event changes nothing.
-INSERT INTO delivery_events (event_id, address_key, address, event_type, occurred_at, token_ref, action,
-                             message_id, bounce_type, bounce_subtype, feedback_type, diagnostic)
-VALUES (%(event_id)s, %(address_key)s, %(address)s, %(event_type)s, %(occurred_at)s, %(token_ref)s, %(action)s,
-        %(message_id)s, %(bounce_type)s, %(bounce_subtype)s, %(feedback_type)s, %(diagnostic)s)
-ON CONFLICT DO NOTHING
-RETURNING 1
+-- Record one recipient's part of an event and, when it is new and names its token, the
+-- token's delivery status (one statement: one round trip per event). `new` is false when
+-- this (event, recipient) is already recorded, which is how a redelivered event changes
+-- nothing; `status_changed` says whether the token's status moved.
+WITH inserted AS (
+    INSERT INTO delivery_events (event_id, address_key, address, event_type, occurred_at, token_ref, action,
+                                 message_id, bounce_type, bounce_subtype, feedback_type, diagnostic)
+    VALUES (%(event_id)s, %(address_key)s, %(address)s, %(event_type)s, %(occurred_at)s, %(token_ref)s,
+            %(action)s, %(message_id)s, %(bounce_type)s, %(bounce_subtype)s, %(feedback_type)s, %(diagnostic)s)
+    ON CONFLICT DO NOTHING
+    RETURNING token_ref
+)
+SELECT true AS new,
+       CASE WHEN i.token_ref IS NOT NULL
+            THEN mailroom_record_delivery(i.token_ref, %(status)s, %(occurred_at)s, %(address)s, %(diagnostic)s,
+                                          %(event_id)s, %(message_id)s)
+            ELSE false
+       END AS status_changed
+  FROM inserted i
 
 -- name: lock_address
 -- Serialise the transient-bounce count of one address between concurrent recorders (two
@@ -26,10 +37,6 @@ SELECT count(*)
    AND event_type = 'Bounce' AND bounce_type = 'Transient'
    AND occurred_at > %(until)s - make_interval(secs => %(window_s)s)
    AND occurred_at <= %(until)s
-
--- name: record_delivery
-SELECT mailroom_record_delivery(%(token_ref)s, %(status)s, %(status_at)s, %(address)s, %(diagnostic)s,
-                                %(event_id)s, %(message_id)s)
 
 -- name: suppress
 -- `at` NULL: now.

@@ -8,8 +8,9 @@ event is logged with its id and left alone: SQS hands it out again after its vis
 timeout, and the queue's redrive policy moves it to the dead-letter queue after
 maxReceiveCount receives. It never holds up the messages behind it.
 
-Messages are handled in batches of up to 10 (one ReceiveMessage): one transaction per batch,
-one savepoint per event, then one DeleteMessageBatch. The database and SQS are reconnected with the collector's backoff (mailroom.backoff); a
+Messages are handled in batches of up to 10 (one ReceiveMessage): one transaction per batch
+(redone with a savepoint per event when the database refuses one event), then one
+DeleteMessageBatch. The database and SQS are reconnected with the collector's backoff (mailroom.backoff); a
 failure that retrying cannot fix (no such database or role, authentication, no such queue,
 access denied) exits 2. SIGTERM/SIGINT finish the batch in hand and exit 0.
 """
@@ -71,6 +72,10 @@ class SqsUnavailable(Exception):
 
 class SqsFatal(Exception):
     """SQS answered that the queue or the credentials are wrong: retrying cannot help."""
+
+
+class _Refused(Exception):
+    """The database refused an event's values in a batch without savepoints: redo it with them."""
 
 
 class Stop:
@@ -211,25 +216,38 @@ class EventsConsumer:
                     log.info("drained: the queue has no visible message")
                     return EXIT_OK
                 continue
-            # One transaction per batch, each event in a savepoint of its own (record() nests):
-            # an event is still recorded whole or not at all, and one commit (one WAL flush)
-            # serves up to 10 events. The messages are deleted only after that commit; the
-            # metrics count only what it committed.
-            handled: list[dict[str, Any]] = []
-            counted: list[Callable[[], None]] = []
-            with conn.transaction():
-                for message in messages:
-                    if self._handle(conn, message, counted):
-                        handled.append(message)
+            # One transaction per batch: one commit (one WAL flush) serves up to 10 events.
+            # When the database refuses one event's values, the batch is rolled back and
+            # done again with a savepoint per event, so that only that event is left out;
+            # either way an event is recorded whole or not at all. The messages are deleted
+            # only after the commit, and the metrics count only what it committed.
+            try:
+                handled, counted = self._batch(conn, messages, careful=False)
+            except _Refused:
+                handled, counted = self._batch(conn, messages, careful=True)
             for count in counted:
                 count()
             self._delete(handled)
             self.attempt = 0
         return None
 
-    def _handle(self, conn: psycopg.Connection, message: dict[str, Any], counted: list[Callable[[], None]]) -> bool:
+    def _batch(
+        self, conn: psycopg.Connection, messages: list[dict[str, Any]], *, careful: bool
+    ) -> tuple[list[dict[str, Any]], list[Callable[[], None]]]:
+        handled: list[dict[str, Any]] = []
+        counted: list[Callable[[], None]] = []
+        with conn.transaction():
+            for message in messages:
+                if self._handle(conn, message, counted, careful):
+                    handled.append(message)
+        return handled, counted
+
+    def _handle(
+        self, conn: psycopg.Connection, message: dict[str, Any], counted: list[Callable[[], None]], careful: bool
+    ) -> bool:
         """Record one message's event; True when the message is done with (delete it). What
-        to count once the batch is committed is appended to `counted`."""
+        to count once the batch is committed is appended to `counted`. Not `careful`: no
+        savepoint, and a value the database refuses raises _Refused (redo the batch)."""
         message_id = message.get("MessageId", "?")
         try:
             event = parse(message.get("Body", ""))
@@ -241,8 +259,10 @@ class EventsConsumer:
             self._unparseable(message, str(exc))
             return False
         try:
-            done = record(conn, event, self.rule)
+            done = record(conn, event, self.rule, own_block=careful)
         except (psycopg.DataError, psycopg.IntegrityError) as exc:  # this event's values, not the database
+            if not careful:
+                raise _Refused from exc
             self._unparseable(message, f"the database refused its values: {_first_line(exc)}")
             return False
         counted.append(self.stats.messages.labels("recorded" if done.new else "duplicate").inc)
