@@ -54,3 +54,17 @@ SELECT address, reason, bounce_type, bounce_subtype, feedback_type, diagnostic, 
 
 -- name: unsuppress
 SELECT mailroom_unsuppress(%(address)s, %(address_key)s)
+
+-- name: rates
+-- Events of the last 24 hours and 7 days, for the bounce and complaint rates (mailroom/rates.py).
+-- Reads delivery_events_occurred_idx; an operator and scrape query, not on any hot path.
+SELECT w.name AS window,
+       count(e.event_id) FILTER (WHERE e.event_type = 'Send') AS sent,
+       count(e.event_id) FILTER (WHERE e.event_type = 'Delivery') AS delivered,
+       count(e.event_id) FILTER (WHERE e.event_type = 'Bounce') AS bounced,
+       count(e.event_id) FILTER (WHERE e.event_type = 'Bounce' AND e.bounce_type = 'Permanent') AS hard_bounced,
+       count(e.event_id) FILTER (WHERE e.event_type = 'Complaint') AS complained
+  FROM (VALUES ('24h', interval '24 hours'), ('7d', interval '7 days')) AS w(name, span)
+  LEFT JOIN delivery_events e ON e.occurred_at > now() - w.span
+ GROUP BY w.name, w.span
+ ORDER BY w.span

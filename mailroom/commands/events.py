@@ -21,7 +21,8 @@ import argparse
 import logging
 import signal
 import threading
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping
 from types import FrameType
 from typing import Any
 
@@ -29,8 +30,9 @@ import psycopg
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from prometheus_client import Counter, Gauge
+from prometheus_client.core import GaugeMetricFamily
 
-from mailroom import __version__, settings
+from mailroom import __version__, rates, settings
 from mailroom.aws import checked_session
 from mailroom.backoff import Backoff
 from mailroom.db import connect, describe, permanent_failure
@@ -134,6 +136,46 @@ class EventsStats:
         if self.ready:
             return True, "connected to the database and receiving from the queue"
         return False, "not connected to the database or the queue (see the log)"
+
+
+class RatesCollector:
+    """The bounce and complaint rates as gauges, read on scrape on a connection of their own
+    (never the consumer's, which is in the middle of its transactions), at most every 30 s."""
+
+    CACHE_S = 30.0
+
+    def __init__(self, database_url: str, clock: Callable[[], float] = time.monotonic) -> None:
+        self.database_url = database_url
+        self.clock = clock
+        self._cached: tuple[float, list[rates.Rates]] | None = None
+        self._lock = threading.Lock()
+
+    def _rates(self) -> list[rates.Rates]:
+        with self._lock:
+            if self._cached is None or self.clock() - self._cached[0] > self.CACHE_S:
+                with connect(self.database_url, application_name="mailroom-events-metrics", connect_timeout=3) as conn:
+                    self._cached = (self.clock(), rates.read(conn))
+            return self._cached[1]
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        try:
+            found = self._rates()
+        except psycopg.Error as exc:
+            log.warning("metrics: cannot read the rates: %s", _first_line(exc))
+            return
+        families = {
+            name: GaugeMetricFamily(f"mailroom_events_{name}", text, labels=["window"])
+            for name, text in (
+                ("bounce_rate", "Permanent bounces over messages sent (SES reviews at 0.05, may pause at 0.10)"),
+                ("complaint_rate", "Complaints over messages sent (SES reviews at 0.001, may pause at 0.005)"),
+                ("sent", "Messages sent (Send events, or deliveries plus bounces when more)"),
+            )
+        }
+        for r in found:
+            families["bounce_rate"].add_metric([r.window], r.bounce_rate or 0.0)
+            families["complaint_rate"].add_metric([r.window], r.complaint_rate or 0.0)
+            families["sent"].add_metric([r.window], r.base)
+        yield from families.values()
 
 
 class EventsConsumer:
@@ -368,6 +410,7 @@ def cli_main(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     sqs = make_sqs_client()
     stats = EventsStats()
     if config.metrics_addr is not None:
+        stats.registry.register(RatesCollector(config.database_url))
         try:
             server = serve(config.metrics_addr, stats.registry, stats.heartbeat.verdict, stats.readiness)
         except OSError as exc:

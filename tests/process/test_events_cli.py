@@ -204,6 +204,8 @@ def test_sigterm_stops_it_with_status_0_and_the_probes_answer_while_it_runs(
         metrics = answer.read().decode()
     assert 'mailroom_events_messages_total{outcome="unparseable"} 1.0' in metrics
     assert "mailroom_events_connected 1.0" in metrics
+    assert 'mailroom_events_bounce_rate{window="24h"} 0.0' in metrics  # nothing sent yet
+    assert 'mailroom_events_complaint_rate{window="7d"} 0.0' in metrics
     proc.signal(signal.SIGTERM)
     assert proc.wait(timeout=15) == 0
     assert "stopped by SIGTERM" in proc.log()
