@@ -20,9 +20,11 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -32,7 +34,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from prometheus_client import Counter, Gauge
 from prometheus_client.core import GaugeMetricFamily
 
-from mailroom import __version__, rates, settings
+from mailroom import __version__, rates, settings, smtp_refusals
 from mailroom.aws import checked_session
 from mailroom.backoff import Backoff
 from mailroom.db import connect, describe, permanent_failure
@@ -403,9 +405,43 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="record what the queue holds now, then exit 0 (when a receive finds no visible message)",
     )
+    parser.add_argument(
+        "--from-rejects",
+        type=Path,
+        metavar="PATH",
+        help="instead of SQS: record the SMTP mailbox refusals of the sender's rejects.jsonl as permanent "
+        "bounces (suppressing their addresses), then exit; reading a file again records nothing twice",
+    )
+
+
+def from_rejects(config: settings.EventsSettings, path: Path) -> int:
+    """`--from-rejects PATH`: exit 0, or 1 when some lines are not JSON (the rest is recorded)."""
+    try:
+        found = smtp_refusals.read_rejects(path)
+    except OSError as exc:
+        print(f"mailroom events: cannot read {path}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    rule = TransientRule(config.transient_limit, config.transient_window_s)
+    new = again = 0
+    suppressed: list[str] = []
+    with connect(config.database_url, application_name=APPLICATION_NAME) as conn:
+        for event in found.events:
+            done = record(conn, event, rule)
+            new += done.new
+            again += done.duplicates
+            suppressed += done.suppressed
+    for number in found.unreadable:
+        print(f"mailroom events: {path}:{number}: not a JSON object: skipped", file=sys.stderr)
+    print(
+        f"{path}: {len(found.events)} SMTP mailbox refusal(s): {new} recorded now, {again} already recorded; "
+        f"{len(suppressed)} address(es) suppressed; {found.skipped} other row(s) skipped"
+    )
+    return EXIT_FAILURE if found.unreadable else EXIT_OK
 
 
 def cli_main(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    if args.from_rejects is not None:
+        return from_rejects(settings.EventsSettings.from_environ(environ, need_queue=False), args.from_rejects)
     config = settings.EventsSettings.from_environ(environ)
     sqs = make_sqs_client()
     stats = EventsStats()
