@@ -37,6 +37,7 @@ from prometheus_client.core import GaugeMetricFamily
 from mailroom import __version__, rates, settings, smtp_refusals
 from mailroom.aws import checked_session
 from mailroom.backoff import Backoff
+from mailroom.checks import Check
 from mailroom.db import connect, describe, permanent_failure
 from mailroom.metrics_http import Heartbeat, Verdict, format_address, new_registry, serve
 from mailroom.recorder import TransientRule, record
@@ -387,6 +388,46 @@ class EventsConsumer:
         except BotoCoreError as exc:
             raise SqsUnavailable(f"SQS {operation} on {self.config.queue_url}: {exc}") from None
         return answer
+
+
+def queue_checks(environ: Mapping[str, str]) -> list[Check]:
+    """`mailroom check`'s line for the events queue, when MAILROOM_EVENTS_QUEUE_URL is set: is it
+    reachable with these credentials (sqs:GetQueueAttributes), and does it have a dead-letter queue?"""
+    name = "events queue"
+    try:
+        url = settings.read(environ, "MAILROOM_EVENTS_QUEUE_URL")["MAILROOM_EVENTS_QUEUE_URL"]
+        if not url:
+            return []
+        sqs = make_sqs_client()
+        attributes = sqs.get_queue_attributes(
+            QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages", "RedrivePolicy"]
+        ).get("Attributes", {})
+    except settings.ConfigError as exc:
+        return [Check(name, False, str(exc), f"set {exc.name}")]
+    except ClientError as exc:
+        error = exc.response.get("Error", {})
+        return [
+            Check(
+                name,
+                False,
+                f"SQS answered {error.get('Code', '?')}: {error.get('Message', '')}",
+                "check MAILROOM_EVENTS_QUEUE_URL and that the IAM policy allows sqs:GetQueueAttributes, "
+                "sqs:ReceiveMessage and sqs:DeleteMessage on it",
+            )
+        ]
+    except BotoCoreError as exc:
+        return [Check(name, False, f"SQS could not be reached: {exc}", "check the network and AWS_REGION")]
+    waiting = attributes.get("ApproximateNumberOfMessages", "?")
+    if "RedrivePolicy" not in attributes:
+        return [
+            Check(
+                name,
+                False,
+                f"reachable, {waiting} message(s) waiting, but no redrive policy",
+                "give the queue a dead-letter queue: a message mailroom cannot read would come back forever",
+            )
+        ]
+    return [Check(name, True, f"reachable, {waiting} message(s) waiting, with a dead-letter queue")]
 
 
 def make_sqs_client() -> Any:

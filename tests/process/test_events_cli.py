@@ -232,3 +232,23 @@ def test_a_queue_that_does_not_exist_exits_2(env: dict[str, str], tmp_path: Path
     done = _run({**env, "MAILROOM_EVENTS_QUEUE_URL": f"{moto_server}/123456789012/nope"}, tmp_path, "--drain")
     assert done.returncode == 2, done.stderr
     assert "retrying cannot fix this: check MAILROOM_EVENTS_QUEUE_URL and the IAM policy" in done.stderr
+
+
+def _check_line(env: dict[str, str], tmp_path: Path) -> str:
+    done = subprocess.run(
+        [script("mailroom"), "check"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
+    [line] = [line for line in done.stdout.splitlines() if " events queue: " in line]
+    return line
+
+
+def test_mailroom_check_says_whether_the_events_queue_is_reachable_and_has_a_dead_letter_queue(
+    env: dict[str, str], tmp_path: Path, sqs: Any, moto_server: str
+) -> None:
+    env = {**env, "MAILROOM_SECRET_KEY": "5f" * 32}
+    assert _check_line(env, tmp_path) == "✓ events queue: reachable, 0 message(s) waiting, with a dead-letter queue"
+    bare = sqs.create_queue(QueueName="no-dlq")["QueueUrl"]
+    line = _check_line({**env, "MAILROOM_EVENTS_QUEUE_URL": bare}, tmp_path)
+    assert line.startswith("✗ events queue: reachable, 0 message(s) waiting, but no redrive policy")
+    gone = _check_line({**env, "MAILROOM_EVENTS_QUEUE_URL": f"{moto_server}/123456789012/nope"}, tmp_path)
+    assert gone.startswith("✗ events queue: SQS answered ")
