@@ -10,17 +10,25 @@
 -- The one normaliser is Python's mailroom.suppressions.address_key (IDNA by the `idna`
 -- package, UTS #46 mapping); SQL cannot do IDNA. This function gives the same key for
 -- every address whose domain is ASCII (A-labels included), and NULL when the domain has
--- a non-ASCII character: the writers below then want the key passed in. Lower case by
--- translate(), not lower(), so that no locale (Turkish dotless i) changes an ASCII domain.
+-- a non-ASCII character: the writers below then want the key passed in.
 CREATE FUNCTION mailroom_address_key(address text) RETURNS text
-LANGUAGE sql IMMUTABLE STRICT AS $$
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    -- Cheap enough for the collector, which calls it for every token it reads (about 1 us):
+    -- no regular expression, no FROM (so the planner inlines it), a fast path for the usual
+    -- address with one '@'; lower() under the "C" collation changes only A-Z, whatever the
+    -- database's locale says of them (a Turkish one would make 'I' a dotless i).
     SELECT CASE
                WHEN position('@' IN address) = 0 THEN NULL
-               WHEN octet_length(d) <> char_length(d) THEN NULL
-               ELSE left(address, char_length(address) - char_length(d) - 1)
-                    || '@' || translate(d, 'ABCDEFGHIJKLMNOPQRSTUVWXYZ', 'abcdefghijklmnopqrstuvwxyz')
+               WHEN split_part(address, '@', 3) = '' THEN  -- one '@'
+                   CASE WHEN octet_length(split_part(address, '@', 2)) = char_length(split_part(address, '@', 2))
+                        THEN split_part(address, '@', 1) || '@' || lower(split_part(address, '@', 2) COLLATE "C")
+                   END
+               -- several: the domain follows the last one
+               WHEN octet_length(split_part(reverse(address), '@', 1))
+                    = char_length(split_part(reverse(address), '@', 1)) THEN
+                   left(address, char_length(address) - char_length(split_part(reverse(address), '@', 1)))
+                   || lower(reverse(split_part(reverse(address), '@', 1)) COLLATE "C")
            END
-      FROM (SELECT substring(address FROM '@([^@]*)$') AS d) part
 $$;
 
 -- One row per suppressed address: mailroom emails none of them. Written by `mailroom
