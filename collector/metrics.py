@@ -199,8 +199,9 @@ class _Exporter(PromCollector):
         )
 
 
-# Why a queued token is not sendable (the `skip` column of claim_chunk in sql/collector.sql).
-SKIP_REASONS = ("expired", "consumed", "account_status", "token_gone")
+# Why a queued token is not sendable (the `skip` column of claim_chunk in sql/collector.sql;
+# `suppressed`: its address is on the suppression list).
+SKIP_REASONS = ("expired", "consumed", "account_status", "token_gone", "suppressed")
 
 
 def build_registry(

@@ -25,6 +25,7 @@ tokens start a cooldown window. That UPDATE runs only for chunks that have such 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections import Counter
 from dataclasses import dataclass, field
@@ -39,6 +40,7 @@ from collector.output import LineWriter
 from collector.signals import StopFlag
 from mailroom.db import queries
 from mailroom.signing import Action, sign
+from mailroom.suppressions import NotAnAddress, address_key
 from mailroom.wire import Record, control_char_in, control_char_in_any, encode_lines
 
 CHUNKS_PER_COMMIT = 10
@@ -47,6 +49,7 @@ log = logging.getLogger("collector.queue")
 
 _ACTIONS = {1: Action.ACTIVATION, 2: Action.PASSWORD_RECOVERY}
 _COOLDOWN = "cooldown"  # claim_chunk's `skip` for a token an email already went out for
+_SUPPRESSED = "suppressed"  # claim_chunk's `skip` for a token whose address is on the suppression list
 
 
 class OutputClosed(Exception):
@@ -73,6 +76,7 @@ class Chunk:
 
     records: list[Record] = field(default_factory=list)
     suppressed: list[int] = field(default_factory=list)
+    on_the_list: list[int] = field(default_factory=list)  # skipped: the address is suppressed
     cooled: int = 0
     skipped: Counter[str] = field(default_factory=Counter)  # read and not emitted, by reason
     to_sign: list[tuple[Any, ...]] = field(default_factory=list)  # decided, not signed yet (see decide)
@@ -99,6 +103,8 @@ class Queue:
         sql_text = queries("collector.sql")
         self._claim = sql_text["claim_chunk"]
         self._suppress = sql_text["suppress"]
+        self._suppressed_keys = sql_text["suppressed_keys"]
+        self._mark_suppressed = sql_text["mark_suppressed"]
         self._cursor = conn.cursor(binary=True)
 
     def chunk(self, rows: list[tuple[Any, ...]]) -> Chunk:
@@ -130,6 +136,8 @@ class Queue:
                     out.cooled += 1
                 elif account is not None:  # None: the token row is gone, nothing to mark
                     out.suppressed.append(token)
+                    if skip == _SUPPRESSED:  # its delivery status says so too (delivery_status)
+                        out.on_the_list.append(token)
                 out.skipped[skip] += 1
                 continue
             if cooldown:
@@ -159,6 +167,22 @@ class Queue:
         chunk.to_sign = []
         return chunk
 
+    def _unicode_suppressed(self, cur: Any, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+        """The rows, with those whose address has a non-ASCII domain and is suppressed given
+        the skip reason `suppressed`: the chunk query finds only ASCII domains on the list.
+        One more query, only for a chunk that has such an address."""
+        keys: dict[int, str] = {}
+        for i, row in enumerate(rows):
+            email = row[3]
+            if row[1] is None and email and not email.rpartition("@")[2].isascii():
+                with contextlib.suppress(NotAnAddress):
+                    keys[i] = address_key(email)
+        if not keys:
+            return rows
+        cur.execute(self._suppressed_keys, {"keys": list(keys.values())})
+        listed = {r[0] for r in cur.fetchall()}
+        return [(row[0], _SUPPRESSED, *row[2:]) if keys.get(i) in listed else row for i, row in enumerate(rows)]
+
     def drain(self, output: LineWriter, stop: StopFlag) -> DrainResult:
         """Read chunks, with no pause between them, until the queue is empty or a stop
         signal arrives.
@@ -187,11 +211,13 @@ class Queue:
                             "cooldown": self.cooldown,
                         }
                         cur.execute(self._claim, params, prepare=True)
-                        rows = cur.fetchall()
+                        rows = self._unicode_suppressed(cur, cur.fetchall())
                         claimed_here += len(rows)
                         chunk = self.chunk(rows)
                         if chunk.suppressed:
                             cur.execute(self._suppress, {"ids": [Int8(i) for i in chunk.suppressed]})
+                        if chunk.on_the_list:
+                            cur.execute(self._mark_suppressed, {"ids": [Int8(i) for i in chunk.on_the_list]})
                         if chunk.records:
                             for line in encode_lines(chunk.records):
                                 output.write_line(line)

@@ -13,11 +13,13 @@ from mailroom import __version__, settings
 from mailroom.commands import (
     check,
     demo,  # `mailroom demo` (make demo)
+    events,
     migrate,
     prune,
     requeue,
     run,
     status,
+    suppressions,
     templates,
     verify,
 )
@@ -84,6 +86,21 @@ COMMANDS: dict[str, tuple[str, tuple[str, ...], Handler, Callable[[argparse.Argu
         status.STATUS_VARIABLES,
         status.cli_main,
         status.add_arguments,
+    ),
+    "events": (
+        (
+            "record the SES events of an SQS queue (bounces, complaints, deliveries) in PostgreSQL: "
+            "the suppression list and each token's delivery status"
+        ),
+        events.EVENTS_VARIABLES,
+        events.cli_main,
+        events.add_cli_arguments,
+    ),
+    "suppressions": (
+        "the suppression list: list it, add an address by hand, remove one",
+        suppressions.SUPPRESSIONS_VARIABLES,
+        suppressions.cli_main,
+        suppressions.add_arguments,
     ),
     "demo": (
         (

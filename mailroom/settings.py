@@ -213,6 +213,11 @@ def optional_existing_directory(name: str, raw: str) -> Path | None:
     return Path(raw)
 
 
+def optional_http_url(name: str, raw: str) -> str:
+    """Empty means "not set" (the command that needs it says so)."""
+    return "" if raw.strip() == "" else http_url(name, raw.strip())
+
+
 def http_url(name: str, raw: str) -> str:
     # \S alone lets control characters such as \x01 or \x7f through: they would end up in every link.
     if not re.fullmatch(r"https?://[^\s/]+(/\S*)?", raw) or _CONTROL.search(raw):
@@ -594,6 +599,30 @@ VARIABLES: dict[str, Variable] = {
             "the collector skips a token created within it of the last one emailed. 0 turns it off.",
             seconds_or_zero,
         ),
+        Variable(
+            "MAILROOM_EVENTS_QUEUE_URL",
+            "",
+            "URL of the SQS queue SES events arrive on (through SNS or EventBridge); required by `mailroom events`.",
+            optional_http_url,
+        ),
+        Variable(
+            "MAILROOM_TRANSIENT_BOUNCE_LIMIT",
+            "3",
+            "Transient bounces of one address within MAILROOM_TRANSIENT_BOUNCE_WINDOW that suppress it (at most 1000).",
+            positive_int_at_most(1000),
+        ),
+        Variable(
+            "MAILROOM_TRANSIENT_BOUNCE_WINDOW",
+            "7d",
+            "The window in which MAILROOM_TRANSIENT_BOUNCE_LIMIT transient bounces suppress an address.",
+            seconds,
+        ),
+        Variable(
+            "MAILROOM_EVENTS_METRICS_ADDR",
+            "",
+            "host:port where `mailroom events` serves /metrics (Prometheus), /healthz and /readyz; empty: off.",
+            listen_address,
+        ),
     )
 }
 
@@ -918,3 +947,42 @@ def markdown_table() -> str:
         default = "*(required)*" if var.default is None else ("*(empty)*" if var.default == "" else f"`{var.default}`")
         rows.append(f"| `{var.name}` | {default} | {var.meaning.replace('|', '/')} |")
     return "\n".join(rows)
+
+
+EVENTS_VARIABLES = (
+    "MAILROOM_DATABASE_URL",
+    "MAILROOM_EVENTS_QUEUE_URL",
+    "MAILROOM_TRANSIENT_BOUNCE_LIMIT",
+    "MAILROOM_TRANSIENT_BOUNCE_WINDOW",
+    "MAILROOM_EVENTS_METRICS_ADDR",
+    "MAILROOM_LOG_LEVEL",
+    "MAILROOM_LOG_FORMAT",
+)
+
+
+@dataclass(frozen=True)
+class EventsSettings:
+    """`mailroom events`: where SES events come from and when transient bounces suppress."""
+
+    database_url: str = field(repr=False)
+    queue_url: str
+    transient_limit: int = 3
+    transient_window_s: float = 7 * 86400.0
+    metrics_addr: tuple[str, int] | None = None
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str], *, need_queue: bool = True) -> EventsSettings:
+        v = read(environ, *EVENTS_VARIABLES)
+        if need_queue and not v["MAILROOM_EVENTS_QUEUE_URL"]:
+            raise ConfigError(
+                "MAILROOM_EVENTS_QUEUE_URL",
+                "is required by `mailroom events`: the URL of the SQS queue SES events arrive on "
+                "(https://sqs.REGION.amazonaws.com/ACCOUNT/QUEUE)",
+            )
+        return cls(
+            database_url=v["MAILROOM_DATABASE_URL"],
+            queue_url=v["MAILROOM_EVENTS_QUEUE_URL"],
+            transient_limit=v["MAILROOM_TRANSIENT_BOUNCE_LIMIT"],
+            transient_window_s=v["MAILROOM_TRANSIENT_BOUNCE_WINDOW"],
+            metrics_addr=v["MAILROOM_EVENTS_METRICS_ADDR"],
+        )

@@ -10,6 +10,7 @@ AWS_ENDPOINT_URL_SES points the sender at an emulator such as moto_server.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -20,7 +21,8 @@ from botocore.parsers import ResponseParserError
 
 from mailroom.checks import Check
 from mailroom.redirect import SUBJECT_TAG, has_subject_tag
-from mailroom.signing import Action
+from mailroom.ses_events import TAG_ACTION, TAG_TOKEN_REF
+from mailroom.signing import Action, InvalidToken, token_ref
 from sender.addresses import ascii_address
 from sender.outputs import Outputs
 from sender.provider import BulkSend, CallFailed, DestinationResult
@@ -98,7 +100,11 @@ class SesProvider:
             "Template": send.template,
             "DefaultTemplateData": send.default_data,
             "Destinations": [
-                {"Destination": {"ToAddresses": [d.email]}, "ReplacementTemplateData": d.data}
+                {
+                    "Destination": {"ToAddresses": [d.email]},
+                    "ReplacementTemplateData": d.data,
+                    "ReplacementTags": message_tags(send.action, d.data),
+                }
                 for d in send.destinations
             ],
         }
@@ -259,6 +265,20 @@ class SesProvider:
             ]
         self.quota_rate = rate if rate > 0 else None
         return [sending, Check("send quota", True, f"{sent:g} of {limit:g} sent in 24 h, at most {rate:g} emails/s")]
+
+
+def message_tags(action: Action, data: str) -> list[dict[str, str]]:
+    """The destination's ReplacementTags: its action and its token's reference, which SES returns
+    in every event it publishes for the message, so that `mailroom events` can tie a bounce
+    to its token. Nothing secret: a token_ref names the token but cannot make its link work.
+    The reference is taken from the signed secret in the template data (left out if that is
+    not a signed token)."""
+    tags = [{"Name": TAG_ACTION, "Value": action.db_name}]
+    try:
+        ref = token_ref(json.loads(data)["secret"])
+    except (ValueError, KeyError, TypeError, InvalidToken):
+        return tags
+    return [*tags, {"Name": TAG_TOKEN_REF, "Value": ref}]
 
 
 def _not_implemented(check: Check) -> bool:

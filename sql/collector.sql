@@ -20,8 +20,8 @@ SELECT pg_try_advisory_lock(hashtextextended('mailroom:' || %(queue)s, 0))
 -- broken pipe before that puts every claimed entry back (at-least-once).
 -- `skip` is NULL for a token to emit, else why it is consumed without output (for the
 -- metrics): 'token_gone' (the token row is gone; account is NULL), 'consumed',
--- 'expired', 'account_status' (the account is not in the status the action needs), or
--- 'cooldown'. The number of rows returned is the number claimed: a chunk of only
+-- 'expired', 'account_status' (the account is not in the status the action needs),
+-- 'suppressed' (the address is on the suppression list), or 'cooldown'. The number of rows returned is the number claimed: a chunk of only
 -- unsendable tokens is not the end of the queue.
 -- 'cooldown' (MAILROOM_RECOVERY_COOLDOWN; `cooldown` = 0 turns it off) is a sendable
 -- token for which an email already went out for another token of the same account and
@@ -58,6 +58,12 @@ checked AS (
                 WHEN t.expires_at <= now() THEN 'expired'
                 WHEN a.status IS DISTINCT FROM CASE t.action WHEN 'activation' THEN 'provisioned'::account_status
                                                               ELSE 'active'::account_status END THEN 'account_status'
+                -- The suppression list (migrations/0007_deliverability.sql): one primary-key
+                -- probe, made only for a token sendable otherwise, found for an address whose
+                -- domain is ASCII (the key SQL can compute); collector/queue.py looks up the
+                -- others with the key computed in Python.
+                WHEN EXISTS (SELECT 1 FROM suppressions s WHERE s.address_key = mailroom_address_key(a.email::text))
+                    THEN 'suppressed'
            END AS unsendable
     FROM claimed c
     LEFT JOIN tokens t ON t.id = c.token
@@ -90,6 +96,19 @@ ORDER BY k.token
 -- Mark the tokens of a chunk that were read and not emailed (see migrations/0004_cooldown.sql).
 -- Only run when a chunk has some: the common chunk costs no UPDATE.
 UPDATE tokens SET suppressed = true WHERE id = ANY (%(ids)s) AND NOT suppressed
+
+-- name: suppressed_keys
+-- Which of these address keys are on the suppression list (for addresses whose domain is
+-- not ASCII, whose key only Python computes).
+SELECT address_key FROM suppressions WHERE address_key = ANY (%(keys)s)
+
+-- name: mark_suppressed
+-- The delivery status of tokens skipped because their address is suppressed, for the app's
+-- view delivery_status (migrations/0007_deliverability.sql).
+SELECT mailroom_record_delivery(left(encode(sha256(t.secret), 'hex'), 16), 'suppressed', now(), a.email::text,
+                                'the address is on the suppression list')
+  FROM tokens t JOIN accounts a ON a.id = t.account
+ WHERE t.id = ANY (%(ids)s)
 
 -- name: backlog
 -- What this queue has yet to read (for operators and tests).

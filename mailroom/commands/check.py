@@ -21,6 +21,7 @@ import psycopg
 
 from mailroom import migrate, settings
 from mailroom.checks import FAIL_MARK, PASS_MARK, Check, all_passed, render
+from mailroom.commands import events
 from mailroom.db import connect, describe, queries
 
 DATABASE_VARIABLES = (
@@ -28,6 +29,7 @@ DATABASE_VARIABLES = (
     "MAILROOM_SECRET_KEY",
     "MAILROOM_QUEUE_NAME",
     "MAILROOM_CHANNEL_NAME",
+    "MAILROOM_EVENTS_QUEUE_URL",
     "MAILROOM_LOG_LEVEL",
 )
 # What `mailroom check --help` lists: its own variables, then the sender's, which the mail
@@ -98,10 +100,11 @@ def _plain(check: Check, environ: Mapping[str, str]) -> Check:
     )
 
 
-# Checks of the mail provider (the sender's preflight), run after the database ones. Each
-# group takes the environment and returns its lines.
+# Checks of the mail provider (the sender's preflight) and of the events queue (none when
+# MAILROOM_EVENTS_QUEUE_URL is empty; mailroom/commands/events.py), run after the database
+# ones. Each group takes the environment and returns its lines.
 SENDER_CHECK_TIMEOUT_S = 60.0
-MAIL_PROVIDER_CHECKS: tuple[CheckGroup, ...] = (sender_checks,)
+MAIL_PROVIDER_CHECKS: tuple[CheckGroup, ...] = (sender_checks, events.queue_checks)
 
 
 def run_checks(environ: Mapping[str, str], max_backlog_age_s: float = BACKLOG_MAX_AGE_S) -> list[Check]:

@@ -10,6 +10,8 @@ queued is not queued twice.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
 import functools
 import json
 import re
@@ -25,6 +27,7 @@ import psycopg
 from mailroom import settings
 from mailroom.db import connect, queries
 from mailroom.signing import Action
+from mailroom.suppressions import NotAnAddress, address_key
 
 REQUEUE_VARIABLES = ("MAILROOM_DATABASE_URL", "MAILROOM_QUEUE_NAME", "MAILROOM_LOG_LEVEL")
 
@@ -60,6 +63,7 @@ class Candidate:
     valid: bool
     queued: bool
     suppressed: bool
+    on_list: bool = False  # the address is on the suppression list
 
     def describe(self) -> str:
         return (
@@ -86,20 +90,35 @@ class RequeueResult:
             return "already queued"
         if not c.valid:
             return "not valid (consumed or expired)"
+        if c.on_list:
+            return "skipped: the address is suppressed (`mailroom suppressions remove` it first)"
         return "not queued (queued, consumed or expired meanwhile)"
 
     @property
     def already(self) -> int:
-        return sum(1 for c in self.candidates if c.id not in self._queued and (c.queued or c.valid))
+        return sum(1 for c in self.candidates if c.id not in self._queued and (c.queued or (c.valid and not c.on_list)))
+
+    @property
+    def on_list(self) -> int:
+        return sum(1 for c in self.candidates if c.id not in self._queued and not c.queued and c.valid and c.on_list)
 
     @property
     def invalid(self) -> int:
         return sum(1 for c in self.candidates if not c.valid)
 
 
-def requeue(conn: psycopg.Connection, queue: str, selection: Selection, *, dry_run: bool = False) -> RequeueResult:
+def requeue(
+    conn: psycopg.Connection,
+    queue: str,
+    selection: Selection,
+    *,
+    dry_run: bool = False,
+    include_suppressed: bool = False,
+) -> RequeueResult:
     """Queue the selected tokens that are still valid on `queue` and wake its collector,
-    in one transaction; in a dry run, only say what would be queued."""
+    in one transaction; in a dry run, only say what would be queued. Tokens whose address is
+    on the suppression list are skipped unless `include_suppressed` (the collector still
+    skips them while the address is on the list)."""
     sql = queries("admin.sql")
     with conn.transaction():
         row = conn.execute(sql["queue_channel"], {"queue": queue}).fetchone()
@@ -116,14 +135,30 @@ def requeue(conn: psycopg.Connection, queue: str, selection: Selection, *, dry_r
             "since": selection.since,
             "action": selection.action.db_name if selection.action else None,
         }
-        candidates = [Candidate(*r) for r in conn.execute(sql["requeue_candidates"], params).fetchall()]
-        todo = [c.id for c in candidates if c.valid and not c.queued]
+        candidates = _with_unicode_suppressions(
+            conn, [Candidate(*r) for r in conn.execute(sql["requeue_candidates"], params).fetchall()]
+        )
+        todo = [c.id for c in candidates if c.valid and not c.queued and (include_suppressed or not c.on_list)]
         if dry_run or not todo:
             return RequeueResult(queue, candidates, todo, dry_run)
         queued = [r[0] for r in conn.execute(sql["requeue"], {"queue": queue, "ids": todo}).fetchall()]
         if queued:
             conn.execute(sql["notify"], {"channel": channel})  # delivered at commit
     return RequeueResult(queue, candidates, queued, dry_run)
+
+
+def _with_unicode_suppressions(conn: psycopg.Connection, candidates: list[Candidate]) -> list[Candidate]:
+    """`on_list` also for addresses with a non-ASCII domain, whose key only Python computes."""
+    keys = {}
+    for c in candidates:
+        if not c.on_list and not c.email.rpartition("@")[2].isascii():
+            with contextlib.suppress(NotAnAddress):
+                keys[c.id] = address_key(c.email)
+    if not keys:
+        return candidates
+    rows = conn.execute(queries("admin.sql")["suppressed_keys"], {"keys": list(keys.values())}).fetchall()
+    listed = {r[0] for r in rows}
+    return [dataclasses.replace(c, on_list=True) if keys.get(c.id) in listed else c for c in candidates]
 
 
 # -- the command --------------------------------------------------------------------------
@@ -215,6 +250,12 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
         "--action", choices=[a.db_name for a in Action], help="only tokens for this action (default: both)"
     )
     parser.add_argument("--dry-run", action="store_true", help="print what would be queued and change nothing")
+    parser.add_argument(
+        "--include-suppressed",
+        action="store_true",
+        help="queue tokens whose address is on the suppression list too (the collector still skips them "
+        "while it is on the list)",
+    )
 
 
 def selection_from_args(args: argparse.Namespace) -> tuple[Selection, list[str]]:
@@ -245,7 +286,7 @@ def cli_main(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     try:
         selection, notes = selection_from_args(args)
         with connect(values["MAILROOM_DATABASE_URL"], application_name="mailroom requeue") as conn:
-            result = requeue(conn, queue, selection, dry_run=args.dry_run)
+            result = requeue(conn, queue, selection, dry_run=args.dry_run, include_suppressed=args.include_suppressed)
     except RequeueError as exc:
         print(f"mailroom requeue: {exc}", file=sys.stderr)
         return 2 if isinstance(exc, UsageError) else 1
@@ -270,6 +311,7 @@ def report(result: RequeueResult, selection: Selection, notes: Sequence[str] = (
     summary = (
         f"{verb} {len(result.queued)} token(s) for queue {result.queue!r}; {result.already} already queued; "
         f"{result.invalid} not valid any more (consumed or expired)"
+        + (f"; {result.on_list} skipped: address suppressed" if result.on_list else "")
     )
     lines.append(summary + ("; dry run, nothing changed" if result.dry_run else ""))
     return lines

@@ -21,6 +21,7 @@ the database could not be read (the sender's part is still shown).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -31,7 +32,7 @@ from typing import Any
 
 import psycopg
 
-from mailroom import settings
+from mailroom import rates, settings
 from mailroom.db import connect, describe, queries
 
 STATUS_VARIABLES = (
@@ -227,7 +228,29 @@ def collect(url: str, output: Path, now: dt.datetime | None = None) -> dict[str,
         status["database"]["error"] = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         status.update(queues=[], active_collectors=[], standby_collectors=[])
     status["sender"] = output_status(output, now)
+    status["deliverability"] = deliverability_status(url) if not status["database"]["error"] else None
     return status
+
+
+def deliverability_status(url: str) -> list[dict[str, Any]] | None:
+    """The bounce and complaint rates over 24 h and 7 days (mailroom/rates.py); None before
+    migration 0007."""
+    try:
+        with connect(url, application_name="mailroom-status", connect_timeout=5) as conn:
+            found = rates.read(conn)
+    except psycopg.errors.UndefinedTable:
+        return None
+    return [
+        {
+            **dataclasses.asdict(r),
+            "bounce_rate": r.bounce_rate,
+            "complaint_rate": r.complaint_rate,
+            "bounce_mark": rates.mark(r.bounce_rate, rates.BOUNCE_REVIEW, rates.BOUNCE_PAUSE),
+            "complaint_mark": rates.mark(r.complaint_rate, rates.COMPLAINT_REVIEW, rates.COMPLAINT_PAUSE),
+            "line": rates.describe(r),
+        }
+        for r in found
+    ]
 
 
 def cli_main(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
@@ -298,6 +321,9 @@ def render(status: Mapping[str, Any]) -> str:
         out.append(f"  journal:       {j['unfinished']} unfinished ({actions}), oldest read at {j['oldest_read_at']}")
     else:
         out.append("  journal:       nothing unfinished")
+    if status.get("deliverability"):
+        out += ["", "Deliverability (SES events recorded by `mailroom events`)"]
+        out += [f"  {r['line']}" for r in status["deliverability"]]
     return "\n".join(out)
 
 

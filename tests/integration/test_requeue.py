@@ -200,3 +200,30 @@ def test_since_takes_an_iso_time_or_a_duration() -> None:
     assert parse_since("2026-01-31T09:30:00Z") == datetime(2026, 1, 31, 9, 30, tzinfo=UTC)
     assert parse_since("2026-01-31T09:30:00") == datetime(2026, 1, 31, 9, 30, tzinfo=UTC)
     assert parse_since("2026-01-31T09:30:00+01:00") == datetime(2026, 1, 31, 8, 30, tzinfo=UTC)
+
+
+def test_a_token_whose_address_is_suppressed_is_skipped_unless_included(queue_db: psycopg.Connection) -> None:
+    listed, other = _account(queue_db, "listed"), _account(queue_db, "other")
+    tokens = [_token(queue_db, listed), _token(queue_db, other)]
+    _emitted_everything(queue_db)
+    queue_db.execute("SELECT mailroom_suppress('listed@EXAMPLE.com', 'bounce')")
+    selection = Selection(emails=("listed@example.com", "other@example.com"))
+    result = requeue(queue_db, QUEUE, selection)
+    assert result.queued == [tokens[1]] and _queued(queue_db) == [tokens[1]]
+    lines = report(result, selection)
+    assert lines[0].startswith("skipped: the address is suppressed (`mailroom suppressions remove` it first): id=")
+    assert lines[-1].endswith("; 1 skipped: address suppressed")
+    assert requeue(queue_db, QUEUE, selection, include_suppressed=True).queued == [tokens[0]]
+
+
+def test_a_suppressed_address_with_a_unicode_domain_is_skipped_too(queue_db: psycopg.Connection) -> None:
+    row = queue_db.execute(
+        "INSERT INTO accounts (email, login, status, activated_at) VALUES ('zoë@bücher.de', 'zoe', 'active', 1) "
+        "RETURNING id"
+    ).fetchone()
+    assert row
+    token = _token(queue_db, int(row[0]))
+    _emitted_everything(queue_db)
+    queue_db.execute("SELECT mailroom_suppress('zoë@xn--bcher-kva.de', 'complaint')")
+    assert requeue(queue_db, QUEUE, Selection(emails=("zoë@bücher.de",))).queued == []
+    assert requeue(queue_db, QUEUE, Selection(emails=("zoë@bücher.de",)), include_suppressed=True).queued == [token]

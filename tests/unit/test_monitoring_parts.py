@@ -178,7 +178,25 @@ def _sample_names() -> set[str]:
         registry, calls = sender_registry(sender)
         calls(10, 0.1, 0.05, "answered")
         names |= {s.name for m in registry.collect() for s in m.samples}
+    names |= _events_sample_names()
     return names
+
+
+def _events_sample_names() -> set[str]:
+    """`mailroom events`' metrics, with every labelled series present and the rates (read from
+    the database on scrape) given."""
+    from mailroom.commands.events import EventsStats, RatesCollector
+    from mailroom.rates import Rates
+
+    stats = EventsStats()
+    for outcome in ("recorded", "duplicate", "not_recorded", "unparseable"):
+        stats.messages.labels(outcome).inc()
+    stats.events.labels("Bounce").inc()
+    stats.suppressions.labels("bounce").inc()
+    rates = RatesCollector("", clock=lambda: 0.0)
+    rates._cached = (0.0, [Rates("24h", 10, 9, 1, 1, 0), Rates("7d", 10, 9, 1, 1, 0)])
+    stats.registry.register(rates)
+    return {s.name for m in stats.registry.collect() for s in m.samples}
 
 
 def test_the_dashboard_is_valid_json_and_uses_only_metrics_the_programs_export():
@@ -198,7 +216,7 @@ def test_every_metric_name_follows_the_conventions():
     for name in _sample_names():
         if name.startswith(("process_", "python_")):
             continue
-        assert name.startswith(("mailroom_collector_", "mailroom_sender_")), name
+        assert name.startswith(("mailroom_collector_", "mailroom_sender_", "mailroom_events_")), name
         assert not name.endswith(("_ms", "_milliseconds", "_kb")), name
 
 

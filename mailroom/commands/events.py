@@ -1,0 +1,512 @@
+"""`mailroom events`: record the SES events of an SQS queue in PostgreSQL, beside the pipeline.
+
+A long-running loop: long-poll the queue, read each message (mailroom.ses_events), record its
+event in one transaction (mailroom.recorder), and delete the message only after that commit.
+Whatever fails between the commit and the delete makes SQS deliver the message again, which
+records nothing twice (events are recorded once per event id). A message that is not an SES
+event is logged with its id and left alone: SQS hands it out again after its visibility
+timeout, and the queue's redrive policy moves it to the dead-letter queue after
+maxReceiveCount receives. It never holds up the messages behind it.
+
+Messages are handled in batches of up to 10 (one ReceiveMessage): one transaction per batch
+(redone with a savepoint per event when the database refuses one event), then one
+DeleteMessageBatch. The database and SQS are reconnected with the collector's backoff (mailroom.backoff); a
+failure that retrying cannot fix (no such database or role, authentication, no such queue,
+access denied) exits 2. SIGTERM/SIGINT finish the batch in hand and exit 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import psycopg
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+from prometheus_client import Counter, Gauge
+from prometheus_client.core import GaugeMetricFamily
+
+from mailroom import __version__, rates, settings, smtp_refusals
+from mailroom.aws import checked_session
+from mailroom.backoff import Backoff
+from mailroom.checks import Check
+from mailroom.db import connect, describe, permanent_failure
+from mailroom.metrics_http import Heartbeat, Verdict, format_address, new_registry, serve
+from mailroom.recorder import TransientRule, record
+from mailroom.ses_events import NotRecorded, Unparseable, parse
+
+log = logging.getLogger("mailroom.events")
+
+EVENTS_VARIABLES = settings.EVENTS_VARIABLES
+RECONNECT_BACKOFF = Backoff(base=0.5, cap=30.0)  # the collector's
+POLL_WAIT_S = 5  # SQS long poll; also the longest a stop signal waits for the call in hand
+DRAIN_WAIT_S = 1
+MAX_MESSAGES = 10  # SQS's most per ReceiveMessage
+APPLICATION_NAME = "mailroom-events"
+
+# SQS answers that retrying cannot fix: the configuration or the IAM policy must change.
+FATAL_SQS_CODES = frozenset(
+    {
+        "AWS.SimpleQueueService.NonExistentQueue",
+        "QueueDoesNotExist",
+        "AccessDenied",
+        "AccessDeniedException",
+        "InvalidClientTokenId",
+        "UnrecognizedClientException",
+        "SignatureDoesNotMatch",
+        "InvalidAddress",
+        "InvalidSecurity",
+    }
+)
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+
+
+class SqsUnavailable(Exception):
+    """SQS did not answer, or answered with something worth retrying."""
+
+
+class SqsFatal(Exception):
+    """SQS answered that the queue or the credentials are wrong: retrying cannot help."""
+
+
+class _Refused(Exception):
+    """The database refused an event's values in a batch without savepoints: redo it with them."""
+
+
+class Stop:
+    """Set by SIGTERM/SIGINT; the loop looks at it between messages and batches."""
+
+    def __init__(self) -> None:
+        self.name: str | None = None
+        self._event = threading.Event()
+
+    def __bool__(self) -> bool:
+        return self.name is not None
+
+    def set(self, name: str = "request") -> None:
+        self.name = self.name or name
+        self._event.set()
+
+    def sleep(self, seconds: float) -> None:
+        self._event.wait(seconds)
+
+    def install(self) -> None:
+        def handler(signum: int, frame: FrameType | None) -> None:
+            self.set(signal.Signals(signum).name)
+
+        signal.signal(signal.SIGTERM, handler)
+        signal.signal(signal.SIGINT, handler)
+
+
+class EventsStats:
+    """The program's metrics, in a registry of its own."""
+
+    def __init__(self) -> None:
+        self.registry = new_registry()
+        r = self.registry
+        self.messages = Counter(
+            "mailroom_events_messages",
+            "SQS messages handled, by outcome: recorded (new), duplicate (already recorded: a redelivery), "
+            "not_recorded (Open, Click, an SNS confirmation: deleted), unparseable (left on the queue)",
+            ["outcome"],
+            registry=r,
+        )
+        self.events = Counter(
+            "mailroom_events_recorded",
+            "SES events recorded for the first time, by SES event type",
+            ["type"],
+            registry=r,
+        )
+        self.suppressions = Counter(
+            "mailroom_events_suppressions", "Addresses suppressed by an event, by reason", ["reason"], registry=r
+        )
+        self.reconnects = Counter("mailroom_events_reconnects", "Reconnections to the database or SQS", registry=r)
+        self.connected = Gauge("mailroom_events_connected", "1 while connected to the database and SQS", registry=r)
+        self.heartbeat = Heartbeat()
+        self.ready = False
+
+    def readiness(self) -> Verdict:
+        if self.ready:
+            return True, "connected to the database and receiving from the queue"
+        return False, "not connected to the database or the queue (see the log)"
+
+
+class RatesCollector:
+    """The bounce and complaint rates as gauges, read on scrape on a connection of their own
+    (never the consumer's, which is in the middle of its transactions), at most every 30 s."""
+
+    CACHE_S = 30.0
+
+    def __init__(self, database_url: str, clock: Callable[[], float] = time.monotonic) -> None:
+        self.database_url = database_url
+        self.clock = clock
+        self._cached: tuple[float, list[rates.Rates]] | None = None
+        self._lock = threading.Lock()
+
+    def _rates(self) -> list[rates.Rates]:
+        with self._lock:
+            if self._cached is None or self.clock() - self._cached[0] > self.CACHE_S:
+                with connect(self.database_url, application_name="mailroom-events-metrics", connect_timeout=3) as conn:
+                    self._cached = (self.clock(), rates.read(conn))
+            return self._cached[1]
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        try:
+            found = self._rates()
+        except psycopg.Error as exc:
+            log.warning("metrics: cannot read the rates: %s", _first_line(exc))
+            return
+        families = {
+            name: GaugeMetricFamily(f"mailroom_events_{name}", text, labels=["window"])
+            for name, text in (
+                ("bounce_rate", "Permanent bounces over messages sent (SES reviews at 0.05, may pause at 0.10)"),
+                ("complaint_rate", "Complaints over messages sent (SES reviews at 0.001, may pause at 0.005)"),
+                ("sent", "Messages sent (Send events, or deliveries plus bounces when more)"),
+            )
+        }
+        for r in found:
+            families["bounce_rate"].add_metric([r.window], r.bounce_rate or 0.0)
+            families["complaint_rate"].add_metric([r.window], r.complaint_rate or 0.0)
+            families["sent"].add_metric([r.window], r.base)
+        yield from families.values()
+
+
+class EventsConsumer:
+    def __init__(
+        self, config: settings.EventsSettings, sqs: Any, stop: Stop, stats: EventsStats, *, drain: bool = False
+    ) -> None:
+        self.config = config
+        self.sqs = sqs
+        self.stop = stop
+        self.stats = stats
+        self.drain = drain
+        self.rule = TransientRule(config.transient_limit, config.transient_window_s)
+        self.where = describe(config.database_url)
+        self.attempt = 0
+
+    def run(self) -> int:
+        """Run until stopped (or, with drain, until the queue has nothing visible); the exit status."""
+        while not self.stop:
+            conn: psycopg.Connection | None = None
+            try:
+                conn = connect(self.config.database_url, application_name=APPLICATION_NAME)
+                self._check_queue()
+                self.stats.ready = True
+                self.stats.connected.set(1)
+                log.info(
+                    "ready: connected to %s%s, receiving from %s",
+                    self.where,
+                    f" after {self.attempt} failed attempts" if self.attempt else "",
+                    self.config.queue_url,
+                )
+                status = self._consume(conn)
+                if status is not None:
+                    return status
+            except psycopg.OperationalError as exc:
+                if self.stop:
+                    break
+                if (reason := permanent_failure(exc)) is not None:
+                    log.error(
+                        "cannot connect to %s: %s (%s); retrying cannot fix this: check MAILROOM_DATABASE_URL",
+                        self.where,
+                        reason,
+                        _first_line(exc),
+                    )
+                    return settings.CONFIG_EXIT_STATUS
+                log.warning("database connection failed (%s): %s", self.where, _first_line(exc))
+            except SqsFatal as exc:
+                log.error("%s; retrying cannot fix this: check MAILROOM_EVENTS_QUEUE_URL and the IAM policy", exc)
+                return settings.CONFIG_EXIT_STATUS
+            except SqsUnavailable as exc:
+                log.warning("SQS failed: %s", exc)
+            except psycopg.Error as exc:
+                log.error(
+                    "database error on %s: %s (is the schema migrated? run `mailroom migrate`)",
+                    self.where,
+                    _first_line(exc),
+                )
+                return EXIT_FAILURE
+            finally:
+                self.stats.ready = False
+                self.stats.connected.set(0)
+                if conn is not None:
+                    conn.close()
+            if self.stop:
+                break
+            delay = RECONNECT_BACKOFF.delay(self.attempt)
+            self.attempt += 1
+            self.stats.reconnects.inc()
+            self.stats.heartbeat.beat()
+            log.info("reconnecting: attempt %d in %.2f s", self.attempt, delay)
+            self.stop.sleep(delay)
+        log.info("stopped by %s", self.stop.name or "request")
+        return EXIT_OK
+
+    def _consume(self, conn: psycopg.Connection) -> int | None:
+        while not self.stop:
+            self.stats.heartbeat.beat()
+            messages = self._receive()
+            if not messages:
+                if self.drain:
+                    log.info("drained: the queue has no visible message")
+                    return EXIT_OK
+                continue
+            # One transaction per batch: one commit (one WAL flush) serves up to 10 events.
+            # When the database refuses one event's values, the batch is rolled back and
+            # done again with a savepoint per event, so that only that event is left out;
+            # either way an event is recorded whole or not at all. The messages are deleted
+            # only after the commit, and the metrics count only what it committed.
+            try:
+                handled, counted = self._batch(conn, messages, careful=False)
+            except _Refused:
+                handled, counted = self._batch(conn, messages, careful=True)
+            for count in counted:
+                count()
+            self._delete(handled)
+            self.attempt = 0
+        return None
+
+    def _batch(
+        self, conn: psycopg.Connection, messages: list[dict[str, Any]], *, careful: bool
+    ) -> tuple[list[dict[str, Any]], list[Callable[[], None]]]:
+        handled: list[dict[str, Any]] = []
+        counted: list[Callable[[], None]] = []
+        with conn.transaction():
+            for message in messages:
+                if self._handle(conn, message, counted, careful):
+                    handled.append(message)
+        return handled, counted
+
+    def _handle(
+        self, conn: psycopg.Connection, message: dict[str, Any], counted: list[Callable[[], None]], careful: bool
+    ) -> bool:
+        """Record one message's event; True when the message is done with (delete it). What
+        to count once the batch is committed is appended to `counted`. Not `careful`: no
+        savepoint, and a value the database refuses raises _Refused (redo the batch)."""
+        message_id = message.get("MessageId", "?")
+        try:
+            event = parse(message.get("Body", ""))
+        except NotRecorded as exc:
+            counted.append(self.stats.messages.labels("not_recorded").inc)
+            log.debug("message %s: %s, not recorded: deleted", message_id, exc)
+            return True
+        except Unparseable as exc:
+            self._unparseable(message, str(exc))
+            return False
+        try:
+            done = record(conn, event, self.rule, own_block=careful)
+        except (psycopg.DataError, psycopg.IntegrityError) as exc:  # this event's values, not the database
+            if not careful:
+                raise _Refused from exc
+            self._unparseable(message, f"the database refused its values: {_first_line(exc)}")
+            return False
+        counted.append(self.stats.messages.labels("recorded" if done.new else "duplicate").inc)
+        if done.new:
+            counted.append(self.stats.events.labels(event.event_type).inc)
+        reason = "complaint" if event.event_type == "Complaint" else "bounce"
+        for address in done.suppressed:
+            counted.append(self.stats.suppressions.labels(reason).inc)
+            log.info("suppressed %s: %s %s (%s)", address, event.event_type, event.bounce_type or "", event.event_id)
+        for address in done.not_addresses:
+            log.warning(
+                "message %s: %s event for %r, which is not an address: skipped", message_id, event.event_type, address
+            )
+        log.debug(
+            "message %s: %s %s, %d new, %d already recorded",
+            message_id,
+            event.event_type,
+            event.event_id,
+            done.new,
+            done.duplicates,
+        )
+        return True
+
+    def _unparseable(self, message: dict[str, Any], why: str) -> None:
+        self.stats.messages.labels("unparseable").inc()
+        received = message.get("Attributes", {}).get("ApproximateReceiveCount", "?")
+        log.warning(
+            "message %s (received %s times) is not an SES event mailroom can record: %s; "
+            "left on the queue for its redrive policy",
+            message.get("MessageId", "?"),
+            received,
+            why,
+        )
+
+    def _check_queue(self) -> None:
+        attributes = self._sqs("GetQueueAttributes", AttributeNames=["RedrivePolicy"]).get("Attributes", {})
+        if "RedrivePolicy" not in attributes:
+            log.warning(
+                "the queue has no redrive policy: a message mailroom cannot read is received again and again; "
+                "give it a dead-letter queue (see the how-to on bounces)"
+            )
+
+    def _receive(self) -> list[dict[str, Any]]:
+        answer = self._sqs(
+            "ReceiveMessage",
+            MaxNumberOfMessages=MAX_MESSAGES,
+            WaitTimeSeconds=DRAIN_WAIT_S if self.drain else POLL_WAIT_S,
+            AttributeNames=["ApproximateReceiveCount"],
+        )
+        messages: list[dict[str, Any]] = answer.get("Messages", [])
+        return messages
+
+    def _delete(self, messages: list[dict[str, Any]]) -> None:
+        if not messages:
+            return
+        answer = self._sqs(
+            "DeleteMessageBatch",
+            Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)],
+        )
+        for failure in answer.get("Failed", []):  # recorded already: a redelivery will change nothing
+            log.warning("could not delete message %s: %s", failure.get("Id"), failure.get("Message", failure))
+
+    def _sqs(self, operation: str, **params: Any) -> dict[str, Any]:
+        method = {
+            "GetQueueAttributes": self.sqs.get_queue_attributes,
+            "ReceiveMessage": self.sqs.receive_message,
+            "DeleteMessageBatch": self.sqs.delete_message_batch,
+        }[operation]
+        try:
+            answer: dict[str, Any] = method(QueueUrl=self.config.queue_url, **params)
+        except ClientError as exc:
+            error = exc.response.get("Error", {})
+            code, text = error.get("Code", "?"), error.get("Message", "")
+            message = f"SQS {operation} on {self.config.queue_url}: {code}: {text}"
+            if code in FATAL_SQS_CODES:
+                raise SqsFatal(message) from None
+            raise SqsUnavailable(message) from None
+        except BotoCoreError as exc:
+            raise SqsUnavailable(f"SQS {operation} on {self.config.queue_url}: {exc}") from None
+        return answer
+
+
+def queue_checks(environ: Mapping[str, str]) -> list[Check]:
+    """`mailroom check`'s line for the events queue, when MAILROOM_EVENTS_QUEUE_URL is set: is it
+    reachable with these credentials (sqs:GetQueueAttributes), and does it have a dead-letter queue?"""
+    name = "events queue"
+    try:
+        url = settings.read(environ, "MAILROOM_EVENTS_QUEUE_URL")["MAILROOM_EVENTS_QUEUE_URL"]
+        if not url:
+            return []
+        sqs = make_sqs_client()
+        attributes = sqs.get_queue_attributes(
+            QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages", "RedrivePolicy"]
+        ).get("Attributes", {})
+    except settings.ConfigError as exc:
+        return [Check(name, False, str(exc), f"set {exc.name}")]
+    except ClientError as exc:
+        error = exc.response.get("Error", {})
+        return [
+            Check(
+                name,
+                False,
+                f"SQS answered {error.get('Code', '?')}: {error.get('Message', '')}",
+                "check MAILROOM_EVENTS_QUEUE_URL and that the IAM policy allows sqs:GetQueueAttributes, "
+                "sqs:ReceiveMessage and sqs:DeleteMessage on it",
+            )
+        ]
+    except BotoCoreError as exc:
+        return [Check(name, False, f"SQS could not be reached: {exc}", "check the network and AWS_REGION")]
+    waiting = attributes.get("ApproximateNumberOfMessages", "?")
+    if "RedrivePolicy" not in attributes:
+        return [
+            Check(
+                name,
+                False,
+                f"reachable, {waiting} message(s) waiting, but no redrive policy",
+                "give the queue a dead-letter queue: a message mailroom cannot read would come back forever",
+            )
+        ]
+    return [Check(name, True, f"reachable, {waiting} message(s) waiting, with a dead-letter queue")]
+
+
+def make_sqs_client() -> Any:
+    """An SQS client from boto3's standard chain (AWS_ENDPOINT_URL_SQS points it at an emulator)."""
+    config = Config(
+        retries={"mode": "standard", "total_max_attempts": 3},
+        connect_timeout=5,
+        read_timeout=POLL_WAIT_S + 15,
+    )
+    return checked_session(hint="").client("sqs", config=config)
+
+
+def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--drain",
+        action="store_true",
+        help="record what the queue holds now, then exit 0 (when a receive finds no visible message)",
+    )
+    parser.add_argument(
+        "--from-rejects",
+        type=Path,
+        metavar="PATH",
+        help="instead of SQS: record the SMTP mailbox refusals of the sender's rejects.jsonl as permanent "
+        "bounces (suppressing their addresses), then exit; reading a file again records nothing twice",
+    )
+
+
+def from_rejects(config: settings.EventsSettings, path: Path) -> int:
+    """`--from-rejects PATH`: exit 0, or 1 when some lines are not JSON (the rest is recorded)."""
+    try:
+        found = smtp_refusals.read_rejects(path)
+    except OSError as exc:
+        print(f"mailroom events: cannot read {path}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    rule = TransientRule(config.transient_limit, config.transient_window_s)
+    new = again = 0
+    suppressed: list[str] = []
+    with connect(config.database_url, application_name=APPLICATION_NAME) as conn:
+        for event in found.events:
+            done = record(conn, event, rule)
+            new += done.new
+            again += done.duplicates
+            suppressed += done.suppressed
+    for number in found.unreadable:
+        print(f"mailroom events: {path}:{number}: not a JSON object: skipped", file=sys.stderr)
+    print(
+        f"{path}: {len(found.events)} SMTP mailbox refusal(s): {new} recorded now, {again} already recorded; "
+        f"{len(suppressed)} address(es) suppressed; {found.skipped} other row(s) skipped"
+    )
+    return EXIT_FAILURE if found.unreadable else EXIT_OK
+
+
+def cli_main(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    if args.from_rejects is not None:
+        return from_rejects(settings.EventsSettings.from_environ(environ, need_queue=False), args.from_rejects)
+    config = settings.EventsSettings.from_environ(environ)
+    sqs = make_sqs_client()
+    stats = EventsStats()
+    if config.metrics_addr is not None:
+        stats.registry.register(RatesCollector(config.database_url))
+        try:
+            server = serve(config.metrics_addr, stats.registry, stats.heartbeat.verdict, stats.readiness)
+        except OSError as exc:
+            raise settings.ConfigError(
+                "MAILROOM_EVENTS_METRICS_ADDR", f"cannot listen on {format_address(config.metrics_addr)}: {exc}"
+            ) from None
+        log.info("metrics on http://%s/metrics", format_address(server.address))
+    log.info(
+        "mailroom events %s: queue %s; transient bounces suppress at %d within %g s",
+        __version__,
+        config.queue_url,
+        config.transient_limit,
+        config.transient_window_s,
+    )
+    stop = Stop()
+    stop.install()
+    return EventsConsumer(config, sqs, stop, stats, drain=args.drain).run()
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -1,0 +1,62 @@
+"""The SES sender tags each destination with its action and token_ref (sender/ses.py), which
+SES returns in every event it publishes: what ties a bounce to its token."""
+
+from __future__ import annotations
+
+import urllib.parse
+from typing import Any
+
+from conftest import SES_SOURCE
+
+from mailroom.signing import Action, sign, token_ref
+from mailroom.templates import default_template_data, template_data
+from mailroom.wire import Record
+from sender.provider import BulkSend, Destination
+from sender.ses import SesProvider, message_tags
+
+KEY = bytes.fromhex("5f" * 32)
+
+
+def _record(i: int) -> Record:
+    secret = bytes([i]) * 32
+    code = f"{i:05d}"
+    return Record(
+        Action.PASSWORD_RECOVERY, f"u{i}@example.com", f"u{i}", sign(KEY, Action.PASSWORD_RECOVERY, secret, code), code
+    )
+
+
+def test_each_destination_carries_its_action_and_token_ref_and_no_secret(moto_ses: Any) -> None:
+    sent: list[dict[str, list[str]]] = []
+
+    def capture(request: Any = None, **_: Any) -> None:
+        body = request.body.decode() if isinstance(request.body, bytes) else str(request.body)
+        sent.append(urllib.parse.parse_qs(body))
+
+    moto_ses.meta.events.register("before-send.ses.SendBulkTemplatedEmail", capture)
+    records = [_record(i) for i in (1, 2)]
+    send = BulkSend(
+        Action.PASSWORD_RECOVERY,
+        "passwordrecoveryv1",
+        SES_SOURCE,
+        "",
+        default_template_data("https://app.example.com"),
+        [Destination(r.email, template_data(r)) for r in records],
+    )
+    results = SesProvider(moto_ses).send_bulk(send)
+    assert [r.status for r in results] == ["Success", "Success"]  # SES (moto) takes the tags
+    [form] = sent
+    for n, record in enumerate(records, start=1):
+        tags = {
+            form[f"Destinations.member.{n}.ReplacementTags.member.{m}.Name"][0]: form[
+                f"Destinations.member.{n}.ReplacementTags.member.{m}.Value"
+            ][0]
+            for m in (1, 2)
+        }
+        assert tags == {"mailroom_action": "password_recovery", "mailroom_token_ref": token_ref(record.secret)}
+        assert record.secret not in str(tags) and record.code not in str(tags)
+
+
+def test_template_data_without_a_signed_token_is_tagged_with_its_action_only() -> None:
+    assert message_tags(Action.ACTIVATION, '{"login": "x", "secret": "not a token"}') == [
+        {"Name": "mailroom_action", "Value": "activation"}
+    ]
