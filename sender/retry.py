@@ -119,9 +119,9 @@ SES_STATUS_FIXES: dict[str, str] = {
 SOURCE_NOT_VERIFIED_FIX = "verify {source} (or its domain) in SES in {region}, then restart the sender"
 UNKNOWN_FIX = "an answer the sender does not know: read the saved response under <output>/errors/ and the SES docs"
 UNKNOWN_STATUS_FIX = (
-    "SES answered the destination status {status!r}, which the sender does not know (an HTTP 200 answer, not saved"
-    " under errors/: its message is in this line): look it up under BulkEmailDestinationStatus in the SES API"
-    " reference"
+    "SES answered the destination status {status!r}, which the sender does not know (in an HTTP 200 answer, which"
+    " is not saved: SES's message for it is in this line): look it up under BulkEmailDestinationStatus in the SES"
+    " API reference"
 )
 DAILY_QUOTA_MESSAGE = "daily message quota exceeded"
 
