@@ -33,9 +33,9 @@ printed to stdout (MAILROOM_DEBUG=true). Before reading anything it runs the pro
 preflight checks (`--check` prints them and exits). Failed destinations are retried until
 MAILROOM_SEND_DEADLINE; a recipient the provider refuses goes to rejects.jsonl with the
 reason; a fault of the operator's (templates, identity, credentials, configuration, a full
-disk under MAILROOM_SES_OUTPUT_PATH) stops the sender with exit status 75 and writes nothing off. Every outcome is in
-deliveries.jsonl. AWS is configured by boto3's standard chain (credentials, AWS_REGION,
-AWS_ENDPOINT_URL_SES for an emulator such as moto_server)."""
+disk under MAILROOM_SES_OUTPUT_PATH) stops the sender with exit status 75 and writes
+nothing off. Every outcome is in deliveries.jsonl. AWS is configured by boto3's standard
+chain (credentials, AWS_REGION, AWS_ENDPOINT_URL_SES for an emulator such as moto_server)."""
 
 
 def build_parser() -> argparse.ArgumentParser:

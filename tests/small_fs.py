@@ -19,12 +19,21 @@ PAGE = 4096  # tmpfs allocates in pages
 
 
 @contextlib.contextmanager
-def small_filesystem(path: Path, size: int) -> Iterator[Path]:
-    """A tmpfs of `size` bytes mounted at `path` (created), unmounted on the way out."""
+def small_filesystem(path: Path, size: int, options: str = "") -> Iterator[Path]:
+    """A tmpfs of `size` bytes mounted at `path` (created), unmounted on the way out; `options`:
+    more mount options (e.g. `nr_inodes=3`: room for so many files and directories)."""
     path.mkdir(parents=True, exist_ok=True)
     try:
         done = subprocess.run(
-            ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(path)],
+            [
+                "mount",
+                "-t",
+                "tmpfs",
+                "-o",
+                f"size={size},mode=0700{',' + options if options else ''}",
+                "tmpfs",
+                str(path),
+            ],
             capture_output=True,
             text=True,
             timeout=30,

@@ -118,3 +118,21 @@ def test_a_disk_that_fills_while_answers_are_written_exits_75_and_resends_only_t
     print(f"answers in flight when the disk filled, sent again after the restart: {twice}")
     assert 0 < twice == int(announced.group(1)) <= CONCURRENCY * BATCH  # the answers in flight, as the log said
     assert delivered == set(received)
+
+
+def test_a_disk_with_no_room_for_the_output_files_exits_75_with_one_line_before_reading(base_env, tmp_path):
+    with small_filesystem(tmp_path / "fs", 1 << 20, options="nr_inodes=2") as fs:  # the root and one directory
+        out = fs / "out"
+        env = sender_env(base_env, out, None, MAILROOM_DEBUG="true")
+        done = subprocess.run(
+            [script("sender")], input=DATA[:1000], env=env, cwd=tmp_path, capture_output=True, timeout=60
+        )
+    err = done.stderr.decode()
+    assert done.returncode == 75, err
+    expected = (
+        f"sender: cannot write {out}/deliveries.jsonl: No space left on device; free space on that filesystem (or"
+        " give MAILROOM_SES_OUTPUT_PATH a larger volume), then restart the sender; unfinished records stay in the"
+        " journal"
+    )
+    assert err.splitlines() == [expected]
+    assert done.stdout == b""  # nothing read, nothing printed
