@@ -5,16 +5,20 @@ every record, sending again no more than the calls that were in flight."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
+import socket
 import subprocess
 import threading
+import time
 from collections import Counter
 from pathlib import Path
 
+import pytest
 from conftest import script
 from small_fs import fill, small_filesystem
-from test_sender_process import FakeSes, record, sender_env, start, stop, wait_for
+from test_sender_process import FakeSes, record, sender_env, start, stop
 
 from bench.fake_ses import Faults
 from mailroom.wire import encode_line
@@ -23,6 +27,28 @@ CONCURRENCY = 4
 BATCH = 50  # MAILROOM_SES_MAX_SEND_RATE=1000: calls of 50
 RECORDS = [record(i) for i in range(2000)]
 DATA = b"".join(encode_line(RECORDS[i : i + 10]) for i in range(0, len(RECORDS), 10))
+
+
+class LoopbackSes(FakeSes):
+    """The fake SES, stopped even when its server thread waits in accept() (a failed test must
+    report, not hang): the listening socket is shut down first, which wakes it."""
+
+    def __exit__(self, *exc: object) -> None:
+        with contextlib.suppress(OSError):
+            self.server.socket.shutdown(socket.SHUT_RDWR)
+        super().__exit__(*exc)
+
+
+def wait_for(condition, proc: subprocess.Popen, what: str, timeout: float = 120.0) -> None:
+    """Wait for `condition` while the sender runs; on timeout or its exit, fail with its log."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            if proc.poll() is None:
+                proc.kill()
+            _, err = proc.communicate(timeout=30)
+            pytest.fail(f"waiting for {what}: the sender {'exited ' + str(proc.returncode)}; its log:\n{err.decode()}")
+        time.sleep(0.02)
 
 
 def whole_lines(path: Path) -> list[dict]:
@@ -64,7 +90,7 @@ def check_stopped(returncode: int, err: str, out: Path) -> None:
 def test_a_disk_that_fills_while_input_is_journaled_exits_75_and_after_freeing_space_every_record_is_delivered(
     base_env, tmp_path
 ):
-    with small_filesystem(tmp_path / "fs", 4 << 20) as fs, FakeSes(delay=0.05) as ses:
+    with small_filesystem(tmp_path / "fs", 4 << 20) as fs, LoopbackSes(delay=0.05) as ses:
         out = fs / "out"
         env = env_for(base_env, out, ses.url)
         filler = fill(fs, leave=160 * 1024)  # room for a few hundred of the 2,000 records
@@ -89,15 +115,15 @@ def test_a_disk_that_fills_while_answers_are_written_exits_75_and_resends_only_t
     # 400 records: as many as the sender holds in hand with 4 calls of 50 in flight (it reads no more)
     records = RECORDS[:400]
     hold = threading.Event()
-    with small_filesystem(tmp_path / "fs", 4 << 20) as fs, FakeSes(delay=0, faults=Faults(hold=hold)) as ses:
+    with small_filesystem(tmp_path / "fs", 4 << 20) as fs, LoopbackSes(delay=0, faults=Faults(hold=hold)) as ses:
         out = fs / "out"
         env = env_for(base_env, out, ses.url)
         proc = start(env, tmp_path)
         try:
             proc.stdin.write(encode_line(records[:200]) + encode_line(records[200:]))
             proc.stdin.flush()
-            wait_for(lambda: journaled(out) == len(records), what="every record journaled")
-            wait_for(lambda: ses.faults.arrived == CONCURRENCY, what="the calls in flight")
+            wait_for(lambda: journaled(out) == len(records), proc, "every record journaled")
+            wait_for(lambda: ses.faults.arrived == CONCURRENCY, proc, "the calls in flight")
             filler = fill(fs)  # full, while SES holds its answers to the calls in flight
             hold.set()
             _, err = proc.communicate(timeout=60)
