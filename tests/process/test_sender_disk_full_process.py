@@ -8,35 +8,62 @@ from __future__ import annotations
 import contextlib
 import json
 import re
-import socket
 import subprocess
-import threading
+import sys
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Self
 
 import pytest
 from conftest import script
 from small_fs import fill, small_filesystem
-from test_sender_process import FakeSes, record, sender_env, start, stop
+from test_sender_process import record, sender_env, start, stop
 
-from bench.fake_ses import Faults
 from mailroom.wire import encode_line
 
+HERE = Path(__file__).resolve().parent
 CONCURRENCY = 4
 BATCH = 50  # MAILROOM_SES_MAX_SEND_RATE=1000: calls of 50
 RECORDS = [record(i) for i in range(2000)]
 DATA = b"".join(encode_line(RECORDS[i : i + 10]) for i in range(0, len(RECORDS), 10))
 
 
-class LoopbackSes(FakeSes):
-    """The fake SES, stopped even when its server thread waits in accept() (a failed test must
-    report, not hang): the listening socket is shut down first, which wakes it."""
+class ChildSes:
+    """The fake SES on loopback in a child process (fake_ses_child.py), asked over a pipe."""
+
+    def __init__(self, delay: float = 0.0, hold: bool = False) -> None:
+        self.argv = [sys.executable, str(HERE / "fake_ses_child.py"), "--delay", str(delay)]
+        self.argv += ["--hold"] if hold else []
+
+    def __enter__(self) -> Self:
+        self.proc = subprocess.Popen(self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.url = f"http://127.0.0.1:{self._answer()}"
+        return self
 
     def __exit__(self, *exc: object) -> None:
         with contextlib.suppress(OSError):
-            self.server.socket.shutdown(socket.SHUT_RDWR)
-        super().__exit__(*exc)
+            self.proc.stdin.close()  # type: ignore[union-attr]
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def _answer(self) -> object:
+        line = self.proc.stdout.readline()  # type: ignore[union-attr]
+        assert line, f"the fake SES exited {self.proc.poll()}"
+        return json.loads(line)
+
+    def ask(self, command: str) -> object:
+        self.proc.stdin.write(command + "\n")  # type: ignore[union-attr]
+        self.proc.stdin.flush()  # type: ignore[union-attr]
+        return self._answer()
+
+    @property
+    def received(self) -> list[str]:
+        """Every address of every SendBulkTemplatedEmail call answered, in order."""
+        return self.ask("received")  # type: ignore[return-value]
 
 
 def wait_for(condition, proc: subprocess.Popen, what: str, timeout: float = 120.0) -> None:
@@ -90,7 +117,7 @@ def check_stopped(returncode: int, err: str, out: Path) -> None:
 def test_a_disk_that_fills_while_input_is_journaled_exits_75_and_after_freeing_space_every_record_is_delivered(
     base_env, tmp_path
 ):
-    with small_filesystem(tmp_path / "fs", 4 << 20) as fs, LoopbackSes(delay=0.05) as ses:
+    with small_filesystem(tmp_path / "fs", 4 << 20) as fs, ChildSes(delay=0.05) as ses:
         out = fs / "out"
         env = env_for(base_env, out, ses.url)
         filler = fill(fs, leave=160 * 1024)  # room for a few hundred of the 2,000 records
@@ -114,8 +141,7 @@ def test_a_disk_that_fills_while_answers_are_written_exits_75_and_resends_only_t
 ):
     # 400 records: as many as the sender holds in hand with 4 calls of 50 in flight (it reads no more)
     records = RECORDS[:400]
-    hold = threading.Event()
-    with small_filesystem(tmp_path / "fs", 4 << 20) as fs, LoopbackSes(delay=0, faults=Faults(hold=hold)) as ses:
+    with small_filesystem(tmp_path / "fs", 4 << 20) as fs, ChildSes(hold=True) as ses:
         out = fs / "out"
         env = env_for(base_env, out, ses.url)
         proc = start(env, tmp_path)
@@ -123,9 +149,9 @@ def test_a_disk_that_fills_while_answers_are_written_exits_75_and_resends_only_t
             proc.stdin.write(encode_line(records[:200]) + encode_line(records[200:]))
             proc.stdin.flush()
             wait_for(lambda: journaled(out) == len(records), proc, "every record journaled")
-            wait_for(lambda: ses.faults.arrived == CONCURRENCY, proc, "the calls in flight")
+            wait_for(lambda: ses.ask("arrived") == CONCURRENCY, proc, "the calls in flight")
             filler = fill(fs)  # full, while SES holds its answers to the calls in flight
-            hold.set()
+            ses.ask("release")
             _, err = proc.communicate(timeout=60)
         finally:
             stop(proc)
