@@ -1,7 +1,10 @@
 """bench/fake_ses.py in a child process of its own, driven over stdin/stdout, for the disk-full
-process tests: a listening socket in the test process itself can have its connections taken
-by a thread that an earlier test left accepting on a closed, reused descriptor, and the
-preflight then times out. One command per line on stdin, one JSON answer per line on stdout:
+process tests. In the full suite, the fake SES served from the test process itself lost its
+connections (its server thread sat in accept() after poll() had reported one, and the
+sender's preflight timed out), presumably to a thread an earlier test left accepting on a
+descriptor number that was closed and reused; the culprit was not pinned down. In a process
+of its own nothing else can take them. One command per line on stdin, one JSON answer per
+line on stdout:
 
 - `received`: every address of every SendBulkTemplatedEmail call answered so far, in order;
 - `arrived`: SendBulkTemplatedEmail calls received so far (answered or held);
