@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import signal
 import sys
@@ -15,12 +16,14 @@ from mailroom.redirect import Redirect, with_subject_tags
 from mailroom.signing import Action
 from sender import metrics
 from sender.debug import DebugProvider
-from sender.dispatch import SendConfig, Sender
+from sender.dispatch import DISK_FIX, SendConfig, Sender
 from sender.journal import Journal
 from sender.outputs import Outputs
 from sender.provider import Provider, UnsendableAddress
+from sender.retry import EXIT_OPERATOR_FAULT
 
 log = logging.getLogger("sender")
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 FALLBACK_SEND_RATE = 14.0  # the SES sandbox rate, when the provider publishes none (SMTP relays)
 
 DESCRIPTION = """\
@@ -30,12 +33,12 @@ default), through an SMTP relay (MAILROOM_PROVIDER=smtp, one transaction per rec
 printed to stdout (MAILROOM_DEBUG=true). Before reading anything it runs the provider's
 preflight checks (`--check` prints them and exits). Failed destinations are retried until
 MAILROOM_SEND_DEADLINE; a recipient the provider refuses goes to rejects.jsonl with the
-reason; a fault of the operator's (templates, identity, credentials, configuration) stops
-the sender with exit status 75 and writes nothing off. Every outcome is in
-deliveries.jsonl. With MAILROOM_REDIRECT_TO set (a staging deployment) every email goes to
-that one address instead, its subject starting with `[to: original@address]`. AWS is
-configured by boto3's standard chain (credentials, AWS_REGION, AWS_ENDPOINT_URL_SES for an
-emulator such as moto_server)."""
+reason; a fault of the operator's (templates, identity, credentials, configuration, a full
+disk under MAILROOM_SES_OUTPUT_PATH) stops the sender with exit status 75 and writes
+nothing off. Every outcome is in deliveries.jsonl. With MAILROOM_REDIRECT_TO set (a staging
+deployment) every email goes to that one address instead, its subject starting with
+`[to: original@address]`. AWS is configured by boto3's standard chain (credentials,
+AWS_REGION, AWS_ENDPOINT_URL_SES for an emulator such as moto_server)."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,10 +58,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def build(s: settings.SenderSettings) -> Sender:
-    """Wire the parts together from the settings; raises ConfigError for what is unusable."""
+    """Wire the parts together from the settings; raises ConfigError for what is unusable, and
+    OSError for a full disk (an operator fault: exit 75, not a configuration error)."""
     try:
         outputs = Outputs(s.output_path)
+        journal = Journal(s.output_path / "journal", dedup_window=max(1800.0, 2 * s.send_deadline_s))
     except OSError as exc:
+        if exc.errno in DISK_FULL:
+            raise
         raise settings.ConfigError(
             "MAILROOM_SES_OUTPUT_PATH", f"cannot create or write {str(s.output_path)!r}: {exc.strerror or exc}"
         ) from None
@@ -108,7 +115,6 @@ def build(s: settings.SenderSettings) -> Sender:
         debug=s.debug,
         redirect=redirect,
     )
-    journal = Journal(s.output_path / "journal", dedup_window=max(1800.0, 2 * s.send_deadline_s))
     return Sender(config, provider, outputs, journal)
 
 
@@ -140,6 +146,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings.exit_on_config_error("sender", exc)
     except templates.TemplateError as exc:
         templates.exit_on_error("sender", exc)
+    except OSError as exc:
+        if exc.errno not in DISK_FULL:
+            raise
+        print(f"sender: cannot write {exc.filename}: {exc.strerror}; {DISK_FIX}", file=sys.stderr)
+        return EXIT_OPERATOR_FAULT
     checks = preflight(sender, s)
     if args.check:
         print("\n".join(render(checks)), flush=True)

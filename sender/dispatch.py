@@ -15,6 +15,11 @@ is decided in one table (retry.py); here each outcome is acted on:
 - OPERATOR: nothing is written off: sending stops, the records stay in the journal, and the
   sender exits with EXIT_OPERATOR_FAULT once the calls in flight are settled.
 
+A write to the journal or an output file that fails (a full disk) is an operator fault too:
+reading and sending stop, the answers of the calls in flight are kept in memory and written
+once more before the exit; what still cannot be written stays unfinished in the journal and
+is sent again at the next start (duplicates, at most the calls in flight).
+
 While the records in hand (ready, in flight, waiting to retry) reach `max_pending`, the
 reader does not read: the pipe fills and the collector feels the back-pressure.
 Scheduling uses the monotonic clock; only the time a record was read (kept in the journal,
@@ -24,6 +29,7 @@ and valid across restarts) is wall-clock time.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import heapq
 import itertools
 import logging
@@ -37,10 +43,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from mailroom.redirect import Redirect, subject_prefix
-from mailroom.signing import Action, token_ref
+from mailroom.signing import SIGNED_TOKEN_CHARS, Action, token_ref
 from mailroom.templates import default_template_data, template_data
 from mailroom.wire import Record, Rejected
-from sender.journal import Journal
+from sender.journal import Journal, RotationFailed
 from sender.outputs import Outputs, delivery_row, reject_row, utc_now
 from sender.provider import (
     BulkSend,
@@ -51,12 +57,20 @@ from sender.provider import (
     UnsendableAddress,
 )
 from sender.ratelimit import RateLimiter
-from sender.reader import ChunkedLines, decoded_groups
+from sender.reader import ChunkedLines, decoded_groups, reject_kind
 from sender.retry import EXIT_OPERATOR_FAULT, Outcome, RetryPolicy, names, source_address
 
 log = logging.getLogger("sender")
 MAX_DESTINATIONS = 50  # SES's limit per SendBulkTemplatedEmail; a provider may take fewer (max_destinations)
 PROBE_LOGIN = "mailroom-probe"
+# The probe's secret and code: the shape of a real one (86 base64url characters, 5 digits),
+# signed by no key, so no user's live token goes to the mailbox simulator.
+PROBE_SECRET = "A" * SIGNED_TOKEN_CHARS
+PROBE_CODE = "00000"
+DISK_FIX = (
+    "free space on that filesystem (or give MAILROOM_SES_OUTPUT_PATH a larger volume), then restart the sender;"
+    " unfinished records stay in the journal"
+)
 RETRY_LOG_EVERY_S = 30.0  # a retry's cause is logged at its first retry, then at most once in this many seconds
 
 
@@ -124,6 +138,9 @@ class Counts:
     # (outcome class, action) -> records, for the metrics: delivered, retried, recipient_refused,
     # operator_fault, deadline_passed, duplicate_skipped (updated by the main thread only)
     outcomes: Counter[tuple[str, str]] = dataclasses.field(default_factory=Counter)
+    # reject_kind(reason) -> input lines or records rejected at parse, once their rows are on
+    # disk (updated by the reader thread only; not in `rejected`, which the main thread owns)
+    input_rejected: Counter[str] = dataclasses.field(default_factory=Counter)
 
 
 @dataclass(frozen=True)
@@ -179,6 +196,10 @@ class Sender:
         self._pool: ThreadPoolExecutor | None = None
         self.failed = False
         self._retry_log = RetryLog()
+        self.write_error: OSError | None = None  # the first failed write of the journal or outputs
+        # writes of answers already received, held back after a write failed, in order, tried once
+        # more before the exit: (write, records it marks finished in the journal, of them delivered)
+        self._unwritten: deque[tuple[Callable[[], None], int, int]] = deque()
 
     # -- control ------------------------------------------------------------------------
     def set_send_rate(self, rate: float) -> None:
@@ -219,11 +240,15 @@ class Sender:
             for group in decoded_groups(src):
                 now = self.clock()
                 rejects = [r for line in group for r in line.rejects]
-                if rejects:
-                    self._reject_input(rejects)
                 lines = [(self.journal.new_line_id(), now, line.records) for line in group if line.records]
-                if lines:
-                    self.journal.append_lines(lines)  # with fsync
+                try:
+                    if rejects:
+                        self._reject_input(rejects)  # with fsync
+                    if lines:
+                        self.journal.append_lines(lines)  # with fsync
+                except OSError as exc:  # a full disk: these lines stay in the pipe, unacknowledged
+                    self._events.put(("write_failed", exc))
+                    return
                 src.ack()  # only now do these lines leave the pipe
                 if not lines:
                     continue
@@ -237,12 +262,13 @@ class Sender:
             self._events.put(("eof",))
 
     def _reject_input(self, rejects: list[Rejected]) -> None:
+        """rejects.jsonl, fsync'ed: once acknowledged, the line exists nowhere else."""
         rows = []
         for r in rejects:
             log.warning("rejected input: %s: %s", r.reason, ",".join(r.fields)[:300])
             rows.append(reject_row(r.reason, list(r.fields)))
-        self.outputs.rejects(rows)
-        self.counts.rejected += len(rows)
+        self.outputs.rejects(rows, sync=True)
+        self.counts.input_rejected.update(reject_kind(r.reason) for r in rejects)
 
     # -- main thread ----------------------------------------------------------------------
     def run(self, fd: int | None) -> int:
@@ -250,7 +276,11 @@ class Sender:
 
         Returns 0, 1 when reading failed, or EXIT_OPERATOR_FAULT when an operator fault stopped it.
         """
-        recovered = self.journal.recover()
+        try:
+            recovered = self.journal.recover()
+        except OSError as exc:  # compacting at start needs room for the journal's live state
+            self._write_failed(exc)
+            return EXIT_OPERATOR_FAULT
         if recovered:
             n = sum(len(r) for _, _, r in recovered)
             self.counts.recovered = n
@@ -269,11 +299,14 @@ class Sender:
             self._loop(self._pool)
         finally:
             self._pool.shutdown(wait=True)
+        if self._unwritten:
+            self._write_held_back()
+        rejected = self.counts.rejected + sum(self.counts.input_rejected.values())
         log.info(
             "done: %d read, %d delivered, %d rejected, %d duplicate(s) skipped, %d retried, %d call(s)%s",
             self.counts.read,
             self.counts.delivered,
-            self.counts.rejected,
+            rejected,
             self.counts.duplicates,
             self.counts.retries,
             self.counts.calls,
@@ -281,7 +314,7 @@ class Sender:
             extra={
                 "read": self.counts.read,
                 "delivered": self.counts.delivered,
-                "rejected": self.counts.rejected,
+                "rejected": rejected,
                 "duplicates": self.counts.duplicates,
                 "retries": self.counts.retries,
                 "calls": self.counts.calls,
@@ -338,6 +371,8 @@ class Sender:
             self._settle_probe(event[1], event[2], event[3])
         elif kind == "eof":
             self._eof = True
+        elif kind == "write_failed":
+            self._write_failed(event[1])
 
     def _admit(self, item: Item, recovered: bool = False) -> None:
         record = item.record
@@ -359,10 +394,12 @@ class Sender:
         if secret in self._in_hand_secrets or self.journal.recently_delivered(secret):
             self.counts.duplicates += 1
             self.counts.outcomes["duplicate_skipped", record.action.db_name] += 1
-            self.outputs.deliveries(
-                [delivery_row(record, status="Duplicate", error="already delivered or in hand: not sent again")]
+            self._write(
+                deliveries=[
+                    delivery_row(record, status="Duplicate", error="already delivered or in hand: not sent again")
+                ],
+                other=[(item.line_id, item.index)],
             )
-            self.journal.finished([], [(item.line_id, item.index)])
             self._release(1)
             return
         self._in_hand_secrets[secret] = 1
@@ -509,8 +546,7 @@ class Sender:
             self._log_retry(cause, item, result, delay, n, now)
         if delivered:
             self._known_good.add(delivered[0].record.action)
-            self.outputs.deliveries(rows)
-            self.journal.finished([(i.line_id, i.index, i.record.secret) for i in delivered], [])
+            self._write(deliveries=rows, delivered=[(i.line_id, i.index, i.record.secret) for i in delivered])
             for i in delivered:
                 self._in_hand_secrets.pop(i.record.secret, None)
             self.counts.delivered += len(delivered)
@@ -584,7 +620,7 @@ class Sender:
             self._operator_fault(batch, exc.code, exc.message, exc.fix)
             return
         action = batch[0].record.action
-        probe = Record(action, address, PROBE_LOGIN, batch[0].record.secret, batch[0].record.code)
+        probe = Record(action, address, PROBE_LOGIN, PROBE_SECRET, PROBE_CODE)
         send = self._bulk(action, [Destination(address, template_data(probe))])
         log.info("probing %s with the same parameters (%s refused a call of %d)", address, exc.code, len(batch))
         future = self._pool.submit(self._call, send)
@@ -686,8 +722,78 @@ class Sender:
             )
             self._in_hand_secrets.pop(record.secret, None)
             self.counts.outcomes[outcome, record.action.db_name] += 1
-        self.outputs.deliveries(deliveries)
-        self.outputs.rejects(rejects)
-        self.journal.finished([], [(i.line_id, i.index) for i in items])
+        self._write(deliveries=deliveries, rejects=rejects, other=[(i.line_id, i.index) for i in items])
         self.counts.rejected += len(items)
         self._release(len(items))
+
+    # -- writing outcomes -----------------------------------------------------------------------------
+    def _write(
+        self,
+        deliveries: list[dict[str, Any]] | None = None,
+        rejects: list[dict[str, Any]] | None = None,
+        delivered: list[tuple[str, int, str]] | None = None,
+        other: list[tuple[str, int]] | None = None,
+    ) -> None:
+        """Write outcomes: the output rows first, then the journal's completion (a crash between
+        them means a record sent again, never one lost). Once a write has failed, the rest are
+        held back in memory, in order, and tried again before the exit (`_write_held_back`)."""
+        steps: list[tuple[Callable[[], None], int, int]] = []
+        if deliveries:
+            steps.append((lambda: self.outputs.deliveries(deliveries), 0, 0))
+        if rejects:
+            steps.append((lambda: self.outputs.rejects(rejects), 0, 0))
+        if delivered or other:
+            d, o = delivered or [], other or []
+            steps.append((lambda: self.journal.finished(d, o), len(d) + len(o), len(d)))
+        for i, (step, _, _) in enumerate(steps):
+            if self._unwritten:
+                self._unwritten.extend(steps[i:])
+                return
+            try:
+                step()
+            except RotationFailed as exc:  # the completion itself is written
+                self._write_failed(exc)
+            except OSError as exc:
+                self._unwritten.extend(steps[i:])
+                self._write_failed(exc)
+                return
+
+    def _write_failed(self, exc: OSError) -> None:
+        """A write of the journal or an output file failed (a full disk): an operator fault.
+        Stop reading and sending; the calls in flight settle, their answers held in memory."""
+        if self.write_error is None:
+            self.write_error = exc
+            where = exc.filename or self.outputs.directory
+            code = errno.errorcode.get(exc.errno or 0, type(exc).__name__)
+            log.error(
+                "cannot write %s: %s; sending stopped: %s; answers already received are written before the exit "
+                "if there is room, otherwise their records are sent again at the next start",
+                where,
+                exc.strerror or exc,
+                DISK_FIX,
+                extra={"fault": code, "path": str(where), "fix": DISK_FIX},
+            )
+            if self.fault is None:
+                self.fault = Fault(code, f"cannot write {where}: {exc.strerror or exc}", DISK_FIX)
+        self.stop()
+
+    def _write_held_back(self) -> None:
+        """Before the exit: write what was held back, in order, as far as the disk allows."""
+        while self._unwritten:
+            step, _, _ = self._unwritten[0]
+            try:
+                step()
+            except RotationFailed:
+                pass
+            except OSError:
+                break
+            self._unwritten.popleft()
+        if not self._unwritten:
+            log.info("the answers held in memory after the failed write are written")
+            return
+        log.warning(
+            "the outcomes of %d record(s) answered before the failed write could not be written either: they stay "
+            "unfinished in the journal and are sent again at the next start, so %d delivered email(s) go out twice",
+            sum(n for _, n, _ in self._unwritten),
+            sum(n for _, _, n in self._unwritten),
+        )

@@ -17,6 +17,13 @@ active segment grows by `rotate_bytes` past what was carried into it, so the jou
 Completions are written without fsync: a process crash keeps them (the kernel has them);
 only a power loss can forget one, which means a duplicate, never a loss.
 
+A write that fails (a full disk) leaves no partial entry: the segment is cut back to where
+the entry began (sender/outputs.py `AppendFile`), and memory is updated only once the entry
+is written (and, for lines, fsync'ed), so memory and disk agree. A compaction that fails
+removes its half-written segment and keeps the old ones. Either raises an OSError naming
+the file; the sender stops on it (EXIT_OPERATOR_FAULT). Entries glued onto a torn one by an
+older version are still read: every entry begins with `{"k":`, which cannot occur inside one.
+
 Recent deliveries are remembered as 64-bit hashes of the signed secret (never the secret),
 for `dedup_window` seconds and at most `dedup_max` of them, so that a line the collector
 emits again after a crash is not sent twice.
@@ -37,9 +44,15 @@ from typing import Any
 
 from mailroom.signing import Action
 from mailroom.wire import Record
-from sender.outputs import open_append, private_dir, write_all
+from sender.outputs import AppendFile, named, private_dir
 
 log = logging.getLogger("sender.journal")
+ENTRY_START = b'{"k":'  # how every entry begins (json.dumps escapes '"' inside strings)
+
+
+class RotationFailed(OSError):
+    """Compacting the journal failed after the completion that triggered it was written:
+    the journal is intact (its old segments are kept), but the disk cannot hold it twice."""
 
 
 def secret_hash(secret: str) -> int:
@@ -69,7 +82,7 @@ class Journal:
         self._lock = threading.Lock()
         self._pending: dict[str, PendingLine] = {}
         self._delivered: dict[int, float] = {}  # insertion-ordered: oldest first
-        self._fd = -1
+        self._file: AppendFile | None = None
         self._size = 0
         self._carried = 0
         self._prefix = f"{time.time_ns():x}"
@@ -97,6 +110,8 @@ class Journal:
                     self._apply(entry)
                 except (ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
                     self.skipped_entries += 1
+                    if raw.count(ENTRY_START) > 1 and self._replay_glued(path, number, raw):
+                        continue
                     if raw.endswith(b"\n"):  # not a torn last write: something damaged the file
                         log.warning(
                             "journal %s line %d: corrupt entry skipped (%s: %s)",
@@ -107,6 +122,27 @@ class Journal:
                         )
                     else:  # a torn write at a crash: nothing was acted on it
                         log.info("journal %s line %d: torn last entry skipped", path.name, number)
+
+    def _replay_glued(self, path: Path, number: int, raw: bytes) -> bool:
+        """A torn entry with whole entries glued after it (an append that failed halfway, by a
+        version that did not cut it off): apply the whole ones. True when one was."""
+        pieces = raw.split(ENTRY_START)[1:]  # the torn one never parses: a cut JSON object is not one
+        recovered = 0
+        for piece in pieces:
+            try:
+                self._apply(json.loads(ENTRY_START + piece))
+                recovered += 1
+            except (ValueError, KeyError, TypeError, IndexError, AttributeError):
+                continue
+        if recovered:
+            log.warning(
+                "journal %s line %d: a torn entry skipped, %d whole entr%s glued after it recovered",
+                path.name,
+                number,
+                recovered,
+                "y" if recovered == 1 else "ies",
+            )
+        return recovered > 0
 
     def _apply(self, e: dict[str, Any]) -> None:
         kind = e["k"]
@@ -138,18 +174,37 @@ class Journal:
             del self._delivered[next(iter(self._delivered))]
 
     def _compact(self, old: Iterable[Path]) -> None:
-        """Write the live state to a new segment, make it durable, then drop the old ones."""
+        """Write the live state to a new segment, make it durable, then drop the old ones.
+        On failure the new segment is removed and the old ones stay: nothing changes."""
         now = self.clock()
         while self._delivered and next(iter(self._delivered.values())) < now - self.dedup_window:
             del self._delivered[next(iter(self._delivered))]
         path = self.directory / f"seg-{time.time_ns():020d}.jsonl"
-        fd = open_append(path)
+        file = AppendFile(path)
+        try:
+            size = self._write_state(file)
+            file.sync()
+            self._fsync_dir()
+        except OSError:
+            file.close()
+            path.unlink(missing_ok=True)
+            raise
+        if self._file is not None:
+            self._file.close()
+        self._file, self._size, self._carried = file, size, size
+        for p in old:
+            if p != path:
+                p.unlink(missing_ok=True)
+        self._fsync_dir()
+
+    def _write_state(self, file: AppendFile) -> int:
+        """The unfinished lines and the recent deliveries, a piece at a time (no large transient strings)."""
         size = 0
 
-        def write(entries: list[dict[str, Any]]) -> None:  # a piece at a time: no large transient strings
+        def write(entries: list[dict[str, Any]]) -> None:
             nonlocal size
             data = "".join(json.dumps(e, ensure_ascii=False, separators=(",", ":")) + "\n" for e in entries).encode()
-            write_all(fd, data)
+            file.append(data)
             size += len(data)
 
         lines = list(self._pending.items())
@@ -171,23 +226,17 @@ class Journal:
         for i in range(0, len(recent), 1000):
             chunk = recent[i : i + 1000]
             write([{"k": "S", "h": [f"{h:016x}" for h, _ in chunk], "at": [round(a, 3) for _, a in chunk]}])
-        del recent, lines
-        os.fsync(fd)
-        self._fsync_dir()
-        if self._fd >= 0:
-            os.close(self._fd)
-        self._fd, self._size, self._carried = fd, size, size
-        for p in old:
-            if p != path:
-                p.unlink(missing_ok=True)
-        self._fsync_dir()
+        return size
 
     def _fsync_dir(self) -> None:
-        dfd = os.open(self.directory, os.O_RDONLY)
         try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
+            dfd = os.open(self.directory, os.O_RDONLY)
+            try:
+                os.fsync(dfd)
+            finally:
+                os.close(dfd)
+        except OSError as exc:
+            raise named(exc, self.directory) from exc
 
     # -- running ------------------------------------------------------------------------
     def new_line_id(self) -> str:
@@ -208,10 +257,9 @@ class Journal:
             for line_id, at, records in lines
         ).encode()
         with self._lock:
-            for line_id, at, records in lines:
+            self._active().append(data, sync=True)  # whole or not at all; raises naming the segment
+            for line_id, at, records in lines:  # memory only once the disk has them
                 self._pending[line_id] = PendingLine(at, dict(enumerate(records)))
-            write_all(self._fd, data)
-            os.fsync(self._fd)
             self._size += len(data)
 
     def finished(self, delivered: list[tuple[str, int, str]], other: list[tuple[str, int]]) -> None:
@@ -231,12 +279,20 @@ class Journal:
             return
         data = "".join(json.dumps(e, separators=(",", ":")) + "\n" for e in entries).encode()
         with self._lock:
-            write_all(self._fd, data)
+            self._active().append(data)  # whole or not at all; raises naming the segment
             self._size += len(data)
             for e in entries:
                 self._apply(e)
             if self._size - self._carried > self.rotate_bytes:
-                self._compact(self._segments())
+                try:
+                    self._compact(self._segments())
+                except OSError as exc:  # the completion above is written: say so to the caller
+                    raise RotationFailed(exc.errno, exc.strerror, exc.filename) from exc
+
+    def _active(self) -> AppendFile:
+        if self._file is None:
+            raise RuntimeError("the journal is not open: recover() first")
+        return self._file
 
     def recently_delivered(self, secret: str) -> bool:
         h = secret_hash(secret)
@@ -250,9 +306,9 @@ class Journal:
 
     def close(self) -> None:
         with self._lock:
-            if self._fd >= 0:
-                os.close(self._fd)
-                self._fd = -1
+            if self._file is not None:
+                self._file.close()
+                self._file = None
 
 
 def _row(r: Record) -> list[object]:

@@ -35,6 +35,7 @@ from mailroom.metrics_http import (
 from mailroom.settings import ConfigError, SenderSettings
 from mailroom.signing import Action
 from sender.dispatch import Sender
+from sender.reader import REJECT_KINDS
 
 log = logging.getLogger("sender.metrics")
 
@@ -46,6 +47,8 @@ OUTCOMES = (
     "deadline_passed",
     "duplicate_skipped",
 )
+# what was wrong with a rejected input line or record (sender/reader.py REJECT_KINDS, and "other")
+INPUT_REJECT_REASONS = (*dict.fromkeys(kind for _, kind in REJECT_KINDS), "other")
 # what a provider call came to: "answered" (per-destination statuses, each counted in the
 # outcomes), or the outcome class of a whole failed call (sender/retry.py), or "error" (a bug)
 CALL_RESULTS = ("answered", "retry", "quota", "isolate", "operator_fault", "recipient_refused", "error")
@@ -90,6 +93,15 @@ class _Exporter(PromCollector):
         yield CounterMetricFamily(
             "mailroom_sender_records_read", "Records read from stdin (and journaled)", counts.read
         )
+        rejected = CounterMetricFamily(
+            "mailroom_sender_input_rejected",
+            "Input lines or records rejected when read (rows of rejects.jsonl), by what was wrong with them",
+            labels=["reason"],
+        )
+        seen_input = dict(counts.input_rejected)  # a copy: the reader thread may add a key meanwhile
+        for reason in INPUT_REJECT_REASONS:
+            rejected.add_metric([reason], seen_input.get(reason, 0))
+        yield rejected
         yield CounterMetricFamily(
             "mailroom_sender_records_recovered",
             "Unfinished records taken over from the journal at start",

@@ -1,7 +1,10 @@
 """The sender's files under MAILROOM_SES_OUTPUT_PATH: deliveries, rejects and SES error bodies.
 
-The directory is created private (0700) and files 0600: the journal beside them holds
-signed secrets. Each outcome is one JSON line, appended and flushed at once.
+The directory is private (0700; an existing one is tightened, or a warning names it) and
+files 0600: the journal beside them holds signed secrets. Each outcome is one JSON line,
+appended at once. An append is whole or not at all (`AppendFile`): when a write fails (a
+full disk) the file is cut back to where the append began, so no half line is left for the
+next one to be glued onto, and the error names the file.
 
 SES error bodies (one file per error answer under `errors/`) are capped: at most
 ERROR_BODIES_KEEP files and ERROR_BODIES_MAX_BYTES bytes, the oldest removed first, so
@@ -16,6 +19,7 @@ import json
 import logging
 import os
 import re
+import stat
 import threading
 from collections import deque
 from pathlib import Path
@@ -35,7 +39,20 @@ def utc_now() -> str:
 
 
 def private_dir(path: Path) -> Path:
+    """Create `path` 0700, or tighten an existing one to 0700 (an image may create it 0755);
+    when that is not allowed, a warning names it: what it holds must not be readable by others."""
     path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o077:
+        try:
+            path.chmod(0o700)
+        except OSError as exc:
+            log.warning(
+                "%s is mode %04o and could not be made private (0700): %s; it holds signed secrets: chmod it",
+                path,
+                mode,
+                exc.strerror or exc,
+            )
     return path
 
 
@@ -51,6 +68,59 @@ def write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view) :]
 
 
+def named(exc: OSError, path: Path) -> OSError:
+    """The same error, naming the file (os.write and os.fsync do not)."""
+    return OSError(exc.errno, exc.strerror or str(exc), str(path))
+
+
+class AppendFile:
+    """An append-only file of lines, each append whole or not at all.
+
+    A failed write or fsync (ENOSPC, EIO) cuts the file back to where the append began and
+    raises an OSError naming the file; if even the cut fails, it is tried again before the
+    next append, which fails until it succeeds. Not thread-safe: callers hold their lock.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.fd = open_append(path)
+        self._cut_at: int | None = None  # where a failed append began, while it could not be cut off
+
+    def append(self, data: bytes, sync: bool = False) -> None:
+        if self._cut_at is not None:
+            self._cut(self._cut_at)
+        try:
+            start = os.lseek(self.fd, 0, os.SEEK_END)
+        except OSError as exc:
+            raise named(exc, self.path) from exc
+        try:
+            write_all(self.fd, data)
+            if sync:
+                os.fsync(self.fd)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                self._cut(start)
+            raise named(exc, self.path) from exc
+
+    def sync(self) -> None:
+        try:
+            os.fsync(self.fd)
+        except OSError as exc:
+            raise named(exc, self.path) from exc
+
+    def _cut(self, at: int) -> None:
+        self._cut_at = at
+        try:
+            os.ftruncate(self.fd, at)
+        except OSError as exc:
+            raise named(exc, self.path) from exc
+        self._cut_at = None
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            os.close(self.fd)
+
+
 class Outputs:
     def __init__(
         self,
@@ -59,8 +129,8 @@ class Outputs:
         error_bodies_max_bytes: int = ERROR_BODIES_MAX_BYTES,
     ) -> None:
         self.directory = private_dir(Path(directory))
-        self._deliveries = open_append(self.directory / "deliveries.jsonl")
-        self._rejects = open_append(self.directory / "rejects.jsonl")
+        self._deliveries = AppendFile(self.directory / "deliveries.jsonl")
+        self._rejects = AppendFile(self.directory / "rejects.jsonl")
         self._lock = threading.Lock()
         self._errors_seq = 0
         self.error_bodies_keep = error_bodies_keep
@@ -70,21 +140,23 @@ class Outputs:
         self._pruned_once = False
 
     def close(self) -> None:
-        for fd in (self._deliveries, self._rejects):
-            with contextlib.suppress(OSError):
-                os.close(fd)
+        self._deliveries.close()
+        self._rejects.close()
 
-    def _append(self, fd: int, rows: list[dict[str, Any]]) -> None:
+    def _append(self, file: AppendFile, rows: list[dict[str, Any]], sync: bool = False) -> None:
         if rows:
             data = "".join([_JSON.encode(r) + "\n" for r in rows]).encode("utf-8")
             with self._lock:
-                write_all(fd, data)
+                file.append(data, sync=sync)
 
     def deliveries(self, rows: list[dict[str, Any]]) -> None:
+        """Append outcome rows (no fsync: the journal's completion comes after them)."""
         self._append(self._deliveries, rows)
 
-    def rejects(self, rows: list[dict[str, Any]]) -> None:
-        self._append(self._rejects, rows)
+    def rejects(self, rows: list[dict[str, Any]], sync: bool = False) -> None:
+        """Append reject rows; `sync`: fsync'ed before returning (rejected input is acknowledged
+        to the collector right after, and then exists nowhere else)."""
+        self._append(self._rejects, rows, sync=sync)
 
     def save_error(self, body: bytes, request_id: str) -> Path:
         folder = private_dir(self.directory / "errors")
@@ -97,6 +169,9 @@ class Outputs:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
             write_all(fd, body)
+        except OSError as exc:  # a full disk: no half body left behind
+            path.unlink(missing_ok=True)
+            raise named(exc, path) from exc
         finally:
             os.close(fd)
         with self._lock:

@@ -27,6 +27,7 @@ import ctypes
 import errno
 import logging
 import os
+import re
 import stat
 import sys
 from collections.abc import Callable, Iterator
@@ -221,6 +222,35 @@ class ChunkedLines:
                     yield b"\n"
                 else:
                     yield line + b"\n"
+
+
+# What a rejected line or record was wrong with, as a short fixed name (the label of
+# mailroom_sender_input_rejected_total): the reasons themselves carry numbers and values.
+# The first pattern that matches the start of the reason (worded in mailroom/wire.py and
+# decoded_groups below) decides.
+REJECT_KINDS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
+    (re.compile(pattern), kind)
+    for pattern, kind in (
+        (r"line longer than ", "line_too_long"),
+        (
+            r"unterminated quoted field |unexpected character after quoted field |\d+ fields is not a multiple",
+            "malformed_line",
+        ),
+        (r"unknown action ", "action"),
+        (r"email ", "email"),
+        (r"username ", "username"),
+        (r"secret ", "secret"),
+        (r"code ", "code"),
+    )
+)
+
+
+def reject_kind(reason: str) -> str:
+    """The kind of a rejection reason (REJECT_KINDS), or "other"."""
+    for pattern, kind in REJECT_KINDS:
+        if pattern.match(reason):
+            return kind
+    return "other"
 
 
 @dataclass

@@ -89,8 +89,40 @@ SES_OPERATOR_FIXES: dict[str, str] = {
     "NoCredentials": "no AWS credentials found: configure them for the sender",
     "Internal": "the sender failed unexpectedly: see the traceback above and report it",
 }
+# Operator faults SES reports per destination, in an HTTP 200 answer (BulkEmailDestinationStatus).
+# The sender saves only error answers (HTTP 4xx/5xx) under errors/, so these fixes never point
+# there: the log line that stops the sender carries the status and SES's message.
+SES_STATUS_FIXES: dict[str, str] = {
+    "MailFromDomainNotVerified": (
+        "SES says the sender address {source} or its domain is not verified in {region}: verify it (and the MX"
+        " record of its custom MAIL FROM domain, if it has one), then restart the sender"
+    ),
+    "ConfigurationSetDoesNotExist": SES_OPERATOR_FIXES["ConfigurationSetDoesNotExist"],
+    "TemplateDoesNotExist": SES_OPERATOR_FIXES["TemplateDoesNotExist"],
+    "AccountSuspended": (
+        "the SES account in {region} is shut down for its sending practices: only AWS can reinstate it (see the"
+        " reputation dashboard in the SES console and open a case with AWS support)"
+    ),
+    "AccountSendingPaused": (
+        "sending is disabled for this SES account in {region} (UpdateAccountSendingEnabled, or a reputation"
+        " pause): re-enable it in the SES console, then restart the sender"
+    ),
+    "ConfigurationSetSendingPaused": (
+        "sending is disabled for configuration set {config_set!r} in {region}: re-enable it"
+        " (UpdateConfigurationSetSendingEnabled), or set MAILROOM_SES_CONFIG_SET to another one"
+    ),
+    "InvalidSendingPoolName": (
+        "configuration set {config_set!r} names a dedicated IP pool that does not exist in {region}: fix its"
+        " delivery options, or set MAILROOM_SES_CONFIG_SET to another one"
+    ),
+}
 SOURCE_NOT_VERIFIED_FIX = "verify {source} (or its domain) in SES in {region}, then restart the sender"
 UNKNOWN_FIX = "an answer the sender does not know: read the saved response under <output>/errors/ and the SES docs"
+UNKNOWN_STATUS_FIX = (
+    "SES answered the destination status {status!r}, which the sender does not know (in an HTTP 200 answer, which"
+    " is not saved: SES's message for it is in this line): look it up under BulkEmailDestinationStatus in the SES"
+    " API reference"
+)
 DAILY_QUOTA_MESSAGE = "daily message quota exceeded"
 
 _RETRYABLE = standard.OrRetryChecker(
@@ -143,6 +175,15 @@ def ses_fix(code: str, **context: str) -> str:
     """The one-line fix for an operator fault, with the names the operator will recognise."""
     template = SES_OPERATOR_FIXES.get(code, UNKNOWN_FIX)
     return template.format(**{k: context.get(k, "?") for k in ("template", "config_set", "source", "region")})
+
+
+def ses_status_fix(status: str, **context: str) -> str:
+    """The fix for a destination status that is an operator fault (SES_STATUS_FIXES)."""
+    names = {k: context.get(k, "?") for k in ("template", "config_set", "source", "region")}
+    template = SES_STATUS_FIXES.get(status)
+    if template is None:
+        return UNKNOWN_STATUS_FIX.format(status=status)
+    return template.format(**names)
 
 
 def ses_source_fix(source: str, region: str) -> str:

@@ -33,6 +33,7 @@ from sender.retry import (
     ses_error_outcome,
     ses_fix,
     ses_source_fix,
+    ses_status_fix,
     ses_status_outcome,
     source_address,
 )
@@ -91,6 +92,12 @@ class SesProvider:
             return ses_source_fix(self.source, self.region)
         return ses_fix(code, template=template, config_set=self.config_set, source=self.source, region=self.region)
 
+    def status_fix(self, status: str, template: str = "") -> str:
+        """The fix for a destination's status: these come in HTTP 200 answers, which are not saved."""
+        return ses_status_fix(
+            status, template=template, config_set=self.config_set, source=self.source, region=self.region
+        )
+
     def close(self) -> None:
         """Nothing to release."""
 
@@ -130,7 +137,7 @@ class SesProvider:
         for s in statuses:
             status, error = s.get("Status", "Success"), s.get("Error")
             outcome = ses_status_outcome(status, error, send.source)
-            fix = self.fix(status, send.template) if outcome is Outcome.OPERATOR else ""
+            fix = self.status_fix(status, send.template) if outcome is Outcome.OPERATOR else ""
             if outcome is Outcome.OPERATOR and status == "MessageRejected":
                 fix = ses_source_fix(send.source, self.region)
             results.append(DestinationResult(status, s.get("MessageId"), error, outcome, fix))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import stat
@@ -10,11 +11,12 @@ from pathlib import Path
 
 import pytest
 from conftest import FakeProvider
+from small_fs import PAGE, fill, small_filesystem
 from test_sender import jsonl, record, run_sender
 
 from mailroom.signing import Action
 from mailroom.wire import encode_line
-from sender.journal import Journal
+from sender.journal import Journal, RotationFailed
 from sender.provider import BulkSend, DestinationResult
 
 
@@ -225,3 +227,209 @@ def test_a_crash_during_compaction_leaves_two_segments_that_replay_to_the_same_s
     assert len(segments(tmp_path)) == 1
     third = Journal(tmp_path)
     assert _state(third, secrets) == (pending, delivered, unfinished)
+
+
+# -- a full disk: an append is whole or not at all, and memory follows the disk ------------------------
+
+
+def failing_write(fail_on: int, written: int = 7) -> tuple[list[int], object]:
+    """os.write that writes `written` bytes of its `fail_on`-th call, then raises ENOSPC on the next:
+    what a filesystem does when it fills in the middle of an append."""
+    real_write = os.write
+    calls: list[int] = []
+
+    def write(fd: int, data) -> int:
+        calls.append(len(data))
+        if len(calls) == fail_on:
+            return real_write(fd, bytes(data[:written]))
+        if len(calls) > fail_on:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_write(fd, data)
+
+    return calls, write
+
+
+def test_an_append_that_fails_halfway_leaves_no_partial_entry_and_memory_follows_the_disk(tmp_path, monkeypatch):
+    j = Journal(tmp_path)
+    j.recover()
+    a, b = j.new_line_id(), j.new_line_id()
+    j.append_lines([(a, 100.0, [record(1), record(2)])])
+    segment = segments(tmp_path)[0]
+    before = segment.read_bytes()
+    calls, write = failing_write(1)
+    with monkeypatch.context() as m:
+        m.setattr(os, "write", write)
+        with pytest.raises(OSError) as failed:
+            j.append_lines([(b, 101.0, [record(3)])])
+    assert len(calls) == 2  # 7 bytes written, then the disk was full
+    assert failed.value.errno == errno.ENOSPC and failed.value.filename == str(segment)
+    assert segment.read_bytes() == before  # cut back to where the entry began
+    assert j.unfinished_count() == 2  # the line that failed is not in memory either
+    calls, write = failing_write(1)
+    with monkeypatch.context() as m:
+        m.setattr(os, "write", write)
+        with pytest.raises(OSError):
+            j.finished([(a, 0, record(1).secret)], [])
+    assert segment.read_bytes() == before
+    assert j.unfinished_count() == 2 and not j.recently_delivered(record(1).secret)
+    # space again: the next entries follow the last whole one, and a restart agrees with memory
+    j.append_lines([(b, 101.0, [record(3)])])
+    j.finished([(a, 0, record(1).secret)], [])
+    j.close()
+    again = Journal(tmp_path)
+    assert again.recover() == [(a, 100.0, [(1, record(2))]), (b, 101.0, [(0, record(3))])]
+    assert again.skipped_entries == 0 and again.recently_delivered(record(1).secret)
+
+
+def test_a_failed_fsync_of_journaled_lines_cuts_them_off_and_leaves_them_out_of_memory(tmp_path, monkeypatch):
+    j = Journal(tmp_path)
+    j.recover()
+    a = j.new_line_id()
+    before = segments(tmp_path)[0].read_bytes()
+
+    def fsync(fd: int) -> None:
+        raise OSError(errno.EIO, os.strerror(errno.EIO))
+
+    with monkeypatch.context() as m:
+        m.setattr(os, "fsync", fsync)
+        with pytest.raises(OSError) as failed:
+            j.append_lines([(a, 100.0, [record(1)])])
+    assert failed.value.errno == errno.EIO and failed.value.filename == str(segments(tmp_path)[0])
+    assert segments(tmp_path)[0].read_bytes() == before and j.unfinished_count() == 0
+
+
+def test_when_even_the_cut_fails_the_next_append_cuts_first_or_fails(tmp_path, monkeypatch):
+    j = Journal(tmp_path)
+    j.recover()
+    a, b = j.new_line_id(), j.new_line_id()
+    j.append_lines([(a, 100.0, [record(1)])])
+    before = segments(tmp_path)[0].read_bytes()
+    real_ftruncate = os.ftruncate
+
+    def ftruncate(fd: int, length: int) -> None:
+        raise OSError(errno.EIO, os.strerror(errno.EIO))
+
+    _, write = failing_write(1)
+    with monkeypatch.context() as m:
+        m.setattr(os, "write", write)
+        m.setattr(os, "ftruncate", ftruncate)
+        with pytest.raises(OSError):
+            j.append_lines([(b, 101.0, [record(2)])])
+    assert segments(tmp_path)[0].read_bytes() != before  # 7 bytes of a torn entry are left
+    with monkeypatch.context() as m:
+        m.setattr(os, "ftruncate", ftruncate)
+        with pytest.raises(OSError):  # still cannot cut: nothing is glued onto the torn entry
+            j.finished([(a, 0, record(1).secret)], [])
+    assert len(segments(tmp_path)[0].read_bytes()) == len(before) + 7
+    monkeypatch.setattr(os, "ftruncate", real_ftruncate)
+    j.finished([(a, 0, record(1).secret)], [])  # the cut first, then the entry
+    j.close()
+    again = Journal(tmp_path)
+    assert again.recover() == [] and again.skipped_entries == 0
+
+
+def test_a_rotation_that_fails_removes_its_half_segment_keeps_the_old_one_and_says_the_completion_is_written(
+    tmp_path, monkeypatch
+):
+    j = Journal(tmp_path, rotate_bytes=1 << 30)
+    j.recover()
+    a = j.new_line_id()
+    j.append_lines([(a, 100.0, [record(1), record(2)])])
+    old = segments(tmp_path)
+    j.rotate_bytes = 0  # the next completion compacts
+    real_write = os.write
+    segment_fd = j._active().fd
+
+    def write(fd: int, data) -> int:  # the old segment takes the completion; the new one hits a full disk
+        if fd == segment_fd:
+            return real_write(fd, data)
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    with monkeypatch.context() as m:
+        m.setattr(os, "write", write)
+        with pytest.raises(RotationFailed) as failed:
+            j.finished([(a, 0, record(1).secret)], [])
+    assert failed.value.errno == errno.ENOSPC and failed.value.filename.startswith(str(tmp_path / "seg-"))
+    assert segments(tmp_path) == old  # the half-written segment is gone
+    assert j.recently_delivered(record(1).secret)  # the completion was written before the rotation
+    j.finished([(a, 1, record(2).secret)], [])  # and the old segment goes on: this one rotates
+    j.close()
+    again = Journal(tmp_path)
+    assert again.recover() == [] and again.recently_delivered(record(2).secret)
+
+
+def test_a_compaction_at_start_that_fails_keeps_the_old_segments_for_the_next_start(tmp_path, monkeypatch):
+    j = Journal(tmp_path)
+    j.recover()
+    a = j.new_line_id()
+    j.append_lines([(a, 100.0, [record(1)])])
+    j.close()
+    old = segments(tmp_path)
+
+    def write(fd: int, data) -> int:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    with monkeypatch.context() as m:
+        m.setattr(os, "write", write)
+        with pytest.raises(OSError) as failed:
+            Journal(tmp_path).recover()
+    assert failed.value.filename.startswith(str(tmp_path / "seg-"))
+    assert segments(tmp_path) == old
+    assert Journal(tmp_path).recover() == [(a, 100.0, [(0, record(1))])]
+
+
+def test_entries_glued_onto_a_torn_one_by_an_older_version_are_recovered(tmp_path, caplog):
+    """Before the cut-back, an append that failed halfway left half an entry, and the next
+    entry was glued onto it: that delivery was forgotten and the record sent again."""
+    j = Journal(tmp_path)
+    j.recover()
+    a = j.new_line_id()
+    j.append_lines([(a, 100.0, [record(1), record(2), record(3)])])
+    j.close()
+    torn = b'{"k":"L","id":"x.9","at":101.0,"r":[[1,"user9@example.com","us'
+    glued = b'{"k":"D","id":"%s","n":[0],"h":["00000000000000aa"],"t":1.0}\n' % a.encode()
+    name = segments(tmp_path)[0].name
+    with open(segments(tmp_path)[0], "ab") as f:
+        f.write(torn + glued + b'{"k":"R","id":"%s","n":[2]}\n' % a.encode())
+    with caplog.at_level("INFO", logger="sender.journal"):
+        again = Journal(tmp_path)
+        assert again.recover() == [(a, 100.0, [(1, record(2))])]
+    assert again.skipped_entries == 1
+    assert [m for m in caplog.messages if "torn" in m or "corrupt" in m] == [
+        f"journal {name} line 2: a torn entry skipped, 1 whole entry glued after it recovered"
+    ]
+
+
+def test_on_a_real_full_filesystem_a_failed_append_is_cut_back_and_names_the_segment(tmp_path, monkeypatch):
+    real_write = os.write
+    returned: list[tuple[int, int]] = []  # (asked, written) of every write: shows the partial one
+
+    def watched(fd: int, data) -> int:
+        n = real_write(fd, data)
+        returned.append((len(data), n))
+        return n
+
+    with small_filesystem(tmp_path / "fs", 256 * 1024) as fs:
+        j = Journal(fs / "journal")
+        j.recover()
+        a, b = j.new_line_id(), j.new_line_id()
+        j.append_lines([(a, 100.0, [record(1)])])
+        segment = segments(fs / "journal")[0]
+        before = segment.read_bytes()
+        filler = fill(fs, leave=PAGE)
+        big = [record(i) for i in range(2, 200)]  # about 50 KB: more than the page left
+        monkeypatch.setattr(os, "write", watched)
+        with pytest.raises(OSError) as failed:
+            j.append_lines([(b, 101.0, big)])
+        monkeypatch.undo()
+        assert any(0 < written < asked for asked, written in returned)  # the disk filled halfway through
+        assert failed.value.errno == errno.ENOSPC and failed.value.filename == str(segment)
+        assert segment.read_bytes() == before and j.unfinished_count() == 1
+        filler.unlink()  # space again
+        j.append_lines([(b, 101.0, big)])
+        j.finished([(a, 0, record(1).secret)], [])
+        j.close()
+        again = Journal(fs / "journal")
+        assert again.recover() == [(b, 101.0, list(enumerate(big)))]
+        assert again.skipped_entries == 0 and again.recently_delivered(record(1).secret)
+        again.close()
