@@ -16,14 +16,19 @@ $(VENV)/.installed-%: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[$*]'
 	touch $@
 
-## make test: install into .venv and run the whole suite against a real PostgreSQL
-test: $(VENV)/.installed-test
+## make test: install into .venv (and Chromium, see make browser) and run the whole suite
+## against a real PostgreSQL
+test: $(VENV)/.installed-test browser
 	$(BIN)/python -m pytest
 
 ## make browser: install Debian's Chromium (the template preview's browser tests drive it through
 ## Playwright, whose own browser download cannot be used here); nothing to do when it is there
-browser: $(STAMP)
+browser:
 	@if [ ! -x /usr/bin/chromium ]; then \
+		if [ "$$(id -u)" != 0 ]; then \
+			echo "make browser: Chromium is missing; install Debian's package as root: apt-get install chromium" >&2; \
+			exit 1; \
+		fi; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	fi
 	@/usr/bin/chromium --version 2>/dev/null
