@@ -43,12 +43,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from mailroom.redirect import Redirect, subject_prefix
-from mailroom.signing import SIGNED_TOKEN_CHARS, Action, token_ref
+from mailroom.signing import Action, token_ref
 from mailroom.templates import default_template_data, template_data
 from mailroom.wire import Record, Rejected
 from sender.journal import Journal, RotationFailed
 from sender.outputs import Outputs, delivery_row, reject_row, utc_now
 from sender.provider import (
+    PROBE_CODE,
+    PROBE_LOGIN,
+    PROBE_SECRET,
     BulkSend,
     CallFailed,
     Destination,
@@ -62,11 +65,6 @@ from sender.retry import EXIT_OPERATOR_FAULT, Outcome, RetryPolicy, names, sourc
 
 log = logging.getLogger("sender")
 MAX_DESTINATIONS = 50  # SES's limit per SendBulkTemplatedEmail; a provider may take fewer (max_destinations)
-PROBE_LOGIN = "mailroom-probe"
-# The probe's secret and code: the shape of a real one (86 base64url characters, 5 digits),
-# signed by no key, so no user's live token goes to the mailbox simulator.
-PROBE_SECRET = "A" * SIGNED_TOKEN_CHARS
-PROBE_CODE = "00000"
 DISK_FIX = (
     "free space on that filesystem (or give MAILROOM_SES_OUTPUT_PATH a larger volume), then restart the sender;"
     " unfinished records stay in the journal"
@@ -468,7 +466,9 @@ class Sender:
         try:
             results = future.result()
         except CallFailed as exc:
-            log.warning(
+            # a call to retry is logged by _apply, at most once per RETRY_LOG_EVERY_S per cause
+            log.log(
+                logging.DEBUG if exc.outcome in (Outcome.RETRY, Outcome.QUOTA) else logging.WARNING,
                 "%s call of %d destination(s) failed: %s (%s)",
                 self.provider.name,
                 len(batch),
@@ -512,10 +512,12 @@ class Sender:
                 else:
                     row["message_id"] = result.message_id
                 rows.append(row)
-            elif outcome in (Outcome.REFUSED, Outcome.ISOLATE):
+            elif outcome is Outcome.REFUSED:
                 item.attempts += 1
                 self._refuse([item], result.status, result.error or "")
-            elif outcome is Outcome.OPERATOR:
+            elif outcome in (Outcome.OPERATOR, Outcome.ISOLATE):
+                # ISOLATE is a whole call's answer (ses_error_outcome); one destination's would
+                # be refused without the known-good check: stop instead, lose nothing
                 faults.append((item, result))
             else:
                 item.attempts += 1

@@ -11,8 +11,15 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from mailroom.checks import Check
-from mailroom.signing import Action
+from mailroom.signing import SIGNED_TOKEN_CHARS, Action
 from sender.retry import Outcome
+
+# A probe (the SES bisection's call to the mailbox simulator, the SMTP check that a template
+# builds at all) carries this recipient data: the shape of a real record (an 86-character
+# signed token, 5 digits), signed by no key, so no user's live token is ever sent for it.
+PROBE_LOGIN = "mailroom-probe"
+PROBE_SECRET = "A" * SIGNED_TOKEN_CHARS
+PROBE_CODE = "00000"
 
 
 @dataclass(frozen=True)

@@ -67,6 +67,7 @@ SES_STATUS_OUTCOMES: dict[str, Outcome] = {
 # -- SES: error codes of a whole call, beyond what botocore's standard retry checkers classify ----
 # Operator faults, each with the fix an operator needs (format fields: template, config_set,
 # source, region). Codes not listed here and not retryable by botocore are operator faults too.
+INTERNAL_FIX = "the sender failed unexpectedly: see the traceback above and report it"
 SES_OPERATOR_FIXES: dict[str, str] = {
     "TemplateDoesNotExist": "a template does not exist in {region}: run `mailroom templates push`",
     "ConfigurationSetDoesNotExist": (
@@ -87,7 +88,7 @@ SES_OPERATOR_FIXES: dict[str, str] = {
     "MissingAuthenticationToken": "no AWS credentials were sent: configure them for the sender",
     "OptInRequired": "the AWS account is not subscribed to SES in {region}",
     "NoCredentials": "no AWS credentials found: configure them for the sender",
-    "Internal": "the sender failed unexpectedly: see the traceback above and report it",
+    "Internal": INTERNAL_FIX,
 }
 # Operator faults SES reports per destination, in an HTTP 200 answer (BulkEmailDestinationStatus).
 # The sender saves only error answers (HTTP 4xx/5xx) under errors/, so these fixes never point

@@ -35,10 +35,20 @@ from email.message import EmailMessage
 from mailroom.checks import Check
 from mailroom.settings import ConfigError, SmtpSettings
 from mailroom.signing import Action
-from mailroom.templates import EmailTemplate
+from mailroom.templates import EmailTemplate, template_data
+from mailroom.wire import Record
 from sender.addresses import ascii_address
-from sender.provider import BulkSend, Destination, DestinationResult, UnsendableAddress
+from sender.provider import (
+    PROBE_CODE,
+    PROBE_LOGIN,
+    PROBE_SECRET,
+    BulkSend,
+    Destination,
+    DestinationResult,
+    UnsendableAddress,
+)
 from sender.retry import (
+    INTERNAL_FIX,
     SMTP_AUTH,
     SMTP_CONNECT,
     SMTP_DATA,
@@ -55,11 +65,6 @@ from sender.retry import (
 
 log = logging.getLogger("sender.smtp")
 NO_SMTPUTF8 = "the local part (before '@') is not 7-bit ASCII, and the SMTP server does not offer SMTPUTF8"
-
-
-INTERNAL_FIX = "the sender failed unexpectedly: see the traceback above and report it"
-# What the message of a record that cannot be built is checked against: our own address and these.
-PROBE_DATA = {"login": "mailroom-probe", "login_html": "mailroom-probe", "secret": "probe", "code": "00000"}
 
 
 class _Broken(Exception):
@@ -247,7 +252,8 @@ class SmtpProvider:
         the sender is at fault, and that is the operator's: nothing is written off."""
         error = f"{type(exc).__name__}: {exc}"
         try:
-            self.body(action, template, self.envelope_from, {**defaults, **PROBE_DATA}, False)
+            probe = Record(action, self.envelope_from, PROBE_LOGIN, PROBE_SECRET, PROBE_CODE)
+            self.body(action, template, self.envelope_from, {**defaults, **json.loads(template_data(probe))}, False)
         except Exception:  # the template or the sender, not this record
             log.exception("no %s message can be built, whatever the recipient", action.db_name)
             return DestinationResult(
