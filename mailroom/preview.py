@@ -35,6 +35,7 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import FrameType
+from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
 
 from mailroom import template_checks, templates
@@ -318,26 +319,39 @@ def make_handler(preview: Preview) -> type[BaseHTTPRequestHandler]:
 
 
 def serve(host: str, port: int, directory: Path | None, app_url: str) -> int:
-    """Serve until Ctrl-C or SIGTERM (exit 0); the URL goes to stderr."""
-    server = ThreadingHTTPServer((host, port), make_handler(Preview(directory, app_url)))
+    """Serve until Ctrl-C or SIGTERM (exit 0); the URL goes to stderr. An address it cannot
+    listen on (a port in use, a host not of this machine) exits 2 with one line."""
+    try:
+        server = ThreadingHTTPServer((host, port), make_handler(Preview(directory, app_url)))
+    except (OSError, OverflowError) as exc:  # EADDRINUSE, EADDRNOTAVAIL, a name not resolved, a port out of range
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        print(
+            f"mailroom templates preview: cannot listen on {host}:{port}: {reason}; choose another --port"
+            " (0 picks a free one) or --host",
+            file=sys.stderr,
+            flush=True,
+        )
+        return 2
     server.daemon_threads = True
     bound_host, bound_port = server.server_address[:2]
     name = bound_host.decode() if isinstance(bound_host, bytes) else str(bound_host)
     shown = f"[{name}]" if ":" in name else name
     url = f"http://{shown}:{bound_port}/"
-    print(f"mailroom templates preview: serving {url} (Ctrl-C to stop)", file=sys.stderr, flush=True)
 
     def stop(_signum: int, _frame: FrameType | None) -> None:
         threading.Thread(target=server.shutdown, daemon=True).start()
 
-    previous = signal.signal(signal.SIGTERM, stop) if threading.current_thread() is threading.main_thread() else None
+    # Both signals stop it the same way, installed before the URL is shown: a Ctrl-C right
+    # after it is a clean stop, not a KeyboardInterrupt raised wherever the main thread is.
+    previous: dict[int, Any] = {}
+    if threading.current_thread() is threading.main_thread():
+        previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    print(f"mailroom templates preview: serving {url} (Ctrl-C to stop)", file=sys.stderr, flush=True)
     try:
         server.serve_forever(poll_interval=0.2)
-    except KeyboardInterrupt:
-        pass
     finally:
         server.server_close()
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     print("mailroom templates preview: stopped", file=sys.stderr, flush=True)
     return 0
