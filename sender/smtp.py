@@ -152,18 +152,33 @@ class SmtpProvider:
         """Connect, EHLO, STARTTLS (per MAILROOM_SMTP_TLS) and AUTH (when a username is set), then QUIT."""
         s = self.settings
         where = f"{s.host}:{s.port}"
-        checks = [
-            Check(
-                "templates",
-                self.templates is not None,
-                "rendered locally from templates/<action>/" if self.templates else "templates/ not found or invalid",
-                "reinstall mailroom or restore templates/ (mailroom templates render shows them)",
+        checks: list[Check] = []
+        if self.templates is None:  # when they load, the templates' own checks say so (template_checks)
+            checks.append(
+                Check(
+                    "templates",
+                    False,
+                    "templates/ not found or invalid",
+                    "reinstall mailroom or restore templates/ (mailroom templates render shows them)",
+                )
             )
-        ]
         try:
             conn = self._connect()
         except SmtpFault as fault:
-            checks.append(Check(f"SMTP {fault.stage}", False, f"{where}: {fault}", self._fix(fault)))
+            if fault.stage == SMTP_CONNECT and "connection refused" in fault.reply.lower():
+                # at a check, a refused connection means no server there: the thing to fix
+                shown = f"[{s.host}]:{s.port}" if ":" in s.host else where
+                checks.append(
+                    Check(
+                        "SMTP connect",
+                        False,
+                        f"nothing is listening at {shown} (connection refused)",
+                        "start the SMTP server there, or set MAILROOM_SMTP_HOST and MAILROOM_SMTP_PORT to where it"
+                        " listens",
+                    )
+                )
+            else:
+                checks.append(Check(f"SMTP {fault.stage}", False, f"{where}: {fault}", self._fix(fault)))
             return checks
         try:
             tls = {"starttls": "STARTTLS", "tls": "implicit TLS", "none": "no TLS (plain text)"}[s.tls]

@@ -63,7 +63,7 @@ def sender_checks(environ: Mapping[str, str]) -> list[Check]:
                 "check the network path to the provider",
             )
         ]
-    checks = [_plain(_parse(line), environ) for line in done.stdout.splitlines() if line[:1] in (PASS_MARK, FAIL_MARK)]
+    checks = [_parse(line) for line in done.stdout.splitlines() if line[:1] in (PASS_MARK, FAIL_MARK)]
     if done.returncode not in (0, 1) or not checks:
         why = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
         checks.append(Check("mail provider", False, why.removeprefix("sender: "), "fix the sender's settings"))
@@ -76,28 +76,6 @@ def _parse(line: str) -> Check:
     name, _, rest = line[2:].partition(": ")
     detail, _, fix = rest.partition(" — fix: ")
     return Check(name, ok, detail, fix)
-
-
-def _plain(check: Check, environ: Mapping[str, str]) -> Check:
-    """A failed SMTP connection that was refused says so: nothing listens at that address.
-
-    The sender words a connection failure for its log, where a refusal is one network error
-    among others (retried while sending); at a check, a refused connection means no server
-    at that host and port, which is the thing to fix."""
-    if check.ok or not check.name.startswith("SMTP ") or "connection refused" not in check.detail.lower():
-        return check
-    host = environ.get("MAILROOM_SMTP_HOST", "").strip()
-    try:
-        port = settings.read(environ, "MAILROOM_SMTP_PORT")["MAILROOM_SMTP_PORT"]
-    except settings.ConfigError:
-        return check
-    where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    return Check(
-        check.name,
-        False,
-        f"nothing is listening at {where} (connection refused)",
-        "start the SMTP server there, or set MAILROOM_SMTP_HOST and MAILROOM_SMTP_PORT to where it listens",
-    )
 
 
 # Checks of the mail provider (the sender's preflight) and of the events queue (none when
