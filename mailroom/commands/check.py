@@ -89,6 +89,7 @@ def run_checks(environ: Mapping[str, str], max_backlog_age_s: float = BACKLOG_MA
     """Every check, in the order they are printed."""
     checks = database_checks(environ, max_backlog_age_s)
     checks.append(secret_key_check(environ))
+    checks.append(collector_settings_check(environ))
     for group in MAIL_PROVIDER_CHECKS:
         checks += group(environ)
     return checks
@@ -105,6 +106,27 @@ def secret_key_check(environ: Mapping[str, str]) -> Check:
             "set MAILROOM_SECRET_KEY to the key the apps verify links with (64 hex characters)",
         )
     return Check("secret key", True, "MAILROOM_SECRET_KEY is set (32 bytes)")
+
+
+# Checked by the lines above (database, secret key): not said twice.
+_CHECKED_ALREADY = frozenset({"MAILROOM_DATABASE_URL", "MAILROOM_SECRET_KEY"})
+
+
+def collector_settings_check(environ: Mapping[str, str]) -> Check:
+    """The collector's own settings, read exactly as the collector (and `mailroom run`) reads
+    them: a value it refuses stops it at start, so the check must not pass it. (The sender's
+    are read by `sender --check`, below.)"""
+    names = [n for n in settings.COLLECTOR_VARIABLES if n not in _CHECKED_ALREADY]
+    try:
+        settings.read(environ, *names)
+    except settings.ConfigError as exc:
+        return Check(
+            "collector settings",
+            False,
+            str(exc),
+            f"fix {exc.name}: the collector and `mailroom run` refuse to start with it",
+        )
+    return Check("collector settings", True, "every MAILROOM_* the collector reads is valid")
 
 
 def database_checks(environ: Mapping[str, str], max_backlog_age_s: float = BACKLOG_MAX_AGE_S) -> list[Check]:

@@ -52,6 +52,7 @@ def test_a_migrated_database_with_its_queue_registered_passes_every_check(
         "queue",
         "backlog",
         "secret key",
+        "collector settings",
         "templates",
         "provider",
     ]
@@ -60,6 +61,23 @@ def test_a_migrated_database_with_its_queue_registered_passes_every_check(
         migrate.shipped()[-1] + ")"
     )
     assert _line(done, "backlog") == "✓ backlog: nothing queued on 'mailroom'"
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("MAILROOM_BATCH_TIMEOUT", "abc"), ("MAILROOM_RECOVERY_COOLDOWN", "xyz"), ("MAILROOM_BATCH_LIMIT", "50  # x")],
+)
+def test_a_collector_setting_the_collector_refuses_fails_the_check(
+    env: dict[str, str], registered: psycopg.Connection, tmp_path: Path, name: str, value: str
+) -> None:
+    done = _check({**env, name: value}, tmp_path)
+    assert done.returncode == 1, done.stdout + done.stderr
+    line = _line(done, "collector settings")
+    assert line.startswith(f"✗ collector settings: {name}: ") and f"fix: fix {name}" in line, line
+    collector = subprocess.run(
+        [script("collector")], env={**env, name: value}, cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    assert collector.returncode == 2 and name in collector.stderr  # what the check foretold
 
 
 def test_an_unreachable_database_is_a_failed_line_not_a_traceback(base_env: dict[str, str], tmp_path: Path) -> None:
@@ -208,6 +226,7 @@ def test_the_ses_checks_are_the_senders_preflight_and_a_failing_one_names_its_fi
         "queue",
         "backlog",
         "secret key",
+        "collector settings",
         "templates",
         "source identity",
         "template activation",
