@@ -369,9 +369,15 @@ def redirect_address(name: str, raw: str) -> str:
 
     if raw.strip() == "":
         return ""
+    from mailroom.addresses import problem
+
+    expected = "one email address such as staging-inbox@example.com (no name, no list), or empty for off"
     value = parse_address(raw)
     if value is None or _CONTROL.search(raw):
-        _bad(name, raw, "one email address such as staging-inbox@example.com (no name, no list), or empty for off")
+        _bad(name, raw, expected)
+    why = problem(value)  # the address rule every recipient meets (migrations/0006_email_rule.sql)
+    if why is not None:
+        _bad(name, raw, f"{expected}; this one is not sendable: {why}")
     return value
 
 

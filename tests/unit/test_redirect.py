@@ -59,6 +59,21 @@ def test_a_redirect_address_that_is_not_one_bare_address_is_a_config_error_namin
     assert caught.value.name == "MAILROOM_REDIRECT_TO" and "one email address" in str(caught.value)
 
 
+@pytest.mark.parametrize(
+    ("value", "why"),
+    [
+        ("a@b", "a single label"),
+        ("a@-bad-.com", "hyphen"),
+        ("dot@example..com", "empty label"),
+    ],
+)
+def test_a_redirect_address_the_address_rule_refuses_is_a_config_error_with_the_rules_reason(value, why):
+    with pytest.raises(settings.ConfigError) as caught:
+        sender_settings(MAILROOM_REDIRECT_TO=value)
+    assert caught.value.name == "MAILROOM_REDIRECT_TO" and "not sendable" in str(caught.value)
+    assert why in str(caught.value)
+
+
 @pytest.mark.parametrize("value", ["example.com", "qa@example.com; @x.org", "@", "qa@@x.org", "@x.org\x7f"])
 def test_an_allow_list_entry_that_is_neither_an_address_nor_at_domain_is_a_config_error(value):
     with pytest.raises(settings.ConfigError) as caught:
