@@ -215,10 +215,10 @@ class Queue:
         belongs to the next transaction, after the reader took the lines).
         """
         result = DrainResult()
-        with self.conn.pipeline():
+        with self.conn.pipeline() as pipeline:
             after = 0
             while True:
-                after, done = self._transaction(output, stop, result, after)
+                after, done = self._transaction(pipeline, output, stop, result, after)
                 if done:
                     return result
 
@@ -231,7 +231,9 @@ class Queue:
         }
         self._cursor.execute(self._claim, params, prepare=True)
 
-    def _transaction(self, output: LineWriter, stop: StopFlag, result: DrainResult, after: int) -> tuple[int, bool]:
+    def _transaction(
+        self, pipeline: psycopg.Pipeline, output: LineWriter, stop: StopFlag, result: DrainResult, after: int
+    ) -> tuple[int, bool]:
         """Up to CHUNKS_PER_COMMIT chunks and their commit; (the next `after`, done)."""
         cur = self._cursor
         claimed_here, done = 0, False
@@ -283,6 +285,9 @@ class Queue:
                         done = True
                     if done or not prefetched:
                         break
+                # The statements sent so far end with a Sync: the backend then waits for
+                # the reader as `idle in transaction` (pg_stat_activity), not `active`.
+                pipeline.sync()
                 self.stats.wait_until_read(output)  # output.wait_until_read(), timed
         except OSError as exc:  # EPIPE: the reader is gone. Leaving the block rolled back.
             raise OutputClosed(exc, claimed_here) from exc
