@@ -9,10 +9,7 @@ COMMIT comes only once the reader has taken them all (collector/output.py): if a
 fails first, the transaction rolls back and every claimed entry is still there for the
 next collector (at-least-once). If the process dies after the reader took the lines and
 before the commit, the next collector emits those chunks again: the only way a duplicate
-is produced, and the sender's journal recognises it. The next chunk's claim is sent
-before this chunk is signed and written, in the same transaction behind a savepoint (see
-`Queue.drain`): the backend and this process work at the same time, and nothing of it is
-committed before its own lines are read.
+is produced, and the sender's journal recognises it.
 
 Why several chunks a transaction: the sender takes a line out of the pipe only after its
 journal fsync, so waiting for the reader once per line would cost one fsync per line;
@@ -55,13 +52,9 @@ _COOLDOWN = "cooldown"  # claim_chunk's `skip` for a token an email already went
 _SUPPRESSED = "suppressed"  # claim_chunk's `skip` for a token whose address is on the suppression list
 # The chunk query's plan, made once per session rather than once per chunk. PostgreSQL
 # would re-plan it on every execution (its generic plan's estimate, with LIMIT and `after`
-# unknown, never beats the custom plans'), which cost more backend time than running it;
+# unknown, never beats the custom plans'), which cost the backend more than running it;
 # its plan does not depend on the values (an index scan in token order, primary-key joins).
 _GENERIC_PLANS = "SET LOCAL plan_cache_mode = force_generic_plan"
-# The savepoint behind a prefetched claim (see Queue.drain).
-_SAVEPOINT = "SAVEPOINT mailroom_prefetch"
-_RELEASE = "RELEASE SAVEPOINT mailroom_prefetch"
-_ROLLBACK_TO = "ROLLBACK TO SAVEPOINT mailroom_prefetch"
 
 
 class OutputClosed(Exception):
@@ -205,94 +198,60 @@ class Queue:
         short, one more chunk from the start picks up any token of a lower id whose
         transaction committed meanwhile. A token committing after that final read sends
         its NOTIFY after it, which wakes the next drain: nothing is skipped.
-
-        The database and this process take turns unless told otherwise: so the next
-        chunk's claim is sent (pipeline mode) as soon as this chunk's rows are read and
-        decided, and the backend runs it while this process signs and writes. That claim
-        runs behind a savepoint: a stop signal seen after this chunk's lines rolls back to
-        it, so the drain still ends after the chunk in progress and the prefetched entries
-        stay queued. The last chunk of a transaction prefetches nothing (its successor
-        belongs to the next transaction, after the reader took the lines).
         """
         result = DrainResult()
-        with self.conn.pipeline() as pipeline:
-            after = 0
-            while True:
-                after, done = self._transaction(pipeline, output, stop, result, after)
-                if done:
-                    return result
-
-    def _send_claim(self, after: int) -> None:
-        params = {
-            "queue": self._queue_name,
-            "after": Int8(after),
-            "limit": Int8(self.batch_limit),
-            "cooldown": self.cooldown,
-        }
-        self._cursor.execute(self._claim, params, prepare=True)
-
-    def _transaction(
-        self, pipeline: psycopg.Pipeline, output: LineWriter, stop: StopFlag, result: DrainResult, after: int
-    ) -> tuple[int, bool]:
-        """Up to CHUNKS_PER_COMMIT chunks and their commit; (the next `after`, done)."""
+        after = 0
         cur = self._cursor
-        claimed_here, done = 0, False
-        emitted_here = lines_here = bytes_here = 0
-        skipped: Counter[str] = Counter()
-        try:
-            with self.conn.transaction():
-                cur.execute(_GENERIC_PLANS)
-                self._send_claim(after)
-                guarded = False  # whether the claim in flight runs behind the savepoint
-                for n in range(CHUNKS_PER_COMMIT):
-                    rows = self._unicode_suppressed(cur, cur.fetchall())
-                    claimed_here += len(rows)
-                    chunk = self.decide(rows)
-                    # Before the next claim: its cooldown lookup reads what this marks.
-                    if chunk.suppressed:
-                        cur.execute(self._suppress, {"ids": [Int8(i) for i in chunk.suppressed]})
-                    if chunk.on_the_list:
-                        cur.execute(self._mark_suppressed, {"ids": [Int8(i) for i in chunk.on_the_list]})
-                    if len(rows) == self.batch_limit:
-                        after = rows[-1][0]
-                    elif after == 0:
-                        done = True
-                    else:
-                        after = 0
-                    prefetched = not done and n + 1 < CHUNKS_PER_COMMIT
-                    if prefetched:
-                        if guarded:
-                            cur.execute(_RELEASE)
-                        cur.execute(_SAVEPOINT)
-                        self._send_claim(after)
-                        guarded = True
-                    self.signed(chunk)
-                    if chunk.records:
-                        for line in encode_lines(chunk.records):
-                            output.write_line(line)
-                            result.lines += 1
-                            lines_here += 1
-                            bytes_here += len(line)
-                        emitted_here += len(chunk.records)
-                    skipped.update(chunk.skipped)
-                    result.chunks += 1
-                    result.claimed += len(rows)
-                    result.emitted += len(chunk.records)
-                    result.cooled += chunk.cooled
-                    if stop:
-                        if prefetched:  # not emitted: its entries go back to the queue
-                            cur.execute(_ROLLBACK_TO)
-                        done = True
-                    if done or not prefetched:
-                        break
-                # The statements sent so far end with a Sync: the backend then waits for
-                # the reader as `idle in transaction` (pg_stat_activity), not `active`.
-                pipeline.sync()
-                self.stats.wait_until_read(output)  # output.wait_until_read(), timed
-        except OSError as exc:  # EPIPE: the reader is gone. Leaving the block rolled back.
-            raise OutputClosed(exc, claimed_here) from exc
-        self.stats.committed(emitted_here, lines_here, bytes_here, skipped or None)
-        return after, done
+        while True:
+            claimed_here, done = 0, False
+            emitted_here = lines_here = bytes_here = 0
+            skipped: Counter[str] = Counter()
+            try:
+                with self.conn.transaction():
+                    cur.execute(_GENERIC_PLANS)
+                    for _ in range(CHUNKS_PER_COMMIT):
+                        params = {
+                            "queue": self._queue_name,
+                            "after": Int8(after),
+                            "limit": Int8(self.batch_limit),
+                            "cooldown": self.cooldown,
+                        }
+                        cur.execute(self._claim, params, prepare=True)
+                        rows = self._unicode_suppressed(cur, cur.fetchall())
+                        claimed_here += len(rows)
+                        chunk = self.chunk(rows)
+                        if chunk.suppressed:
+                            cur.execute(self._suppress, {"ids": [Int8(i) for i in chunk.suppressed]})
+                        if chunk.on_the_list:
+                            cur.execute(self._mark_suppressed, {"ids": [Int8(i) for i in chunk.on_the_list]})
+                        if chunk.records:
+                            for line in encode_lines(chunk.records):
+                                output.write_line(line)
+                                result.lines += 1
+                                lines_here += 1
+                                bytes_here += len(line)
+                            emitted_here += len(chunk.records)
+                        skipped.update(chunk.skipped)
+                        result.chunks += 1
+                        result.claimed += len(rows)
+                        result.emitted += len(chunk.records)
+                        result.cooled += chunk.cooled
+                        if stop:
+                            done = True
+                            break
+                        if len(rows) == self.batch_limit:
+                            after = rows[-1][0]
+                        elif after == 0:
+                            done = True
+                            break
+                        else:
+                            after = 0
+                    self.stats.wait_until_read(output)  # output.wait_until_read(), timed
+            except OSError as exc:  # EPIPE: the reader is gone. Leaving the block rolled back.
+                raise OutputClosed(exc, claimed_here) from exc
+            self.stats.committed(emitted_here, lines_here, bytes_here, skipped or None)
+            if done:
+                return result
 
 
 def _without_control_chars(records: list[Record], tokens: list[int], skipped: Counter[str]) -> list[Record]:

@@ -200,8 +200,8 @@ def test_a_stop_signal_ends_a_drain_after_the_chunk_in_progress(
     assert _backlog(db) == 20
 
 
-# CHUNKS_PER_COMMIT is 10: line 10 ends a transaction (nothing prefetched), line 11 is the
-# first chunk of the next one; the others have the next chunk's claim in flight.
+# CHUNKS_PER_COMMIT is 10: line 10 ends a transaction, line 11 is the first chunk of the
+# next one; a stop commits the chunks written and leaves everything after them queued.
 @pytest.mark.parametrize("stop_at_line", [1, 9, 10, 11, 13])
 def test_a_stop_signal_leaves_every_entry_after_the_chunk_in_progress_queued(
     make_queue: Callable[..., Queue], db: psycopg.Connection, stop_at_line: int
