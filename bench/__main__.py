@@ -105,6 +105,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("drain", help="1: collector --drain of a committed backlog (and its peak RSS)")
     p.add_argument("--tokens", type=int, default=100_000)
     p.add_argument("--batch-limit", type=int, default=50)
+    p.add_argument(
+        "--suppressed",
+        type=int,
+        default=0,
+        help="addresses on the suppression list first (none of them a drained account's) [0]",
+    )
     p = sub.add_parser("live", help="2: writers + collector | sender: throughput and commit-to-line latency")
     p.add_argument("--writers", type=int, default=4)
     p.add_argument("--seconds", type=float, default=20)
@@ -137,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     if command == "all":
         figures = suite(args.quick if args.command else False)
     elif command == "drain":
-        figures = _guard("1 drain", "drain", lambda: drain.run(args.tokens, args.batch_limit))
+        figures = _guard("1 drain", "drain", lambda: drain.run(args.tokens, args.batch_limit, args.suppressed))
     elif command == "live":
         label = (
             f"{args.writers} writers, "

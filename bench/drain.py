@@ -15,6 +15,8 @@ import threading
 import time
 from pathlib import Path
 
+import psycopg
+
 from bench.common import (
     Children,
     Figure,
@@ -61,11 +63,28 @@ def verify(path: Path, expected: int) -> tuple[int, int, int, int]:
     return lines, records, len(emails), rejected
 
 
-def run(tokens: int, batch_limit: int) -> list[Figure]:
+def suppress_others(url: str, count: int) -> None:
+    """Put `count` addresses on the suppression list, none of them a seeded account's, so
+    that every drained token is probed and none is found."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO suppressions (address_key, address, reason) "
+            "SELECT 'listed' || i || '@bench.example', 'listed' || i || '@bench.example', 'manual' "
+            "FROM generate_series(1, %s) i",
+            (count,),
+        )
+        conn.execute("VACUUM ANALYZE suppressions")
+
+
+def run(tokens: int, batch_limit: int, suppressed: int = 0) -> list[Figure]:
     command = f".venv/bin/python -m bench drain --tokens {tokens} --batch-limit {batch_limit}"
+    if suppressed:
+        command += f" --suppressed {suppressed}"
     label = f"drain{tokens}_l{batch_limit}"
     with bench_database(label) as url, tempfile.TemporaryDirectory(prefix="mailroom-bench-") as tmp, Children() as kids:
         seed_s = seed_accounts(url, tokens)
+        if suppressed:
+            suppress_others(url, suppressed)
         out = Path(tmp) / "collector.out"
         env = program_env(MAILROOM_DATABASE_URL=url, MAILROOM_BATCH_LIMIT=batch_limit)
         stop, seen = threading.Event(), {}
@@ -104,10 +123,11 @@ def run(tokens: int, batch_limit: int) -> list[Figure]:
         "distinct": distinct,
         "rejected": rejected,
     }
+    suppressed_note = f", {suppressed:,} on the suppression list" if suppressed else ""
     figures = [
         Figure(
             "1 drain",
-            f"{tokens:,} tokens, BATCH_LIMIT={batch_limit}: start to exit",
+            f"{tokens:,} tokens, BATCH_LIMIT={batch_limit}{suppressed_note}: start to exit",
             tokens / wall,
             "tokens/s",
             command,

@@ -61,8 +61,11 @@ checked AS (
                 -- The suppression list (migrations/0007_deliverability.sql): one primary-key
                 -- probe, made only for a token sendable otherwise, found for an address whose
                 -- domain is ASCII (the key SQL can compute); collector/queue.py looks up the
-                -- others with the key computed in Python.
-                WHEN EXISTS (SELECT 1 FROM suppressions s WHERE s.address_key = mailroom_address_key(a.email::text))
+                -- others with the key computed in Python. The uncorrelated EXISTS before it is
+                -- evaluated once per statement (an InitPlan): while the list is empty, no
+                -- token is probed.
+                WHEN (SELECT EXISTS (SELECT 1 FROM suppressions))
+                     AND EXISTS (SELECT 1 FROM suppressions s WHERE s.address_key = mailroom_address_key(a.email::text))
                     THEN 'suppressed'
            END AS unsendable
     FROM claimed c
@@ -70,7 +73,9 @@ checked AS (
     LEFT JOIN accounts a ON a.id = t.account
 )
 SELECT k.token,
-       CASE WHEN k.unsendable IS NOT NULL THEN k.unsendable
+       -- coalesce, not CASE WHEN k.unsendable IS NOT NULL THEN k.unsendable: `checked` is
+       -- inlined, so naming k.unsendable twice would evaluate its CASE (and probe) twice.
+       coalesce(k.unsendable, CASE
             WHEN %(cooldown)s > interval '0' AND EXISTS (
                 SELECT 1 FROM tokens o
                 WHERE o.account = k.account AND o.action = k.action_name
@@ -81,7 +86,7 @@ SELECT k.token,
                   AND (o.consumed_at IS NULL OR o.consumed_at > k.created_at)
                   AND NOT EXISTS (SELECT 1 FROM job_tokens q WHERE q.job = %(queue)s AND q.token = o.id)
             ) THEN 'cooldown'
-       END AS skip,
+       END) AS skip,
        CASE k.action_name WHEN 'activation' THEN 1 ELSE 2 END AS action,
        k.email::text,
        k.login::text,

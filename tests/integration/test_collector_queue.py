@@ -200,6 +200,27 @@ def test_a_stop_signal_ends_a_drain_after_the_chunk_in_progress(
     assert _backlog(db) == 20
 
 
+# CHUNKS_PER_COMMIT is 10: line 10 ends a transaction, line 11 is the first chunk of the
+# next one; a stop commits the chunks written and leaves everything after them queued.
+@pytest.mark.parametrize("stop_at_line", [1, 9, 10, 11, 13])
+def test_a_stop_signal_leaves_every_entry_after_the_chunk_in_progress_queued(
+    make_queue: Callable[..., Queue], db: psycopg.Connection, stop_at_line: int
+) -> None:
+    queue = make_queue(limit=3)
+    db.execute(
+        "INSERT INTO accounts (email, login) SELECT 'm' || i || '@example.com', 'm' || i FROM generate_series(1, 40) i"
+    )
+    stop = StopFlag()
+    out = Captured(on_line=lambda lines: stop.set("SIGTERM") if lines == stop_at_line else None)
+    result = queue.drain(out, stop)
+    assert (len(out.written), result.claimed) == (stop_at_line, 3 * stop_at_line)
+    assert _backlog(db) == 40 - 3 * stop_at_line
+    rest = Captured()
+    queue.drain(rest, StopFlag())
+    emitted = [r.login for r in out.records() + rest.records()]
+    assert sorted(emitted) == sorted(f"m{i}" for i in range(1, 41))
+
+
 def test_only_one_session_holds_the_queue_lock(database_url: str) -> None:
     with psycopg.connect(database_url, autocommit=True) as a, psycopg.connect(database_url, autocommit=True) as b:
         assert try_lock(a, QUEUE)
