@@ -101,7 +101,6 @@ def _record(conn: psycopg.Connection, event: SesEvent, rule: TransientRule, done
                     "address": recipient.address,
                     "reason": reason,
                     "diagnostic": recipient.diagnostic,
-                    "address_key": key,
                     "bounce_type": event.bounce_type,
                     "bounce_subtype": event.bounce_subtype,
                     "feedback_type": event.feedback_type,
