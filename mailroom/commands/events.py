@@ -450,8 +450,9 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
         "--from-rejects",
         type=Path,
         metavar="PATH",
-        help="instead of SQS: record the SMTP mailbox refusals of the sender's rejects.jsonl as permanent "
-        "bounces (suppressing their addresses), then exit; reading a file again records nothing twice",
+        help="instead of SQS: record the SMTP 5xx refusals of the sender's rejects.jsonl as bounces "
+        "(permanent for a mailbox status such as 5.1.1, suppressing the address; transient for a full "
+        "mailbox, 5.2.2), then exit; reading a file again records nothing twice",
     )
 
 
