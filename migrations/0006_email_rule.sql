@@ -8,8 +8,10 @@
 --
 -- PostgreSQL cannot run IDNA, so the characters a domain label may hold beyond ASCII are a
 -- frozen bracket expression generated from the `idna` package's IDNA 2008 tables by
--- tools/address_chars.py (mailroom/address_chars.py holds the same strings), and the length of a
--- label's ASCII form is computed by mailroom_punycode (RFC 3492).
+-- tools/address_chars.py (mailroom/address_chars.py holds the same strings), and a label's ASCII
+-- form is computed by mailroom_a_label with mailroom_punycode (RFC 3492): for the characters the
+-- rule admits (those the UTS #46 mapping leaves unchanged) it is the A-label IDNA gives, so
+-- mailroom_ascii_domain (a domain's ASCII form) serves the suppression key of 0007 too.
 --
 -- Existing rows: the constraint is added NOT VALID. The migration does not scan or refuse old
 -- accounts; every INSERT, and every UPDATE of a row, is checked from now on. An old account
