@@ -25,7 +25,6 @@ tokens start a cooldown window. That UPDATE runs only for chunks that have such 
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections import Counter
 from dataclasses import dataclass, field
@@ -40,7 +39,6 @@ from collector.output import LineWriter
 from collector.signals import StopFlag
 from mailroom.db import queries
 from mailroom.signing import Action, sign
-from mailroom.suppressions import NotAnAddress, address_key
 from mailroom.wire import Record, control_char_in, control_char_in_any, encode_lines
 
 CHUNKS_PER_COMMIT = 10
@@ -108,7 +106,6 @@ class Queue:
         sql_text = queries("collector.sql")
         self._claim = sql_text["claim_chunk"]
         self._suppress = sql_text["suppress"]
-        self._suppressed_keys = sql_text["suppressed_keys"]
         self._mark_suppressed = sql_text["mark_suppressed"]
         self._cursor = conn.cursor(binary=True)
 
@@ -172,22 +169,6 @@ class Queue:
         chunk.to_sign = []
         return chunk
 
-    def _unicode_suppressed(self, cur: Any, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
-        """The rows, with those whose address has a non-ASCII domain and is suppressed given
-        the skip reason `suppressed`: the chunk query finds only ASCII domains on the list.
-        One more query, only for a chunk that has such an address."""
-        keys: dict[int, str] = {}
-        for i, row in enumerate(rows):
-            email = row[3]
-            if row[1] is None and email and not email.rpartition("@")[2].isascii():
-                with contextlib.suppress(NotAnAddress):
-                    keys[i] = address_key(email)
-        if not keys:
-            return rows
-        cur.execute(self._suppressed_keys, {"keys": list(keys.values())})
-        listed = {r[0] for r in cur.fetchall()}
-        return [(row[0], _SUPPRESSED, *row[2:]) if keys.get(i) in listed else row for i, row in enumerate(rows)]
-
     def drain(self, output: LineWriter, stop: StopFlag) -> DrainResult:
         """Read chunks, with no pause between them, until the queue is empty or a stop
         signal arrives.
@@ -217,7 +198,7 @@ class Queue:
                             "cooldown": self.cooldown,
                         }
                         cur.execute(self._claim, params, prepare=True)
-                        rows = self._unicode_suppressed(cur, cur.fetchall())
+                        rows = cur.fetchall()
                         claimed_here += len(rows)
                         chunk = self.chunk(rows)
                         if chunk.suppressed:

@@ -23,6 +23,11 @@ from mailroom.suppressions import NotAnAddress, address_key
 
 log = logging.getLogger("mailroom.events")
 
+# SES's mailbox simulator, where the sender's bisection probe goes (sender/ses.py probe_address).
+# SES counts mail to it in no reputation metric, so neither does mailroom: its events are not
+# recorded (no row for the rates, no status, no suppression).
+SIMULATOR_DOMAIN = "simulator.amazonses.com"
+
 DEFAULT_TRANSIENT_COUNT = 3
 DEFAULT_TRANSIENT_WINDOW_S = 7 * 86400.0
 
@@ -44,6 +49,7 @@ class Recorded:
     not_addresses: list[str] = field(default_factory=list)  # recipients with no usable address
     suppressed: list[str] = field(default_factory=list)  # addresses put on (or kept on) the list
     statuses: int = 0  # token statuses that changed
+    simulated: int = 0  # recipients at SES's mailbox simulator (the sender's probe): not recorded
 
 
 def record(
@@ -65,6 +71,9 @@ def record(
 def _record(conn: psycopg.Connection, event: SesEvent, rule: TransientRule, done: Recorded) -> None:
     q = queries("events.sql")
     for recipient in event.recipients:
+        if recipient.address.rpartition("@")[2].lower() == SIMULATOR_DOMAIN:
+            done.simulated += 1
+            continue
         try:
             key = address_key(recipient.address)
         except NotAnAddress:
@@ -101,7 +110,6 @@ def _record(conn: psycopg.Connection, event: SesEvent, rule: TransientRule, done
                     "address": recipient.address,
                     "reason": reason,
                     "diagnostic": recipient.diagnostic,
-                    "address_key": key,
                     "bounce_type": event.bounce_type,
                     "bounce_subtype": event.bounce_subtype,
                     "feedback_type": event.feedback_type,

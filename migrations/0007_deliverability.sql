@@ -7,27 +7,35 @@
 -- zoë@bücher.de and zoë@xn--bcher-kva.de) have one key, and so one suppression. The local
 -- part is compared as written (RFC 5321: only the receiving host may interpret it).
 --
--- The one normaliser is Python's mailroom.suppressions.address_key (IDNA by the `idna`
--- package, UTS #46 mapping); SQL cannot do IDNA. This function gives the same key for
--- every address whose domain is ASCII (A-labels included), and NULL when the domain has
--- a non-ASCII character: the writers below then want the key passed in.
+-- SQL computes the key of every address the address rule admits (migrations/0006_email_rule.sql):
+-- an ASCII domain is lowered; a non-ASCII one is put in A-label form by mailroom_ascii_domain,
+-- which gives what IDNA (the `idna` package, UTS #46 mapping) gives for every domain the rule
+-- admits. mailroom.suppressions.address_key is the same rule in Python
+-- (tests/integration/test_deliverability_schema.py runs the address table through both). An
+-- address with no '@', no local part or no domain, or with a non-ASCII domain the rule
+-- refuses (an account older than 0006), has no key: NULL.
 CREATE FUNCTION mailroom_address_key(address text) RETURNS text
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
     -- Cheap enough for the collector, which calls it for every token it reads (about 1 us):
     -- no regular expression, no FROM (so the planner inlines it), a fast path for the usual
-    -- address with one '@'; lower() under the "C" collation changes only A-Z, whatever the
-    -- database's locale says of them (a Turkish one would make 'I' a dotless i).
+    -- address with one '@' and an ASCII domain; lower() under the "C" collation changes only
+    -- A-Z, whatever the database's locale says of them (a Turkish one would make 'I' a
+    -- dotless i). Only a non-ASCII domain calls mailroom_ascii_domain (the address rule).
     SELECT CASE
-               WHEN position('@' IN address) = 0 THEN NULL
+               WHEN position('@' IN address) = 0 OR right(address, 1) = '@' THEN NULL  -- no domain
                WHEN split_part(address, '@', 3) = '' THEN  -- one '@'
-                   CASE WHEN octet_length(split_part(address, '@', 2)) = char_length(split_part(address, '@', 2))
+                   CASE WHEN left(address, 1) = '@' THEN NULL  -- no local part
+                        WHEN octet_length(split_part(address, '@', 2)) = char_length(split_part(address, '@', 2))
                         THEN split_part(address, '@', 1) || '@' || lower(split_part(address, '@', 2) COLLATE "C")
+                        ELSE split_part(address, '@', 1) || '@' || mailroom_ascii_domain(split_part(address, '@', 2))
                    END
                -- several: the domain follows the last one
-               WHEN octet_length(split_part(reverse(address), '@', 1))
-                    = char_length(split_part(reverse(address), '@', 1)) THEN
-                   left(address, char_length(address) - char_length(split_part(reverse(address), '@', 1)))
-                   || lower(reverse(split_part(reverse(address), '@', 1)) COLLATE "C")
+               ELSE left(address, char_length(address) - char_length(split_part(reverse(address), '@', 1)))
+                    || CASE WHEN octet_length(split_part(reverse(address), '@', 1))
+                                 = char_length(split_part(reverse(address), '@', 1))
+                            THEN lower(reverse(split_part(reverse(address), '@', 1)) COLLATE "C")
+                            ELSE mailroom_ascii_domain(reverse(split_part(reverse(address), '@', 1)))
+                       END
            END
 $$;
 
@@ -144,45 +152,30 @@ LANGUAGE sql VOLATILE AS $$
     SELECT EXISTS (SELECT 1 FROM up)
 $$;
 
--- The key of `address`, or `given_key` when the caller computed it; an error when neither
--- can be had (a non-ASCII domain and no key) or when they disagree.
-CREATE FUNCTION mailroom_checked_address_key(address text, given_key text) RETURNS text
+-- The key of `address` for the writers and readers below; an error, with the address rule's
+-- reason, when it has none (no '@', or a non-ASCII domain the rule refuses).
+CREATE FUNCTION mailroom_checked_address_key(address text) RETURNS text
 LANGUAGE plpgsql IMMUTABLE AS $$
 DECLARE
     own text := mailroom_address_key(address);
 BEGIN
-    IF address IS NULL OR position('@' IN address) = 0 THEN
-        RAISE EXCEPTION 'mailroom: % is not an email address (no @)', quote_nullable(address)
+    IF own IS NULL THEN
+        RAISE EXCEPTION 'mailroom: % is not an email address with a key: %', quote_nullable(address),
+                        coalesce(mailroom_email_problem(address), 'it is not an email address')
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    IF given_key IS NULL THEN
-        IF own IS NULL THEN
-            RAISE EXCEPTION 'mailroom: the domain of % is not ASCII, so SQL cannot compute its key', address
-                USING ERRCODE = 'invalid_parameter_value',
-                      HINT = 'pass address_key: the local part as written, @, the domain in IDNA A-label form '
-                             '(xn--...) in lower case; in Python mailroom.suppressions.address_key(address)';
-        END IF;
-        RETURN own;
-    END IF;
-    IF own IS NOT NULL AND own <> given_key
-       OR own IS NULL AND (substring(given_key FROM '^(.*)@') IS DISTINCT FROM substring(address FROM '^(.*)@')
-                           OR mailroom_address_key(given_key) IS DISTINCT FROM given_key) THEN
-        RAISE EXCEPTION 'mailroom: address_key % is not the key of %', given_key, address
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    RETURN given_key;
+    RETURN own;
 END
 $$;
 
 -- Suppress an address (or refresh its suppression); returns its key. `reason` is bounce,
 -- complaint or manual. An app's "this address is wrong" flow and other providers' webhooks
 -- call it; so does mailroom. The first spelling and first time are kept; the rest is the
--- latest word. For a non-ASCII domain, pass address_key (see mailroom_address_key).
+-- latest word.
 CREATE FUNCTION mailroom_suppress(
     address text,
     reason text DEFAULT 'manual',
     diagnostic text DEFAULT NULL,
-    address_key text DEFAULT NULL,
     bounce_type text DEFAULT NULL,
     bounce_subtype text DEFAULT NULL,
     feedback_type text DEFAULT NULL,
@@ -192,9 +185,9 @@ CREATE FUNCTION mailroom_suppress(
 LANGUAGE sql VOLATILE AS $$
     INSERT INTO suppressions AS s (address_key, address, reason, bounce_type, bounce_subtype, feedback_type,
                                    diagnostic, first_at, last_at, event_id)
-    SELECT mailroom_checked_address_key(f.address, f.address_key), f.address, f.reason, f.bounce_type,
+    SELECT mailroom_checked_address_key(f.address), f.address, f.reason, f.bounce_type,
            f.bounce_subtype, f.feedback_type, f.diagnostic, f.at, f.at, f.event_id
-      FROM (SELECT mailroom_suppress.address, mailroom_suppress.address_key, mailroom_suppress.reason,
+      FROM (SELECT mailroom_suppress.address, mailroom_suppress.reason,
                    mailroom_suppress.bounce_type, mailroom_suppress.bounce_subtype, mailroom_suppress.feedback_type,
                    mailroom_suppress.diagnostic, mailroom_suppress.at, mailroom_suppress.event_id) f
     ON CONFLICT ON CONSTRAINT suppressions_pkey DO UPDATE
@@ -210,29 +203,28 @@ LANGUAGE sql VOLATILE AS $$
 $$;
 
 -- Take an address off the list; returns whether it was on it. Its events stay.
-CREATE FUNCTION mailroom_unsuppress(address text, address_key text DEFAULT NULL) RETURNS boolean
+CREATE FUNCTION mailroom_unsuppress(address text) RETURNS boolean
 LANGUAGE sql VOLATILE AS $$
     WITH gone AS (
         DELETE FROM suppressions s
-         WHERE s.address_key = mailroom_checked_address_key(mailroom_unsuppress.address, mailroom_unsuppress.address_key)
+         WHERE s.address_key = mailroom_checked_address_key(mailroom_unsuppress.address)
         RETURNING 1
     )
     SELECT EXISTS (SELECT 1 FROM gone)
 $$;
 
 -- Whether an address is on the list (any spelling of it).
-CREATE FUNCTION mailroom_is_suppressed(address text, address_key text DEFAULT NULL) RETURNS boolean
+CREATE FUNCTION mailroom_is_suppressed(address text) RETURNS boolean
 LANGUAGE sql STABLE AS $$
     SELECT EXISTS (SELECT 1 FROM suppressions s
-                    WHERE s.address_key = mailroom_checked_address_key(mailroom_is_suppressed.address,
-                                                                       mailroom_is_suppressed.address_key))
+                    WHERE s.address_key = mailroom_checked_address_key(mailroom_is_suppressed.address))
 $$;
 
 -- What happened to the email of each token, for the app: one row per token (NULL status:
 -- nothing recorded yet), with its account's address and, when that address is suppressed,
 -- why. Filter by token_id or account_id (both use an index of tokens); by token_ref it
--- reads every token. `suppressed_reason` is found only for an ASCII-domain address (the key
--- SQL can compute); mailroom_is_suppressed with a key answers for the others.
+-- reads every token. `suppressed_reason` is NULL for an account whose address has no key (a
+-- non-ASCII domain the address rule refuses, from before 0006): mailroom sends it nothing.
 CREATE VIEW delivery_status AS
 SELECT t.id AS token_id,
        t.account AS account_id,

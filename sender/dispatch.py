@@ -427,7 +427,11 @@ class Sender:
         send = self._bulk(
             action,
             [
-                Destination(i.to, template_data(i.record, subject_prefix(i.record.email) if i.redirected else ""))
+                Destination(
+                    i.to,
+                    template_data(i.record, subject_prefix(i.record.email) if i.redirected else ""),
+                    token_ref(i.record.secret),  # the wire decoder checked the secret decodes
+                )
                 for i in batch
             ],
         )
@@ -623,6 +627,7 @@ class Sender:
             return
         action = batch[0].record.action
         probe = Record(action, address, PROBE_LOGIN, PROBE_SECRET, PROBE_CODE)
+        # No token_ref: its dummy secret names no token (no tag, so no status, no rate).
         send = self._bulk(action, [Destination(address, template_data(probe))])
         log.info("probing %s with the same parameters (%s refused a call of %d)", address, exc.code, len(batch))
         future = self._pool.submit(self._call, send)

@@ -26,6 +26,9 @@ PROBE_CODE = "00000"
 class Destination:
     email: str
     data: str  # ReplacementTemplateData (JSON)
+    # The token's reference (mailroom.signing.token_ref), tagged on the message so that its SES
+    # events find their token; None for a message of no token (the bisection probe): no tag.
+    token_ref: str | None = None
 
 
 @dataclass(frozen=True)

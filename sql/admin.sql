@@ -36,8 +36,7 @@ SELECT t.id,
        t.consumed_at IS NULL AND t.expires_at > now() AS valid,
        EXISTS (SELECT 1 FROM job_tokens q WHERE q.job = %(queue)s AND q.token = t.id) AS queued,
        t.suppressed,
-       -- the address is on the suppression list (0007); found here for ASCII domains, by
-       -- mailroom/commands/requeue.py with the Python key for the others
+       -- the address is on the suppression list (0007; an address with no key is not on it)
        EXISTS (SELECT 1 FROM suppressions s WHERE s.address_key = mailroom_address_key(a.email::text)) AS on_list
   FROM chosen c
   JOIN tokens t ON t.id = c.id
@@ -65,10 +64,6 @@ WITH queued AS (
      WHERE t.id = q.token AND t.suppressed
 )
 SELECT token FROM queued ORDER BY token
-
--- name: suppressed_keys
--- Which of these address keys are on the suppression list.
-SELECT address_key FROM suppressions WHERE address_key = ANY (%(keys)s)
 
 -- name: notify
 -- Wake the queue's collector (a notification is a wake-up; the collector reads the queue).

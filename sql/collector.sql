@@ -59,11 +59,10 @@ checked AS (
                 WHEN a.status IS DISTINCT FROM CASE t.action WHEN 'activation' THEN 'provisioned'::account_status
                                                               ELSE 'active'::account_status END THEN 'account_status'
                 -- The suppression list (migrations/0007_deliverability.sql): one primary-key
-                -- probe, made only for a token sendable otherwise, found for an address whose
-                -- domain is ASCII (the key SQL can compute); collector/queue.py looks up the
-                -- others with the key computed in Python. The uncorrelated EXISTS before it is
-                -- evaluated once per statement (an InitPlan): while the list is empty, no
-                -- token is probed.
+                -- probe, made only for a token sendable otherwise (an IDN domain's key is
+                -- computed by the address rule's A-labels; an address with no key is not on it).
+                -- The uncorrelated EXISTS before it is evaluated once per statement (an
+                -- InitPlan): while the list is empty, no token is probed.
                 WHEN (SELECT EXISTS (SELECT 1 FROM suppressions))
                      AND EXISTS (SELECT 1 FROM suppressions s WHERE s.address_key = mailroom_address_key(a.email::text))
                     THEN 'suppressed'
@@ -101,11 +100,6 @@ ORDER BY k.token
 -- Mark the tokens of a chunk that were read and not emailed (see migrations/0004_cooldown.sql).
 -- Only run when a chunk has some: the common chunk costs no UPDATE.
 UPDATE tokens SET suppressed = true WHERE id = ANY (%(ids)s) AND NOT suppressed
-
--- name: suppressed_keys
--- Which of these address keys are on the suppression list (for addresses whose domain is
--- not ASCII, whose key only Python computes).
-SELECT address_key FROM suppressions WHERE address_key = ANY (%(keys)s)
 
 -- name: mark_suppressed
 -- The delivery status of tokens skipped because their address is suppressed, for the app's

@@ -40,7 +40,7 @@ SELECT count(*)
 
 -- name: suppress
 -- `at` NULL: now.
-SELECT mailroom_suppress(%(address)s, %(reason)s, %(diagnostic)s, %(address_key)s, %(bounce_type)s,
+SELECT mailroom_suppress(%(address)s, %(reason)s, %(diagnostic)s, %(bounce_type)s,
                          %(bounce_subtype)s, %(feedback_type)s, %(event_id)s,
                          coalesce(%(at)s::timestamptz, now()))
 
@@ -53,7 +53,7 @@ SELECT address, reason, bounce_type, bounce_subtype, feedback_type, diagnostic, 
  LIMIT %(limit)s
 
 -- name: unsuppress
-SELECT mailroom_unsuppress(%(address)s, %(address_key)s)
+SELECT mailroom_unsuppress(%(address)s)
 
 -- name: rates
 -- Events of the last 24 hours and 7 days, for the bounce and complaint rates (mailroom/rates.py).

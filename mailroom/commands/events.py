@@ -18,6 +18,7 @@ access denied) exits 2. SIGTERM/SIGINT finish the batch in hand and exit 0.
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import signal
 import sys
@@ -265,7 +266,8 @@ class EventsConsumer:
             # When the database refuses one event's values, the batch is rolled back and
             # done again with a savepoint per event, so that only that event is left out;
             # either way an event is recorded whole or not at all. The messages are deleted
-            # only after the commit, and the metrics count only what it committed.
+            # only after the commit, and the metrics count (and the log tells) only what it
+            # committed: each pass collects them in `counted`, run once, for the pass that stands.
             try:
                 handled, counted = self._batch(conn, messages, careful=False)
             except _Refused:
@@ -301,25 +303,41 @@ class EventsConsumer:
             log.debug("message %s: %s, not recorded: deleted", message_id, exc)
             return True
         except Unparseable as exc:
-            self._unparseable(message, str(exc))
+            counted.append(functools.partial(self._unparseable, message, str(exc)))
             return False
         try:
             done = record(conn, event, self.rule, own_block=careful)
         except (psycopg.DataError, psycopg.IntegrityError) as exc:  # this event's values, not the database
             if not careful:
                 raise _Refused from exc
-            self._unparseable(message, f"the database refused its values: {_first_line(exc)}")
+            why = f"the database refused its values: {_first_line(exc)}"
+            counted.append(functools.partial(self._unparseable, message, why))
             return False
         counted.append(self.stats.messages.labels("recorded" if done.new else "duplicate").inc)
         if done.new:
             counted.append(self.stats.events.labels(event.event_type).inc)
         reason = "complaint" if event.event_type == "Complaint" else "bounce"
-        for address in done.suppressed:
+        for address in done.suppressed:  # logged, like counted, only once the batch is committed
             counted.append(self.stats.suppressions.labels(reason).inc)
-            log.info("suppressed %s: %s %s (%s)", address, event.event_type, event.bounce_type or "", event.event_id)
+            counted.append(
+                functools.partial(
+                    log.info,
+                    "suppressed %s: %s %s (%s)",
+                    address,
+                    event.event_type,
+                    event.bounce_type or "",
+                    event.event_id,
+                )
+            )
         for address in done.not_addresses:
-            log.warning(
-                "message %s: %s event for %r, which is not an address: skipped", message_id, event.event_type, address
+            counted.append(
+                functools.partial(
+                    log.warning,
+                    "message %s: %s event for %r, which is not an address: skipped",
+                    message_id,
+                    event.event_type,
+                    address,
+                )
             )
         log.debug(
             "message %s: %s %s, %d new, %d already recorded",
@@ -332,6 +350,8 @@ class EventsConsumer:
         return True
 
     def _unparseable(self, message: dict[str, Any], why: str) -> None:
+        """Count and log a message left on the queue: called once its batch is committed (a
+        batch redone with savepoints would otherwise count it twice)."""
         self.stats.messages.labels("unparseable").inc()
         received = message.get("Attributes", {}).get("ApproximateReceiveCount", "?")
         log.warning(
@@ -450,8 +470,9 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
         "--from-rejects",
         type=Path,
         metavar="PATH",
-        help="instead of SQS: record the SMTP mailbox refusals of the sender's rejects.jsonl as permanent "
-        "bounces (suppressing their addresses), then exit; reading a file again records nothing twice",
+        help="instead of SQS: record the SMTP 5xx refusals of the sender's rejects.jsonl as bounces "
+        "(permanent for a mailbox status such as 5.1.1, suppressing the address; transient for a full "
+        "mailbox, 5.2.2), then exit; reading a file again records nothing twice",
     )
 
 

@@ -10,8 +10,6 @@ queued is not queued twice.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import dataclasses
 import functools
 import json
 import re
@@ -27,7 +25,6 @@ import psycopg
 from mailroom import settings
 from mailroom.db import connect, queries
 from mailroom.signing import Action
-from mailroom.suppressions import NotAnAddress, address_key
 
 REQUEUE_VARIABLES = ("MAILROOM_DATABASE_URL", "MAILROOM_QUEUE_NAME", "MAILROOM_LOG_LEVEL")
 
@@ -135,9 +132,7 @@ def requeue(
             "since": selection.since,
             "action": selection.action.db_name if selection.action else None,
         }
-        candidates = _with_unicode_suppressions(
-            conn, [Candidate(*r) for r in conn.execute(sql["requeue_candidates"], params).fetchall()]
-        )
+        candidates = [Candidate(*r) for r in conn.execute(sql["requeue_candidates"], params).fetchall()]
         todo = [c.id for c in candidates if c.valid and not c.queued and (include_suppressed or not c.on_list)]
         if dry_run or not todo:
             return RequeueResult(queue, candidates, todo, dry_run)
@@ -145,20 +140,6 @@ def requeue(
         if queued:
             conn.execute(sql["notify"], {"channel": channel})  # delivered at commit
     return RequeueResult(queue, candidates, queued, dry_run)
-
-
-def _with_unicode_suppressions(conn: psycopg.Connection, candidates: list[Candidate]) -> list[Candidate]:
-    """`on_list` also for addresses with a non-ASCII domain, whose key only Python computes."""
-    keys = {}
-    for c in candidates:
-        if not c.on_list and not c.email.rpartition("@")[2].isascii():
-            with contextlib.suppress(NotAnAddress):
-                keys[c.id] = address_key(c.email)
-    if not keys:
-        return candidates
-    rows = conn.execute(queries("admin.sql")["suppressed_keys"], {"keys": list(keys.values())}).fetchall()
-    listed = {r[0] for r in rows}
-    return [dataclasses.replace(c, on_list=True) if keys.get(c.id) in listed else c for c in candidates]
 
 
 # -- the command --------------------------------------------------------------------------

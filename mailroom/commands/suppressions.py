@@ -1,8 +1,8 @@
 """`mailroom suppressions list|add|remove`: the suppression list, by hand.
 
-The same functions as an app's SQL (mailroom_suppress, mailroom_unsuppress), with the key
-computed here by the one normaliser (mailroom.suppressions.address_key), so an address with
-a non-ASCII domain works too.
+The same functions as an app's SQL (mailroom_suppress, mailroom_unsuppress), which compute
+the address's key; `list --address` filters by the same key (mailroom.suppressions.address_key,
+SQL's mailroom_address_key in Python), and an address with no key is refused here, exit 2.
 """
 
 from __future__ import annotations
@@ -74,7 +74,6 @@ def cli_main(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
                     "address": args.address,
                     "reason": "manual",
                     "diagnostic": args.note,
-                    "address_key": key,
                     "bounce_type": None,
                     "bounce_subtype": None,
                     "feedback_type": None,
@@ -85,7 +84,7 @@ def cli_main(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
             print(f"suppressed {args.address}")
             return 0
         if args.suppressions_command == "remove":
-            row = conn.execute(q["unsuppress"], {"address": args.address, "address_key": key}).fetchone()
+            row = conn.execute(q["unsuppress"], {"address": args.address}).fetchone()
             if row and row[0]:
                 print(f"removed {args.address} from the suppression list")
                 return 0

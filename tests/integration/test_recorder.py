@@ -234,3 +234,13 @@ def test_a_recipient_that_is_no_address_is_skipped_and_the_others_recorded(db: p
     )
     done = record(db, broken)
     assert done.not_addresses == ["no-at-sign"] and done.new == 2
+
+
+def test_events_of_the_senders_probe_to_the_mailbox_simulator_are_not_recorded(db: psycopg.Connection) -> None:
+    # the bisection probe (sender/dispatch.py) is tagged with its action only; SES counts mail to
+    # its simulator in no rate, so its Send and Delivery must not count as sent either
+    for kind in ("Send", "Delivery"):
+        done = record(db, ses_event(kind, "success@simulator.amazonses.com", message_id="probe"))
+        assert (done.new, done.simulated) == (0, 1)
+    assert db.execute("SELECT count(*) FROM delivery_events").fetchone() == (0,)
+    assert db.execute("SELECT count(*) FROM token_deliveries").fetchone() == (0,)

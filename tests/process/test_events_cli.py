@@ -151,6 +151,30 @@ def test_events_are_recorded_their_messages_deleted_and_an_unparseable_one_left_
     assert _messages_left(sqs, queue_url) == 2  # the garbage and the refused one, for the dead-letter queue
 
 
+def test_a_batch_redone_with_savepoints_counts_and_logs_its_unparseable_message_once(
+    db: psycopg.Connection, sqs: Any, events_process: Any
+) -> None:
+    # A queue that keeps what is left on it invisible for a minute: nothing is received twice
+    # during the test, so every count below is of one receive.
+    queue = sqs.create_queue(QueueName="mailroom-events-slow", Attributes={"VisibilityTimeout": "60"})["QueueUrl"]
+    [(email, ref)] = _tokens(db, 1)
+    garbage = _send(sqs, queue, "this is not an SES event")
+    _send(sqs, queue, _sns(_record("delivery", email, "m-ok", ref)))
+    # refused by the database (U+0000): the batch is rolled back and redone with savepoints
+    refused = _send(sqs, queue, _sns(_record("bounce", "nul\u0000@example.com", "m-nul")))
+    port = _free_port()
+    proc = events_process(MAILROOM_EVENTS_QUEUE_URL=queue, MAILROOM_EVENTS_METRICS_ADDR=f"127.0.0.1:{port}")
+    proc.wait_for_log(f"message {refused} (received 1 times) is not an SES event mailroom can record")
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
+        metrics = answer.read().decode()
+    proc.signal(signal.SIGTERM)
+    assert proc.wait(timeout=15) == 0, proc.log()
+    assert proc.log().count(f"message {garbage} (received 1 times)") == 1, proc.log()
+    assert 'mailroom_events_messages_total{outcome="unparseable"} 2.0' in metrics  # the garbage and the refused
+    assert 'mailroom_events_messages_total{outcome="recorded"} 1.0' in metrics
+    assert db.execute("SELECT status FROM token_deliveries").fetchall() == [("delivered",)]
+
+
 def test_a_connection_lost_in_the_middle_of_a_batch_loses_nothing_and_counts_nothing_twice(
     db: psycopg.Connection, sqs: Any, queue_url: str, events_process: Any
 ) -> None:

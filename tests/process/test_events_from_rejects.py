@@ -1,5 +1,5 @@
 """`mailroom events --from-rejects PATH`: the SMTP mailbox refusals of the sender's
-rejects.jsonl recorded as permanent bounces (no SQS involved)."""
+rejects.jsonl recorded as bounces, permanent only for a mailbox status (no SQS involved)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from mailroom.signing import secret_ref
 
 # Postfix's reply to RCPT TO for an unknown local user (smtpd_check.c, "User unknown in local
 # recipient table"), as the sender writes it off (docs/reference/outcomes.md).
+DOVECOT_MAILBOX_FULL = "552 5.2.2 Mailbox is full"  # Dovecot's quota_status_overquota default
 POSTFIX_UNKNOWN_USER = "550 5.1.1 <gone@example.com>: Recipient address rejected: User unknown in local recipient table"
 
 
@@ -44,10 +45,24 @@ def test_smtp_mailbox_refusals_are_recorded_as_bounces_once_and_other_rows_skipp
             "action": "password_recovery",
             "recipient": "gone@example.com",
             "token_ref": ref,
-            "status": "RcptRefused",
+            "status": "SMTP RCPT 550",
             "error": POSTFIX_UNKNOWN_USER,
             "attempts": 1,
             "record": record,
+        },
+        {  # a full mailbox (Dovecot's quota-status answer at RCPT): a transient bounce, not suppressed
+            "time": "2026-12-06T07:59:00.000Z",
+            "reason": "smtp refused this recipient",
+            "recipient": "full@example.com",
+            "status": "SMTP RCPT 552",
+            "error": DOVECOT_MAILBOX_FULL,
+        },
+        {  # no message could be built: a 500 in its text is no SMTP reply
+            "time": "2026-12-06T07:59:30.000Z",
+            "reason": "smtp refused this recipient",
+            "recipient": "odd@example.com",
+            "status": "UnbuildableMessage",
+            "error": "no message can be built for this record: line 500: unknown helper",
         },
         {  # SES's refusal: not an SMTP mailbox
             "time": "2026-12-06T08:00:01.000Z",
@@ -69,15 +84,21 @@ def test_smtp_mailbox_refusals_are_recorded_as_bounces_once_and_other_rows_skipp
     path.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\nnot json\n", encoding="utf-8")
     first = _run(base_env, database_url, tmp_path, path)
     assert first.returncode == 1, first.stderr  # one line is not JSON; the rest was recorded
-    assert first.stderr.strip().endswith(f"{path}:5: not a JSON object: skipped")
+    assert first.stderr.strip().endswith(f"{path}:7: not a JSON object: skipped")
     assert first.stdout == (
-        f"{path}: 1 SMTP mailbox refusal(s): 1 recorded now, 0 already recorded; 1 address(es) suppressed; "
-        "3 other row(s) skipped\n"
+        f"{path}: 2 SMTP mailbox refusal(s): 2 recorded now, 0 already recorded; 1 address(es) suppressed; "
+        "4 other row(s) skipped\n"
     )
     assert db.execute("SELECT address, reason, bounce_type, diagnostic FROM suppressions").fetchall() == [
         ("gone@example.com", "bounce", "Permanent", POSTFIX_UNKNOWN_USER)
     ]
     assert db.execute("SELECT status FROM delivery_status").fetchall() == [("bounced",)]
+    assert db.execute(
+        "SELECT address, bounce_type, bounce_subtype FROM delivery_events ORDER BY address"
+    ).fetchall() == [
+        ("full@example.com", "Transient", "MailboxFull"),
+        ("gone@example.com", "Permanent", "SmtpRefusal"),
+    ]
     again = _run(base_env, database_url, tmp_path, path)
-    assert "1 SMTP mailbox refusal(s): 0 recorded now, 1 already recorded" in again.stdout
-    assert db.execute("SELECT count(*) FROM delivery_events").fetchone() == (1,)
+    assert "2 SMTP mailbox refusal(s): 0 recorded now, 2 already recorded" in again.stdout
+    assert db.execute("SELECT count(*) FROM delivery_events").fetchone() == (2,)

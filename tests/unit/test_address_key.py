@@ -13,9 +13,8 @@ from mailroom.suppressions import NotAnAddress, address_key
     [
         ("Ada@Example.COM", "Ada@example.com"),
         ("zoë@bücher.de", "zoë@xn--bcher-kva.de"),
-        ("zoë@BÜCHER.DE", "zoë@XN--BCHER-KVA.de"),
+        ("zoë@Bücher.DE", "zoë@XN--BCHER-KVA.de"),
         ("user@例え.JP", "user@xn--r8jz45g.jp"),
-        ("a@ｅｘａｍｐｌｅ．ｃｏｍ", "a@example.com"),  # UTS #46 maps full-width letters and dots
         ("strange@local@Example.com", "strange@local@example.com"),  # the domain is after the last @
     ],
 )
@@ -35,7 +34,19 @@ def test_an_ascii_domain_idna_refuses_is_still_keyed_by_lowering_it() -> None:
     assert address_key("a@Under_Score.example") == "a@under_score.example"
 
 
-@pytest.mark.parametrize("text", ["no-at-sign", "@example.com", "local@", "a@bad\u0000domäin"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "no-at-sign",
+        "@example.com",
+        "local@",
+        "a@bad\u0000domäin",
+        # a non-ASCII domain the address rule refuses: SQL's mailroom_address_key gives NULL for
+        # it, since only for the domains the rule admits is SQL's A-label the one IDNA gives
+        "zoë@BÜCHER.DE",
+        "a@ｅｘａｍｐｌｅ．ｃｏｍ",
+    ],
+)
 def test_what_is_not_an_address_has_no_key(text: str) -> None:
     with pytest.raises(NotAnAddress):
         address_key(text)

@@ -12,7 +12,7 @@ import pytest
 from botocore.awsrequest import AWSResponse
 from test_sender import Raw, error_xml, jsonl, record, run_sender, statuses_xml
 
-from mailroom.signing import Action
+from mailroom.signing import Action, token_ref
 from mailroom.wire import encode_line
 from sender.dispatch import PROBE_CODE, PROBE_SECRET
 from sender.outputs import Outputs
@@ -75,6 +75,30 @@ def test_the_bisection_probe_sends_a_dummy_secret_and_code_not_a_users(moto_ses,
     assert len(PROBE_SECRET) == len(records[0].secret)  # the same shape: the call is the same size
     rejects = jsonl(tmp_path / "rejects.jsonl")
     assert [r["recipient"] for r in rejects] == [records[2].email]  # the probe still does its job
+
+
+def _tags(form: dict[str, list[str]], n: int) -> dict[str, str]:
+    tags, m = {}, 1
+    while f"Destinations.member.{n}.ReplacementTags.member.{m}.Name" in form:
+        name = form[f"Destinations.member.{n}.ReplacementTags.member.{m}.Name"][0]
+        tags[name] = form[f"Destinations.member.{n}.ReplacementTags.member.{m}.Value"][0]
+        m += 1
+    return tags
+
+
+def test_the_bisection_probe_is_tagged_with_its_action_only_and_users_with_their_token_ref(moto_ses, tmp_path):
+    # The probe's simulator events (Send, Delivery) must give no token a status nor count as
+    # sent in the bounce rate: its message carries no mailroom_token_ref.
+    records = [record(i, Action.PASSWORD_RECOVERY) for i in range(1, 5)]
+    hook = Bodies(moto_ses, bad=records[2].email)
+    run_sender(tmp_path, SesProvider(moto_ses, Outputs(tmp_path)), encode_line(records))
+    [probe] = [f for f in hook.forms if destinations(f)[0][0] == SesProvider.probe_address]
+    assert _tags(probe, 1) == {"mailroom_action": "password_recovery"}
+    refs = {r.email: token_ref(r.secret) for r in records}
+    users = [(to, _tags(f, n)) for f in hook.forms for n, (to, _) in enumerate(destinations(f), 1) if to in refs]
+    assert users and all(
+        tags == {"mailroom_action": "password_recovery", "mailroom_token_ref": refs[to]} for to, tags in users
+    )
 
 
 PER_DESTINATION_OPERATOR = sorted(s for s, o in SES_STATUS_OUTCOMES.items() if o is Outcome.OPERATOR)

@@ -40,7 +40,7 @@ def test_each_destination_carries_its_action_and_token_ref_and_no_secret(moto_se
         SES_SOURCE,
         "",
         default_template_data("https://app.example.com"),
-        [Destination(r.email, template_data(r)) for r in records],
+        [Destination(r.email, template_data(r), token_ref(r.secret)) for r in records],
     )
     results = SesProvider(moto_ses).send_bulk(send)
     assert [r.status for r in results] == ["Success", "Success"]  # SES (moto) takes the tags
@@ -56,7 +56,27 @@ def test_each_destination_carries_its_action_and_token_ref_and_no_secret(moto_se
         assert record.secret not in str(tags) and record.code not in str(tags)
 
 
-def test_template_data_without_a_signed_token_is_tagged_with_its_action_only() -> None:
-    assert message_tags(Action.ACTIVATION, '{"login": "x", "secret": "not a token"}') == [
-        {"Name": "mailroom_action", "Value": "activation"}
-    ]
+def test_a_destination_without_a_token_ref_is_tagged_with_its_action_only() -> None:
+    assert message_tags(Action.ACTIVATION, None) == [{"Name": "mailroom_action", "Value": "activation"}]
+
+
+def test_the_tags_take_the_destination_s_token_ref_as_given_without_reading_its_template_data(moto_ses: Any) -> None:
+    # the sender computes token_ref once, where it builds the Destination (sender/dispatch.py);
+    # the SES provider does not parse the template data again for it
+    sent: list[dict[str, list[str]]] = []
+
+    def capture(request: Any = None, **_: Any) -> None:
+        body = request.body.decode() if isinstance(request.body, bytes) else str(request.body)
+        sent.append(urllib.parse.parse_qs(body))
+
+    moto_ses.meta.events.register("before-send.ses.SendBulkTemplatedEmail", capture)
+    send = BulkSend(
+        Action.ACTIVATION,
+        "activationv1",
+        SES_SOURCE,
+        "",
+        "{}",
+        [Destination("a@example.com", "not even JSON", "0123456789abcdef")],
+    )
+    SesProvider(moto_ses).send_bulk(send)
+    assert sent[0]["Destinations.member.1.ReplacementTags.member.2.Value"] == ["0123456789abcdef"]
