@@ -24,7 +24,7 @@ from collector.output import LineWriter, StoppedUnread
 from collector.queue import OutputClosed, Queue
 from collector.signals import StopFlag
 from mailroom.backoff import Backoff
-from mailroom.db import describe, permanent_failure
+from mailroom.db import describe, first_line, permanent_failure
 from mailroom.logs import plural
 from mailroom.settings import CONFIG_EXIT_STATUS, CollectorSettings
 
@@ -94,15 +94,15 @@ class Collector:
                         "(and the server's roles, databases and pg_hba.conf)",
                         self.where,
                         reason,
-                        _first_line(exc),
+                        first_line(exc),
                     )
                     return CONFIG_EXIT_STATUS
-                log.warning("database connection failed (%s): %s", self.where, _first_line(exc))
+                log.warning("database connection failed (%s): %s", self.where, first_line(exc))
             except psycopg.Error as exc:
                 log.error(
                     "database error on %s: %s (is the schema migrated? run `mailroom migrate`)",
                     self.where,
-                    _first_line(exc),
+                    first_line(exc),
                 )
                 return EXIT_FAILURE
             finally:
@@ -230,8 +230,3 @@ class Collector:
     def _stopped(self) -> int:
         log.info("stopped by %s", self.stop.signal_name or "request")
         return EXIT_OK
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

@@ -23,7 +23,7 @@ from mailroom.commands import (
     templates,
     verify,
 )
-from mailroom.db import describe, permanent_failure
+from mailroom.db import describe, first_line, permanent_failure
 from mailroom.logs import setup_logging
 
 log = logging.getLogger("mailroom")
@@ -177,17 +177,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if (reason := permanent_failure(exc)) is not None:
             print(
                 f"mailroom {args.command}: cannot connect to {describe(url)}: {reason} "
-                f"({_first_line(exc)}); check MAILROOM_DATABASE_URL",
+                f"({first_line(exc)}); check MAILROOM_DATABASE_URL",
                 file=sys.stderr,
             )
             return settings.CONFIG_EXIT_STATUS
         print(f"mailroom {args.command}: cannot reach the database: {str(exc).strip()}", file=sys.stderr)
         return 1
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 if __name__ == "__main__":

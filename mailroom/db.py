@@ -94,3 +94,9 @@ def describe(conninfo: str) -> str:
     host = params.get("host") or "localhost"
     port = params.get("port") or "5432"
     return f"{host}:{port}/{params.get('dbname') or params.get('user') or ''}"
+
+
+def first_line(exc: BaseException) -> str:
+    """An error's first line (libpq's messages run on with hints and context), or its type."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

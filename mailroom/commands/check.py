@@ -22,7 +22,7 @@ import psycopg
 from mailroom import migrate, settings
 from mailroom.checks import FAIL_MARK, PASS_MARK, Check, all_passed, render
 from mailroom.commands import events
-from mailroom.db import connect, describe, queries
+from mailroom.db import connect, describe, first_line, queries
 
 DATABASE_VARIABLES = (
     "MAILROOM_DATABASE_URL",
@@ -144,7 +144,7 @@ def database_checks(environ: Mapping[str, str], max_backlog_age_s: float = BACKL
             Check(
                 "database",
                 False,
-                f"cannot connect to {where}: {_first_line(exc)}",
+                f"cannot connect to {where}: {first_line(exc)}",
                 "check MAILROOM_DATABASE_URL, and that PostgreSQL is running and reachable from here",
             )
         ]
@@ -162,7 +162,7 @@ def database_checks(environ: Mapping[str, str], max_backlog_age_s: float = BACKL
                 Check(
                     "database",
                     False,
-                    f"a query on {where} failed: {_first_line(exc)}",
+                    f"a query on {where} failed: {first_line(exc)}",
                     "check that MAILROOM_DATABASE_URL's role may read the mailroom tables",
                 )
             )
@@ -248,11 +248,6 @@ def _age(seconds: float) -> str:
     if seconds < 7200:
         return f"{seconds / 60:.0f} min"
     return f"{seconds / 3600:.1f} h"
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 # -- the command --------------------------------------------------------------------------

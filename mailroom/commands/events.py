@@ -39,7 +39,7 @@ from mailroom import __version__, rates, settings, smtp_refusals
 from mailroom.aws import checked_session
 from mailroom.backoff import Backoff
 from mailroom.checks import Check
-from mailroom.db import connect, describe, permanent_failure
+from mailroom.db import connect, describe, first_line, permanent_failure
 from mailroom.metrics_http import Heartbeat, Verdict, format_address, new_registry, serve
 from mailroom.recorder import TransientRule, record
 from mailroom.ses_events import NotRecorded, Unparseable, parse
@@ -165,7 +165,7 @@ class RatesCollector:
         try:
             found = self._rates()
         except psycopg.Error as exc:
-            log.warning("metrics: cannot read the rates: %s", _first_line(exc))
+            log.warning("metrics: cannot read the rates: %s", first_line(exc))
             return
         families = {
             name: GaugeMetricFamily(f"mailroom_events_{name}", text, labels=["window"])
@@ -221,10 +221,10 @@ class EventsConsumer:
                         "cannot connect to %s: %s (%s); retrying cannot fix this: check MAILROOM_DATABASE_URL",
                         self.where,
                         reason,
-                        _first_line(exc),
+                        first_line(exc),
                     )
                     return settings.CONFIG_EXIT_STATUS
-                log.warning("database connection failed (%s): %s", self.where, _first_line(exc))
+                log.warning("database connection failed (%s): %s", self.where, first_line(exc))
             except SqsFatal as exc:
                 log.error("%s; retrying cannot fix this: check MAILROOM_EVENTS_QUEUE_URL and the IAM policy", exc)
                 return settings.CONFIG_EXIT_STATUS
@@ -234,7 +234,7 @@ class EventsConsumer:
                 log.error(
                     "database error on %s: %s (is the schema migrated? run `mailroom migrate`)",
                     self.where,
-                    _first_line(exc),
+                    first_line(exc),
                 )
                 return EXIT_FAILURE
             finally:
@@ -310,7 +310,7 @@ class EventsConsumer:
         except (psycopg.DataError, psycopg.IntegrityError) as exc:  # this event's values, not the database
             if not careful:
                 raise _Refused from exc
-            why = f"the database refused its values: {_first_line(exc)}"
+            why = f"the database refused its values: {first_line(exc)}"
             counted.append(functools.partial(self._unparseable, message, why))
             return False
         counted.append(self.stats.messages.labels("recorded" if done.new else "duplicate").inc)
@@ -526,8 +526,3 @@ def cli_main(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     stop = Stop()
     stop.install()
     return EventsConsumer(config, sqs, stop, stats, drain=args.drain).run()
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
