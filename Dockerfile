@@ -10,7 +10,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
-# The package only (no test or demo extras); the build directory is removed afterwards.
+# The package with its pipeline extra (the collector, the sender and the operator commands;
+# no test or demo extras); the build directory is removed afterwards.
 WORKDIR /build
 COPY pyproject.toml README.md ./
 COPY mailroom ./mailroom
@@ -19,7 +20,7 @@ COPY sender ./sender
 COPY migrations ./migrations
 COPY sql ./sql
 COPY templates ./templates
-RUN pip install . && rm -rf /build
+RUN pip install '.[pipeline]' && rm -rf /build
 
 COPY docker/entrypoint /usr/local/bin/mailroom-entrypoint
 

@@ -11,7 +11,8 @@ BIN    := $(VENV)/bin
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-# The project in editable mode with one extra: demo, test, docs or lint (pyproject.toml).
+# The project in editable mode with one extra: demo, test, docs or lint (pyproject.toml); each
+# of them pulls in the pipeline extra.
 $(VENV)/.installed-%: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[$*]'
 	touch $@
@@ -40,9 +41,9 @@ lint: $(VENV)/.installed-lint
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-## make demo: install into .venv (the package and the embedded PostgreSQL only), then run the
-## whole job once on an embedded throwaway PostgreSQL (or on MAILROOM_DATABASE_URL if set) with
-## the sender in debug mode: no AWS account needed
+## make demo: install into .venv (the package with its pipeline extra, and the embedded PostgreSQL
+## only), then run the whole job once on an embedded throwaway PostgreSQL (or on
+## MAILROOM_DATABASE_URL if set) with the sender in debug mode: no AWS account needed
 demo: $(VENV)/.installed-demo
 	$(BIN)/mailroom demo
 
@@ -56,8 +57,10 @@ bench: $(VENV)/.installed-test
 docs: $(VENV)/.installed-docs
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
-## make wheel-check: build the wheel and the sdist (python -m build, from the test extras),
-## install each into a fresh venv of its own and run the console scripts from there
+## make wheel-check: build the wheel and the sdist (python -m build, from the test extras), install
+## them into fresh venvs and run the console scripts from there: the wheel without extras (an app's
+## light install: links verify, the programs name the missing extra), then with the pipeline extra
+## added, and the sdist with the pipeline extra
 wheel-check: $(VENV)/.installed-test
 	$(BIN)/python .ci/wheel_check.py
 

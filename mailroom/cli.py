@@ -9,109 +9,121 @@ from collections.abc import Callable, Mapping, Sequence
 
 import psycopg
 
-from mailroom import __version__, settings
-from mailroom.commands import (
-    check,
-    demo,  # `mailroom demo` (make demo)
-    events,
-    migrate,
-    prune,
-    requeue,
-    run,
-    status,
-    suppressions,
-    templates,
-    verify,
-)
+from mailroom import __version__, extras, settings
+from mailroom.commands import verify  # the light install's one command: it needs no pipeline extra
 from mailroom.db import describe, first_line, permanent_failure
 from mailroom.logs import setup_logging
 
 log = logging.getLogger("mailroom")
 
 Handler = Callable[[argparse.Namespace, Mapping[str, str]], int]
+Command = tuple[str, tuple[str, ...], Handler, Callable[[argparse.ArgumentParser], None]]
+
+_VERIFY: Command = (
+    "check a signed token from a link: print its secret (hex) and exit 0, or exit 1 with the reason",
+    verify.VERIFY_VARIABLES,
+    verify.cli_main,
+    verify.add_cli_arguments,
+)
 
 
-COMMANDS: dict[str, tuple[str, tuple[str, ...], Handler, Callable[[argparse.ArgumentParser], None]]] = {
-    "templates": (
-        "push the SES email templates (create or update), render one locally, check them, or preview them",
-        templates.PUSH_VARIABLES,
-        templates.handle,
-        templates.add_arguments,
-    ),
-    "migrate": (
-        "apply the schema migrations (idempotent); --rollback undoes the last one",
-        migrate.MIGRATE_VARIABLES,
-        migrate.cli_main,
-        migrate.add_cli_arguments,
-    ),
-    "verify": (
-        "check a signed token from a link: print its secret (hex) and exit 0, or exit 1 with the reason",
-        verify.VERIFY_VARIABLES,
-        verify.cli_main,
-        verify.add_cli_arguments,
-    ),
-    "prune": (
-        "delete tokens consumed or expired more than MAILROOM_PRUNE_AFTER ago, in small batches",
-        prune.PRUNE_VARIABLES,
-        prune.cli_main,
-        prune.add_cli_arguments,
-    ),
-    "requeue": (
-        "put still-valid tokens (unconsumed, unexpired) back on the queue, to be emailed again; --dry-run shows them",
-        requeue.REQUEUE_VARIABLES,
-        requeue.cli_main,
-        requeue.add_cli_arguments,
-    ),
-    "check": (
-        (
-            "check the deployment (database, schema, queue, backlog, key, then the mail provider as "
-            "`sender --check` does, with the sender's variables and AWS_* settings): one line per check, "
-            "exit 0 when all pass"
+def _all_commands() -> dict[str, Command]:
+    """Every command. Their modules import the pipeline extra's packages: call this only when it is installed."""
+    from mailroom.commands import (
+        check,
+        demo,  # `mailroom demo` (make demo)
+        events,
+        migrate,
+        prune,
+        requeue,
+        run,
+        status,
+        suppressions,
+        templates,
+    )
+
+    return {
+        "templates": (
+            "push the SES email templates (create or update), render one locally, check them, or preview them",
+            templates.PUSH_VARIABLES,
+            templates.handle,
+            templates.add_arguments,
         ),
-        check.CHECK_VARIABLES,
-        check.cli_main,
-        check.add_cli_arguments,
-    ),
-    "run": (
-        "run `collector | sender` supervised: exit non-zero when either dies; SIGTERM stops both",
-        tuple(dict.fromkeys(settings.COLLECTOR_VARIABLES + settings.SENDER_VARIABLES)),
-        run.cli_main,
-        run.add_cli_arguments,
-    ),
-    "status": (
-        (
-            "one screen: each queue's backlog and oldest entry, the active collector, the sender's last "
-            "outcomes and its journal; --json for scripts"
+        "migrate": (
+            "apply the schema migrations (idempotent); --rollback undoes the last one",
+            migrate.MIGRATE_VARIABLES,
+            migrate.cli_main,
+            migrate.add_cli_arguments,
         ),
-        status.STATUS_VARIABLES,
-        status.cli_main,
-        status.add_arguments,
-    ),
-    "events": (
-        (
-            "record the SES events of an SQS queue (bounces, complaints, deliveries) in PostgreSQL: "
-            "the suppression list and each token's delivery status"
+        "verify": _VERIFY,
+        "prune": (
+            "delete tokens consumed or expired more than MAILROOM_PRUNE_AFTER ago, in small batches",
+            prune.PRUNE_VARIABLES,
+            prune.cli_main,
+            prune.add_cli_arguments,
         ),
-        events.EVENTS_VARIABLES,
-        events.cli_main,
-        events.add_cli_arguments,
-    ),
-    "suppressions": (
-        "the suppression list: list it, add an address by hand, remove one",
-        suppressions.SUPPRESSIONS_VARIABLES,
-        suppressions.cli_main,
-        suppressions.add_arguments,
-    ),
-    "demo": (
-        (
-            "the whole job on a throwaway database (embedded unless MAILROOM_DATABASE_URL is set), "
-            "no AWS: shows the emails, then stops everything"
+        "requeue": (
+            "put still-valid tokens (unconsumed, unexpired) back on the queue, to be emailed again; --dry-run shows them",
+            requeue.REQUEUE_VARIABLES,
+            requeue.cli_main,
+            requeue.add_cli_arguments,
         ),
-        demo.DEMO_VARIABLES,
-        demo.cli_main,
-        demo.add_cli_arguments,
-    ),
-}
+        "check": (
+            (
+                "check the deployment (database, schema, queue, backlog, key, then the mail provider as "
+                "`sender --check` does, with the sender's variables and AWS_* settings): one line per check, "
+                "exit 0 when all pass"
+            ),
+            check.CHECK_VARIABLES,
+            check.cli_main,
+            check.add_cli_arguments,
+        ),
+        "run": (
+            "run `collector | sender` supervised: exit non-zero when either dies; SIGTERM stops both",
+            tuple(dict.fromkeys(settings.COLLECTOR_VARIABLES + settings.SENDER_VARIABLES)),
+            run.cli_main,
+            run.add_cli_arguments,
+        ),
+        "status": (
+            (
+                "one screen: each queue's backlog and oldest entry, the active collector, the sender's last "
+                "outcomes and its journal; --json for scripts"
+            ),
+            status.STATUS_VARIABLES,
+            status.cli_main,
+            status.add_arguments,
+        ),
+        "events": (
+            (
+                "record the SES events of an SQS queue (bounces, complaints, deliveries) in PostgreSQL: "
+                "the suppression list and each token's delivery status"
+            ),
+            events.EVENTS_VARIABLES,
+            events.cli_main,
+            events.add_cli_arguments,
+        ),
+        "suppressions": (
+            "the suppression list: list it, add an address by hand, remove one",
+            suppressions.SUPPRESSIONS_VARIABLES,
+            suppressions.cli_main,
+            suppressions.add_arguments,
+        ),
+        "demo": (
+            (
+                "the whole job on a throwaway database (embedded unless MAILROOM_DATABASE_URL is set), "
+                "no AWS: shows the emails, then stops everything"
+            ),
+            demo.DEMO_VARIABLES,
+            demo.cli_main,
+            demo.add_cli_arguments,
+        ),
+    }
+
+
+# Without the pipeline extra (the light install) only `mailroom verify` is there; every other
+# command says in one line what to install (main below).
+MISSING_MODULE = extras.missing_module()
+COMMANDS: dict[str, Command] = _all_commands() if MISSING_MODULE is None else {"verify": _VERIFY}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -135,7 +147,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="mailroom",
         description="mailroom admin: schema migrations and operator tasks.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=settings.help_epilog(every),
+        epilog=settings.help_epilog(every)
+        + ("" if MISSING_MODULE is None else f"\n\nThe other commands need the pipeline extra: {extras.INSTALL}"),
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -153,6 +166,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if MISSING_MODULE is not None and argv[:1] and not argv[0].startswith("-") and argv[0] not in COMMANDS:
+        return extras.refuse(f"mailroom {argv[0]}", MISSING_MODULE)
     if argv[:1] == ["verify"]:
         argv = verify.protect_token_argument(argv)
     args = build_parser().parse_args(argv)
