@@ -35,6 +35,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, TypeVar
 
+import botocore.exceptions
 import psycopg
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
@@ -84,6 +85,11 @@ EXIT_FAILURE = 1
 
 class SqsUnavailable(Exception):
     """SQS did not answer, or answered with something worth retrying."""
+
+
+class SqsUnreachable(SqsUnavailable):
+    """No connection to the SQS endpoint at all (refused, timed out, TLS): likely the wrong
+    endpoint, said once with it (EventsConsumer.run)."""
 
 
 class SqsFatal(Exception):
@@ -204,6 +210,7 @@ class EventsConsumer:
         self.rule = TransientRule(config.transient_limit, config.transient_window_s)
         self.where = describe(config.database_url)
         self.attempt = 0
+        self.unreachable_told = False  # the unreachable endpoint is said once, until SQS answers
         # SQS calls made at the same time: the receives after a full one, and a batch's
         # deletes while the next batch is received. Each waits on the network most of its
         # time, so they overlap even under the GIL.
@@ -228,6 +235,7 @@ class EventsConsumer:
             try:
                 conn = connect(self.config.database_url, application_name=APPLICATION_NAME)
                 self._check_queue()
+                self.unreachable_told = False
                 self.stats.ready = True
                 self.stats.connected.set(1)
                 log.info(
@@ -254,6 +262,18 @@ class EventsConsumer:
             except SqsFatal as exc:
                 log.error("%s; retrying cannot fix this: check MAILROOM_EVENTS_QUEUE_URL and the IAM policy", exc)
                 return settings.CONFIG_EXIT_STATUS
+            except SqsUnreachable as exc:
+                if self.unreachable_told:
+                    log.debug("SQS still unreachable: %s", exc)
+                else:
+                    self.unreachable_told = True
+                    log.warning(
+                        "cannot reach SQS at %s: %s; check AWS_ENDPOINT_URL_SQS (an emulator's or VPC endpoint's "
+                        "address; unset, the endpoint of AWS_REGION) and the network. Retrying with backoff; "
+                        "said once until SQS answers",
+                        self.sqs.meta.endpoint_url,
+                        exc,
+                    )
             except SqsUnavailable as exc:
                 log.warning("SQS failed: %s", exc)
             except psycopg.Error as exc:
@@ -508,6 +528,8 @@ class EventsConsumer:
             if code in FATAL_SQS_CODES:
                 raise SqsFatal(message) from None
             raise SqsUnavailable(message) from None
+        except botocore.exceptions.ConnectionError as exc:
+            raise SqsUnreachable(f"SQS {operation} on {self.config.queue_url}: {exc}") from None
         except BotoCoreError as exc:
             raise SqsUnavailable(f"SQS {operation} on {self.config.queue_url}: {exc}") from None
         return answer
@@ -539,7 +561,14 @@ def queue_checks(environ: Mapping[str, str]) -> list[Check]:
             )
         ]
     except BotoCoreError as exc:
-        return [Check(name, False, f"SQS could not be reached: {exc}", "check the network and AWS_REGION")]
+        return [
+            Check(
+                name,
+                False,
+                f"SQS could not be reached: {exc}",
+                "check AWS_ENDPOINT_URL_SQS, AWS_REGION and the network",
+            )
+        ]
     waiting = attributes.get("ApproximateNumberOfMessages", "?")
     if "RedrivePolicy" not in attributes:
         return [

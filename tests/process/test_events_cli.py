@@ -1,7 +1,7 @@
 """`mailroom events` run as a subprocess against the real PostgreSQL and moto_server's SQS:
 messages recorded and deleted after the commit, a redelivery and an unparseable message, a
 connection lost in the middle of a batch (of one receive and of several), SIGTERM, the probes,
-configuration errors."""
+an unreachable endpoint, configuration errors."""
 
 from __future__ import annotations
 
@@ -264,6 +264,19 @@ def test_a_database_restart_in_a_batch_of_several_receives_loses_nothing_and_cou
     assert db.execute("SELECT count(*) FROM suppressions").fetchone() == (0,)
     assert 'mailroom_events_messages_total{outcome="recorded"} 37.0' in metrics  # the rolled-back batch not counted
     assert 'mailroom_events_recorded_total{type="Delivery"} 35.0' in metrics
+
+
+def test_an_unreachable_sqs_endpoint_is_said_once_with_the_endpoint_and_the_variable_to_check(
+    env: dict[str, str], events_process: Any
+) -> None:
+    endpoint = f"http://127.0.0.1:{_free_port()}"  # nothing listens there
+    proc = events_process(AWS_ENDPOINT_URL_SQS=endpoint, MAILROOM_EVENTS_QUEUE_URL=f"{endpoint}/123456789012/q")
+    log = proc.wait_for_log("reconnecting: attempt 3", timeout=30)
+    told = [line for line in log.splitlines() if "cannot reach SQS" in line]
+    assert len(told) == 1, log
+    assert f"cannot reach SQS at {endpoint}: " in told[0] and "check AWS_ENDPOINT_URL_SQS" in told[0]
+    proc.signal(signal.SIGTERM)
+    assert proc.wait(timeout=15) == 0, proc.log()
 
 
 def test_sigterm_stops_it_with_status_0_and_the_probes_answer_while_it_runs(
