@@ -6,7 +6,7 @@ token_ref, one in 100 a permanent bounce. The figure is 10,000 / (start to exit)
 `mailroom events --drain`: connecting, every receive, record and delete included. Queueing
 the messages is not timed.
 
-    .venv/bin/python -m bench.events_rate [--events 10000]
+    .venv/bin/python -m bench.events_rate [--events 10000] [--profile PATH]
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
 
 import psycopg
@@ -47,6 +48,9 @@ def _bodies(tokens: list[tuple[str, str]]) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.events_rate")
     parser.add_argument("--events", type=int, default=10_000)
+    parser.add_argument(
+        "--profile", metavar="PATH", help="run `mailroom events` under cProfile, its stats written to PATH"
+    )
     args = parser.parse_args()
     queue = FakeSqs()
     server = serve(queue)
@@ -68,7 +72,8 @@ def main() -> None:
         )
         load = os.getloadavg()[0]
         started = time.monotonic()
-        proc = children.start([script("mailroom"), "events", "--drain"], env=env)
+        profiler = [sys.executable, "-m", "cProfile", "-o", args.profile] if args.profile else []
+        proc = children.start([*profiler, script("mailroom"), "events", "--drain"], env=env)
         status, cpu_s = wait_with_rusage(proc, timeout=600)
         elapsed = time.monotonic() - started
         with psycopg.connect(url) as conn:

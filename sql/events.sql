@@ -2,26 +2,47 @@
 -- mailroom/commands/). Each block is looked up by its name (mailroom.db.queries); values
 -- are always parameters. The tables and functions are migrations/0007_deliverability.sql's.
 
--- name: insert_event
--- Record one recipient's part of an event and, when it is new and names its token, the
--- token's delivery status (one statement: one round trip per event). `new` is false when
--- this (event, recipient) is already recorded, which is how a redelivered event changes
--- nothing; `status_changed` says whether the token's status moved.
-WITH inserted AS (
+-- name: insert_events
+-- Record a batch: each recipient's part of each event (one element of every array per part)
+-- and, for the parts that are new and name their token, the token's delivery status. One
+-- statement for the whole batch: one round trip, however many events. Returns the parts
+-- recorded now, by their 0-based place in the arrays, with whether the token's status moved;
+-- a part that is missing was recorded already (a redelivery), which is how a redelivered
+-- event changes nothing. The caller gives each (event_id, address_key) once. Rows are
+-- inserted in key order (two recorders of one batch cannot deadlock on them), and the
+-- statuses set in the batch's order (the later of two equal events wins, as one by one).
+-- The arrays are sent in binary (the placeholders ending in b): dumped as text, every element is
+-- scanned for characters to quote: 12 ms of CPU per 100 events, against 1.5 ms in binary.
+WITH batch AS (
+    SELECT *
+      FROM unnest(%(event_id)b::text[], %(address_key)b::text[], %(address)b::text[], %(event_type)b::text[],
+                  %(occurred_at)b::timestamptz[], %(token_ref)b::text[], %(action)b::text[],
+                  %(message_id)b::text[], %(bounce_type)b::text[], %(bounce_subtype)b::text[],
+                  %(feedback_type)b::text[], %(diagnostic)b::text[], %(status)b::text[])
+           WITH ORDINALITY AS b(event_id, address_key, address, event_type, occurred_at, token_ref, action,
+                                message_id, bounce_type, bounce_subtype, feedback_type, diagnostic, status, n)
+),
+inserted AS (
     INSERT INTO delivery_events (event_id, address_key, address, event_type, occurred_at, token_ref, action,
                                  message_id, bounce_type, bounce_subtype, feedback_type, diagnostic)
-    VALUES (%(event_id)s, %(address_key)s, %(address)s, %(event_type)s, %(occurred_at)s, %(token_ref)s,
-            %(action)s, %(message_id)s, %(bounce_type)s, %(bounce_subtype)s, %(feedback_type)s, %(diagnostic)s)
+    SELECT event_id, address_key, address, event_type, occurred_at, token_ref, action,
+           message_id, bounce_type, bounce_subtype, feedback_type, diagnostic
+      FROM batch
+     ORDER BY event_id, address_key
     ON CONFLICT DO NOTHING
-    RETURNING token_ref
+    RETURNING event_id, address_key
 )
-SELECT true AS new,
-       CASE WHEN i.token_ref IS NOT NULL
-            THEN mailroom_record_delivery(i.token_ref, %(status)s, %(occurred_at)s, %(address)s, %(diagnostic)s,
-                                          %(event_id)s, %(message_id)s)
+SELECT new.n - 1 AS row,
+       CASE WHEN new.token_ref IS NOT NULL
+            THEN mailroom_record_delivery(new.token_ref, new.status, new.occurred_at, new.address, new.diagnostic,
+                                          new.event_id, new.message_id)
             ELSE false
        END AS status_changed
-  FROM inserted i
+  FROM (SELECT b.*
+          FROM batch b
+          JOIN inserted i ON i.event_id = b.event_id AND i.address_key = b.address_key
+         ORDER BY b.n
+        OFFSET 0) AS new
 
 -- name: lock_address
 -- Serialise the transient-bounce count of one address between concurrent recorders (two

@@ -8,16 +8,21 @@ event is logged with its id and left alone: SQS hands it out again after its vis
 timeout, and the queue's redrive policy moves it to the dead-letter queue after
 maxReceiveCount receives. It never holds up the messages behind it.
 
-Messages are handled in batches of up to 10 (one ReceiveMessage): one transaction per batch
-(redone with a savepoint per event when the database refuses one event), then one
-DeleteMessageBatch. The database and SQS are reconnected with the collector's backoff (mailroom.backoff); a
-failure that retrying cannot fix (no such database or role, authentication, no such queue,
-access denied) exits 2. SIGTERM/SIGINT finish the batch in hand and exit 0.
+Messages are handled in batches of up to 100 (a long-polling ReceiveMessage, then nine more
+at once that do not wait when it came back full; SQS gives at most 10 per call): one
+transaction and one statement per batch (redone with a savepoint per event when the database
+refuses one event), then DeleteMessageBatch calls of 10, at once. SQS calls are made on threads
+so that they overlap each other and the database: the next batch is received, and the last
+one's messages deleted, while a batch is recorded. The database and SQS are reconnected with
+the collector's backoff (mailroom.backoff); a failure that retrying cannot fix (no such
+database or role, authentication, no such queue, access denied) exits 2. SIGTERM/SIGINT
+finish the batch in hand (and the one received ahead) and exit 0.
 """
 
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import functools
 import logging
 import signal
@@ -25,10 +30,12 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import Future
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, TypeVar
 
+import botocore.exceptions
 import psycopg
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
@@ -41,8 +48,8 @@ from mailroom.backoff import Backoff
 from mailroom.checks import Check
 from mailroom.db import connect, describe, first_line, permanent_failure
 from mailroom.metrics_http import Heartbeat, Verdict, format_address, new_registry, serve
-from mailroom.recorder import TransientRule, record
-from mailroom.ses_events import NotRecorded, Unparseable, parse
+from mailroom.recorder import Recorded, TransientRule, record, record_many
+from mailroom.ses_events import NotRecorded, SesEvent, Unparseable, parse
 
 log = logging.getLogger("mailroom.events")
 
@@ -50,7 +57,9 @@ EVENTS_VARIABLES = settings.EVENTS_VARIABLES
 RECONNECT_BACKOFF = Backoff(base=0.5, cap=30.0)  # the collector's
 POLL_WAIT_S = 5  # SQS long poll; also the longest a stop signal waits for the call in hand
 DRAIN_WAIT_S = 1
-MAX_MESSAGES = 10  # SQS's most per ReceiveMessage
+MAX_MESSAGES = 10  # SQS's most per ReceiveMessage and per DeleteMessageBatch
+BATCH_MESSAGES = 100  # the most messages recorded in one transaction (one commit)
+SQS_CALLS_AT_ONCE = 2 * BATCH_MESSAGES // MAX_MESSAGES  # a batch's receives and the previous batch's deletes
 APPLICATION_NAME = "mailroom-events"
 
 # SQS answers that retrying cannot fix: the configuration or the IAM policy must change.
@@ -68,12 +77,19 @@ FATAL_SQS_CODES = frozenset(
     }
 )
 
+T = TypeVar("T")
+
 EXIT_OK = 0
 EXIT_FAILURE = 1
 
 
 class SqsUnavailable(Exception):
     """SQS did not answer, or answered with something worth retrying."""
+
+
+class SqsUnreachable(SqsUnavailable):
+    """No connection to the SQS endpoint at all (refused, timed out, TLS): likely the wrong
+    endpoint, said once with it (EventsConsumer.run)."""
 
 
 class SqsFatal(Exception):
@@ -194,14 +210,32 @@ class EventsConsumer:
         self.rule = TransientRule(config.transient_limit, config.transient_window_s)
         self.where = describe(config.database_url)
         self.attempt = 0
+        self.unreachable_told = False  # the unreachable endpoint is said once, until SQS answers
+        # SQS calls made at the same time: the receives after a full one, and a batch's
+        # deletes while the next batch is received. Each waits on the network most of its
+        # time, so they overlap even under the GIL.
+        self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=SQS_CALLS_AT_ONCE, thread_name_prefix="sqs")
+        # The next batch, received ahead on a thread of its own (its receives after the first
+        # go through `pool`), while the current one is recorded; a failure is raised in the loop.
+        self.receiver = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqs-ahead")
+        self.ahead: Future[list[dict[str, Any]]] | None = None
+        self.deleting: list[tuple[list[dict[str, Any]], Future[dict[str, Any]]]] = []  # _delete_later's calls
 
     def run(self) -> int:
         """Run until stopped (or, with drain, until the queue has nothing visible); the exit status."""
+        try:
+            return self._run()
+        finally:
+            self.receiver.shutdown()
+            self.pool.shutdown()
+
+    def _run(self) -> int:
         while not self.stop:
             conn: psycopg.Connection | None = None
             try:
                 conn = connect(self.config.database_url, application_name=APPLICATION_NAME)
                 self._check_queue()
+                self.unreachable_told = False
                 self.stats.ready = True
                 self.stats.connected.set(1)
                 log.info(
@@ -228,6 +262,18 @@ class EventsConsumer:
             except SqsFatal as exc:
                 log.error("%s; retrying cannot fix this: check MAILROOM_EVENTS_QUEUE_URL and the IAM policy", exc)
                 return settings.CONFIG_EXIT_STATUS
+            except SqsUnreachable as exc:
+                if self.unreachable_told:
+                    log.debug("SQS still unreachable: %s", exc)
+                else:
+                    self.unreachable_told = True
+                    log.warning(
+                        "cannot reach SQS at %s: %s; check AWS_ENDPOINT_URL_SQS (an emulator's or VPC endpoint's "
+                        "address; unset, the endpoint of AWS_REGION) and the network. Retrying with backoff; "
+                        "said once until SQS answers",
+                        self.sqs.meta.endpoint_url,
+                        exc,
+                    )
             except SqsUnavailable as exc:
                 log.warning("SQS failed: %s", exc)
             except psycopg.Error as exc:
@@ -254,70 +300,106 @@ class EventsConsumer:
         return EXIT_OK
 
     def _consume(self, conn: psycopg.Connection) -> int | None:
-        while not self.stop:
+        while True:
             self.stats.heartbeat.beat()
-            messages = self._receive()
+            if self.ahead is not None:  # received while the previous batch was recorded
+                ahead, self.ahead = self.ahead, None
+                messages = ahead.result()
+            elif self.stop:
+                break
+            else:
+                messages = self._receive_batch()
             if not messages:
                 if self.drain:
+                    self._finish_deletes()
                     log.info("drained: the queue has no visible message")
                     return EXIT_OK
                 continue
-            # One transaction per batch: one commit (one WAL flush) serves up to 10 events.
-            # When the database refuses one event's values, the batch is rolled back and
-            # done again with a savepoint per event, so that only that event is left out;
-            # either way an event is recorded whole or not at all. The messages are deleted
-            # only after the commit, and the metrics count (and the log tells) only what it
-            # committed: each pass collects them in `counted`, run once, for the pass that stands.
+            # Receive the next batch while this one is recorded: SQS's answers and the
+            # database's overlap. Once stopped, nothing more is received; what was received
+            # ahead is still recorded (the batch in hand) before the loop ends.
+            if not self.stop:
+                self.ahead = self.receiver.submit(self._receive_batch)
+            # One transaction per batch: one statement and one commit (one WAL flush) serve
+            # up to BATCH_MESSAGES events. When the database refuses one event's values, the
+            # batch is rolled back and done again with a savepoint per event, so that only
+            # that event is left out; either way an event is recorded whole or not at all.
+            # The messages are deleted only after the commit, and the metrics count (and the
+            # log tells) only what it committed: each pass collects them in `counted`, run
+            # once, for the pass that stands.
             try:
                 handled, counted = self._batch(conn, messages, careful=False)
             except _Refused:
                 handled, counted = self._batch(conn, messages, careful=True)
             for count in counted:
                 count()
-            self._delete(handled)
+            self._finish_deletes()
+            self.deleting = self._delete_later(handled)
             self.attempt = 0
+        self._finish_deletes()
         return None
 
     def _batch(
         self, conn: psycopg.Connection, messages: list[dict[str, Any]], *, careful: bool
     ) -> tuple[list[dict[str, Any]], list[Callable[[], None]]]:
+        """Record the events of `messages` in one transaction: the messages done with (delete
+        them once it is committed) and what to count then. Not `careful`: all in one statement
+        (mailroom.recorder.record_many), and a value the database refuses raises _Refused
+        (redo the batch); `careful`: a savepoint per event, and a refused one is left on the
+        queue like an unparseable message."""
         handled: list[dict[str, Any]] = []
         counted: list[Callable[[], None]] = []
+        events: list[tuple[dict[str, Any], SesEvent]] = []
+        for message in messages:
+            if (event := self._parse(message, handled, counted)) is not None:
+                events.append((message, event))
         with conn.transaction():
-            for message in messages:
-                if self._handle(conn, message, counted, careful):
-                    handled.append(message)
+            if careful:
+                done: list[Recorded | None] = []
+                for message, event in events:
+                    try:
+                        done.append(record(conn, event, self.rule))
+                    except (psycopg.DataError, psycopg.IntegrityError) as exc:  # this event's values
+                        why = f"the database refused its values: {first_line(exc)}"
+                        counted.append(functools.partial(self._unparseable, message, why))
+                        done.append(None)
+            else:
+                try:
+                    done = list(record_many(conn, [event for _, event in events], self.rule))
+                except (psycopg.DataError, psycopg.IntegrityError) as exc:  # an event's values, not the database
+                    raise _Refused from exc
+        for (message, event), recorded in zip(events, done, strict=True):
+            if recorded is not None:
+                self._count(message, event, recorded, counted)
+                handled.append(message)
         return handled, counted
 
-    def _handle(
-        self, conn: psycopg.Connection, message: dict[str, Any], counted: list[Callable[[], None]], careful: bool
-    ) -> bool:
-        """Record one message's event; True when the message is done with (delete it). What
-        to count once the batch is committed is appended to `counted`. Not `careful`: no
-        savepoint, and a value the database refuses raises _Refused (redo the batch)."""
-        message_id = message.get("MessageId", "?")
+    def _parse(
+        self, message: dict[str, Any], handled: list[dict[str, Any]], counted: list[Callable[[], None]]
+    ) -> SesEvent | None:
+        """The message's event, or None: then it is either done with (Open, Click, an SNS
+        confirmation: appended to `handled`, to be deleted) or unparseable (left on the queue)."""
         try:
-            event = parse(message.get("Body", ""))
+            return parse(message.get("Body", ""))
         except NotRecorded as exc:
             counted.append(self.stats.messages.labels("not_recorded").inc)
-            log.debug("message %s: %s, not recorded: deleted", message_id, exc)
-            return True
+            log.debug("message %s: %s, not recorded: deleted", message.get("MessageId", "?"), exc)
+            handled.append(message)
+            return None
         except Unparseable as exc:
             counted.append(functools.partial(self._unparseable, message, str(exc)))
-            return False
-        try:
-            done = record(conn, event, self.rule, own_block=careful)
-        except (psycopg.DataError, psycopg.IntegrityError) as exc:  # this event's values, not the database
-            if not careful:
-                raise _Refused from exc
-            why = f"the database refused its values: {first_line(exc)}"
-            counted.append(functools.partial(self._unparseable, message, why))
-            return False
+            return None
+
+    def _count(
+        self, message: dict[str, Any], event: SesEvent, done: Recorded, counted: list[Callable[[], None]]
+    ) -> None:
+        """What to count and log of a recorded event, once its batch is committed."""
+        message_id = message.get("MessageId", "?")
         counted.append(self.stats.messages.labels("recorded" if done.new else "duplicate").inc)
         if done.new:
             counted.append(self.stats.events.labels(event.event_type).inc)
         reason = "complaint" if event.event_type == "Complaint" else "bounce"
-        for address in done.suppressed:  # logged, like counted, only once the batch is committed
+        for address in done.suppressed:
             counted.append(self.stats.suppressions.labels(reason).inc)
             counted.append(
                 functools.partial(
@@ -347,7 +429,6 @@ class EventsConsumer:
             done.new,
             done.duplicates,
         )
-        return True
 
     def _unparseable(self, message: dict[str, Any], why: str) -> None:
         """Count and log a message left on the queue: called once its batch is committed (a
@@ -370,25 +451,67 @@ class EventsConsumer:
                 "give it a dead-letter queue (see the how-to on bounces)"
             )
 
-    def _receive(self) -> list[dict[str, Any]]:
+    def _receive_batch(self) -> list[dict[str, Any]]:
+        """Up to BATCH_MESSAGES messages for one transaction: a long poll and, when it comes
+        back full (the queue has more at once), the rest in receives that do not wait, all
+        at once (SQS gives at most MAX_MESSAGES per call)."""
+        messages = self._receive(DRAIN_WAIT_S if self.drain else POLL_WAIT_S)
+        if len(messages) == MAX_MESSAGES and not self.stop:
+            for more in self._at_once([functools.partial(self._receive, 0)] * (BATCH_MESSAGES // MAX_MESSAGES - 1)):
+                messages += more
+        return messages
+
+    def _receive(self, wait_s: int) -> list[dict[str, Any]]:
         answer = self._sqs(
             "ReceiveMessage",
             MaxNumberOfMessages=MAX_MESSAGES,
-            WaitTimeSeconds=DRAIN_WAIT_S if self.drain else POLL_WAIT_S,
+            WaitTimeSeconds=wait_s,
             AttributeNames=["ApproximateReceiveCount"],
         )
         messages: list[dict[str, Any]] = answer.get("Messages", [])
         return messages
 
-    def _delete(self, messages: list[dict[str, Any]]) -> None:
-        if not messages:
-            return
-        answer = self._sqs(
+    def _delete_later(
+        self, messages: list[dict[str, Any]]
+    ) -> list[tuple[list[dict[str, Any]], Future[dict[str, Any]]]]:
+        """Start deleting the messages of a committed batch: MAX_MESSAGES per call (SQS's
+        most), the calls at once, while the next batch is received (_finish_deletes waits)."""
+        chunks = [messages[i : i + MAX_MESSAGES] for i in range(0, len(messages), MAX_MESSAGES)]
+        return [(chunk, self.pool.submit(self._delete_chunk, chunk)) for chunk in chunks]
+
+    def _finish_deletes(self) -> None:
+        """Wait for the deletes started by _delete_later. What was not deleted is recorded
+        already, and its redelivery changes nothing: a failure is logged, and only one that
+        retrying cannot fix (the IAM policy lacks sqs:DeleteMessage) is raised."""
+        deleting, self.deleting = self.deleting, []
+        concurrent.futures.wait([future for _, future in deleting])
+        for chunk, future in deleting:
+            try:
+                answer = future.result()
+            except SqsUnavailable as exc:
+                log.warning("could not delete %d recorded message(s): %s", len(chunk), exc)
+                continue
+            for failure in answer.get("Failed", []):
+                log.warning(
+                    "could not delete message %s: %s",
+                    chunk[int(failure.get("Id", 0))].get("MessageId", "?"),
+                    failure.get("Message", failure),
+                )
+
+    def _delete_chunk(self, chunk: list[dict[str, Any]]) -> dict[str, Any]:
+        return self._sqs(
             "DeleteMessageBatch",
-            Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)],
+            Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(chunk)],
         )
-        for failure in answer.get("Failed", []):  # recorded already: a redelivery will change nothing
-            log.warning("could not delete message %s: %s", failure.get("Id"), failure.get("Message", failure))
+
+    def _at_once(self, calls: list[Callable[[], T]]) -> list[T]:
+        """The answers of SQS calls made at the same time, in their order; when some fail, the
+        first failure, raised once all are done (none is left running)."""
+        if len(calls) <= 1:
+            return [call() for call in calls]
+        futures = [self.pool.submit(call) for call in calls]
+        concurrent.futures.wait(futures)
+        return [future.result() for future in futures]
 
     def _sqs(self, operation: str, **params: Any) -> dict[str, Any]:
         method = {
@@ -405,6 +528,8 @@ class EventsConsumer:
             if code in FATAL_SQS_CODES:
                 raise SqsFatal(message) from None
             raise SqsUnavailable(message) from None
+        except botocore.exceptions.ConnectionError as exc:
+            raise SqsUnreachable(f"SQS {operation} on {self.config.queue_url}: {exc}") from None
         except BotoCoreError as exc:
             raise SqsUnavailable(f"SQS {operation} on {self.config.queue_url}: {exc}") from None
         return answer
@@ -436,7 +561,14 @@ def queue_checks(environ: Mapping[str, str]) -> list[Check]:
             )
         ]
     except BotoCoreError as exc:
-        return [Check(name, False, f"SQS could not be reached: {exc}", "check the network and AWS_REGION")]
+        return [
+            Check(
+                name,
+                False,
+                f"SQS could not be reached: {exc}",
+                "check AWS_ENDPOINT_URL_SQS, AWS_REGION and the network",
+            )
+        ]
     waiting = attributes.get("ApproximateNumberOfMessages", "?")
     if "RedrivePolicy" not in attributes:
         return [
@@ -456,6 +588,7 @@ def make_sqs_client() -> Any:
         retries={"mode": "standard", "total_max_attempts": 3},
         connect_timeout=5,
         read_timeout=POLL_WAIT_S + 15,
+        max_pool_connections=SQS_CALLS_AT_ONCE + 1,  # and the receive ahead (EventsConsumer.receiver)
     )
     return checked_session(hint="").client("sqs", config=config)
 

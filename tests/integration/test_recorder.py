@@ -1,5 +1,5 @@
-"""mailroom/recorder.py against a real PostgreSQL: one transaction per event, idempotent by
-event id, the suppression rules. Events are the documented SES examples
+"""mailroom/recorder.py against a real PostgreSQL: one transaction per event (record) or a
+batch in the caller's (record_many), idempotent by event id, the suppression rules. Events are the documented SES examples
 (tests/data/ses_events), addressed and tagged for each test."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from mailroom.recorder import TransientRule, record
+from mailroom.recorder import TransientRule, record, record_many
 from mailroom.ses_events import TAG_ACTION, TAG_TOKEN_REF, SesEvent, parse
 from mailroom.signing import secret_ref
 
@@ -244,3 +244,60 @@ def test_events_of_the_senders_probe_to_the_mailbox_simulator_are_not_recorded(d
         assert (done.new, done.simulated) == (0, 1)
     assert db.execute("SELECT count(*) FROM delivery_events").fetchone() == (0,)
     assert db.execute("SELECT count(*) FROM token_deliveries").fetchone() == (0,)
+
+
+def test_a_batch_records_each_event_once_even_when_it_holds_one_twice(db: psycopg.Connection) -> None:
+    [(first, first_ref), (second, second_ref)] = _recovery_tokens(db, 2)
+    delivered = ses_event("Delivery", first, message_id="m1", token_ref=first_ref)
+    bounced = ses_event("Bounce", second, message_id="m2", token_ref=second_ref)
+    with db.transaction():
+        done = record_many(db, [delivered, bounced, delivered])  # SQS handed out the first message twice
+    assert [(d.new, d.duplicates, d.statuses) for d in done] == [(1, 0, 1), (1, 0, 1), (0, 1, 0)]
+    assert done[1].suppressed == [second] and _suppressed(db) == [(second, "bounce")]
+    assert dict(db.execute("SELECT token_ref, status FROM token_deliveries").fetchall()) == {
+        first_ref: "delivered",
+        second_ref: "bounced",
+    }
+    before = _snapshot(db)
+    with db.transaction():
+        again = record_many(db, [bounced, delivered])  # the whole batch redelivered
+    assert [(d.new, d.duplicates, d.suppressed) for d in again] == [(0, 1, []), (0, 1, [])]
+    assert _snapshot(db) == before
+
+
+def test_a_batch_sets_a_tokens_status_as_its_events_would_one_by_one(db: psycopg.Connection) -> None:
+    [(email, ref)] = _recovery_tokens(db, 1)
+    send = ses_event("Send", email, message_id="m1", token_ref=ref, at=T0)
+    delivery = ses_event("Delivery", email, message_id="m1", token_ref=ref, at=T0 + timedelta(seconds=2))
+    with db.transaction():
+        done = record_many(db, [delivery, send])  # SQS keeps no order: the Send arrives last
+    assert [d.statuses for d in done] == [1, 0]  # the later stage stays
+    assert db.execute("SELECT status, status_at FROM token_deliveries").fetchall() == [
+        ("delivered", T0 + timedelta(seconds=2))
+    ]
+
+
+def test_three_transient_bounces_in_one_batch_suppress_whatever_their_order_and_two_do_not(
+    db: psycopg.Connection,
+) -> None:
+    with db.transaction():
+        record_many(db, [_transient("two@example.com", n, T0 + timedelta(days=n)) for n in (2, 1)])
+    assert _suppressed(db) == []
+    latest_first = [_transient("three@example.com", n, T0 + timedelta(days=n)) for n in (3, 1, 2)]
+    with db.transaction():
+        done = record_many(db, latest_first)
+    assert _suppressed(db) == [("three@example.com", "bounce")]
+    assert done[0].suppressed == ["three@example.com"]  # the third of the window, counted with the batch's others
+
+
+def test_a_batch_that_fails_leaves_nothing_of_any_of_its_events(db: psycopg.Connection) -> None:
+    tokens = _recovery_tokens(db, 3)
+    db.execute(
+        "CREATE FUNCTION fail() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'disk full'; END $$;"
+        "CREATE TRIGGER fail BEFORE INSERT ON suppressions FOR EACH ROW EXECUTE FUNCTION fail()"
+    )
+    events = [ses_event("Delivery", email, message_id=f"m{i}", token_ref=ref) for i, (email, ref) in enumerate(tokens)]
+    events.append(ses_event("Complaint", tokens[0][0], message_id="m0", token_ref=tokens[0][1]))
+    with pytest.raises(psycopg.errors.RaiseException, match="disk full"), db.transaction():
+        record_many(db, events)
+    assert _snapshot(db) == [[], [], []]

@@ -1,6 +1,7 @@
 """`mailroom events` run as a subprocess against the real PostgreSQL and moto_server's SQS:
 messages recorded and deleted after the commit, a redelivery and an unparseable message, a
-connection lost in the middle of a batch, SIGTERM, the probes, configuration errors."""
+connection lost in the middle of a batch (of one receive and of several), SIGTERM, the probes,
+an unreachable endpoint, configuration errors."""
 
 from __future__ import annotations
 
@@ -211,6 +212,71 @@ def test_a_connection_lost_in_the_middle_of_a_batch_loses_nothing_and_counts_not
     assert db.execute("SELECT count(*) FROM suppressions").fetchone() == (0,)
     assert _messages_left(sqs, queue_url) == 0
     assert "reconnecting: attempt 1" in proc.log()
+
+
+def test_the_messages_of_several_receives_are_recorded_in_one_transaction(
+    db: psycopg.Connection, sqs: Any, queue_url: str, events_process: Any
+) -> None:
+    tokens = _tokens(db, 35)  # more than SQS hands out in one receive (10)
+    for i, (email, ref) in enumerate(tokens):
+        _send(sqs, queue_url, _sns(_record("delivery", email, f"m{i}", ref)))
+    proc = events_process("--drain")
+    assert proc.wait(timeout=60) == 0, proc.log()
+    # Rows written by one transaction share its id (xmin): one commit for the 35 events.
+    assert db.execute("SELECT count(*), count(DISTINCT xmin::text) FROM delivery_events").fetchone() == (35, 1)
+    assert db.execute("SELECT count(*) FROM token_deliveries WHERE status = 'delivered'").fetchone() == (35,)
+    assert _messages_left(sqs, queue_url) == 0
+
+
+def test_a_database_restart_in_a_batch_of_several_receives_loses_nothing_and_counts_nothing_twice(
+    db: psycopg.Connection, sqs: Any, queue_url: str, events_process: Any
+) -> None:
+    tokens = _tokens(db, 35)
+    # The 25th row of the batch's statement kills its own backend: the program loses the
+    # database between receiving some 40 messages (several receives) and committing them.
+    db.execute(
+        "CREATE SEQUENCE chaos;"
+        "CREATE FUNCTION chaos() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+        "  IF nextval('chaos') = 25 THEN PERFORM pg_terminate_backend(pg_backend_pid()); END IF; RETURN NEW; "
+        "END $$;"
+        "CREATE TRIGGER chaos BEFORE INSERT ON delivery_events FOR EACH ROW EXECUTE FUNCTION chaos()"
+    )
+    for i, (email, ref) in enumerate(tokens):
+        _send(sqs, queue_url, _sns(_record("delivery", email, f"m{i}", ref)))
+    for n in (1, 2):  # each delivered twice: counted twice, they would reach the limit of 3
+        body = _sns(_record("bounce", "full@example.com", f"t{n}", bounceType="Transient", bounceSubType="MailboxFull"))
+        _send(sqs, queue_url, body)
+        _send(sqs, queue_url, body)
+    port = _free_port()
+    proc = events_process(MAILROOM_EVENTS_METRICS_ADDR=f"127.0.0.1:{port}")
+    proc.wait_for_log("database connection failed", timeout=30)
+    proc.wait_for_log("ready:", count=2, timeout=30)
+    deadline = time.monotonic() + 60
+    while _messages_left(sqs, queue_url) and time.monotonic() < deadline:  # each message deleted once recorded
+        time.sleep(0.1)
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
+        metrics = answer.read().decode()
+    proc.signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == 0, proc.log()
+    assert _messages_left(sqs, queue_url) == 0
+    assert db.execute("SELECT count(*) FROM delivery_events").fetchone() == (37,)
+    assert db.execute("SELECT count(*) FROM token_deliveries WHERE status = 'delivered'").fetchone() == (35,)
+    assert db.execute("SELECT count(*) FROM suppressions").fetchone() == (0,)
+    assert 'mailroom_events_messages_total{outcome="recorded"} 37.0' in metrics  # the rolled-back batch not counted
+    assert 'mailroom_events_recorded_total{type="Delivery"} 35.0' in metrics
+
+
+def test_an_unreachable_sqs_endpoint_is_said_once_with_the_endpoint_and_the_variable_to_check(
+    env: dict[str, str], events_process: Any
+) -> None:
+    endpoint = f"http://127.0.0.1:{_free_port()}"  # nothing listens there
+    proc = events_process(AWS_ENDPOINT_URL_SQS=endpoint, MAILROOM_EVENTS_QUEUE_URL=f"{endpoint}/123456789012/q")
+    log = proc.wait_for_log("reconnecting: attempt 3", timeout=30)
+    told = [line for line in log.splitlines() if "cannot reach SQS" in line]
+    assert len(told) == 1, log
+    assert f"cannot reach SQS at {endpoint}: " in told[0] and "check AWS_ENDPOINT_URL_SQS" in told[0]
+    proc.signal(signal.SIGTERM)
+    assert proc.wait(timeout=15) == 0, proc.log()
 
 
 def test_sigterm_stops_it_with_status_0_and_the_probes_answer_while_it_runs(
