@@ -119,6 +119,14 @@ def run(directory: Path | None, app_url: str) -> list[Problem]:
             problems.append(Problem(str(root / action), str(exc)))
             found = None
         problems.extend(_spec_problems(action, found, root))
+        if (root / action / templates.DEFAULT_LOCALE).is_dir():
+            problems.append(
+                Problem(
+                    str(root / action / templates.DEFAULT_LOCALE),
+                    f"{templates.DEFAULT_LOCALE} is the default locale: its files go straight in {action}/, "
+                    "not in a folder of their own (which would never be used)",
+                )
+            )
         action_spec = spec(action, found)
         samples = found.samples if found is not None else []
         for locale in locales(action, directory):

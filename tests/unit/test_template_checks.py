@@ -233,15 +233,20 @@ def test_a_standard_actions_fixtures_cannot_contradict_the_registry_and_other_op
     ]
 
 
-def test_a_folder_not_named_as_an_action_is_named(tmp_path):
+def test_a_folder_not_named_as_an_action_and_a_folder_for_the_default_locale_are_named(tmp_path):
     folder = mine(tmp_path)
     (folder / "Order-Shipped").mkdir()
     (folder / ".git").mkdir()  # hidden: not the templates' business
+    shutil.copytree(folder / "welcome" / "pt", folder / "welcome" / "en")
     assert lines(folder) == [
         (
             f"{folder / 'Order-Shipped'}: not an action: a folder of the templates folder is named as its action "
             "(a lower-case letter, then lower-case letters, digits and _)"
-        )
+        ),
+        (
+            f"{folder / 'welcome' / 'en'}: en is the default locale: its files go straight in welcome/, "
+            "not in a folder of their own (which would never be used)"
+        ),
     ]
 
 
