@@ -111,3 +111,32 @@ def test_each_action_and_locale_has_its_ses_template_name(action, locale, expect
 
 def test_without_settings_the_original_two_are_named_like_the_others():
     assert templates.ses_template_name("activation", "pt") == "activationv1-pt"
+
+
+def test_render_takes_any_action_folder_and_a_locale_and_says_when_it_falls_back(capsys, monkeypatch):
+    from mailroom import cli
+
+    monkeypatch.setenv("MAILROOM_APP_URL", APP_URL)
+    assert cli.main(["templates", "render", "email_change", "--locale", "pt-BR", "--login", "Ana"]) == 0
+    out, err = capsys.readouterr()
+    assert out.startswith("Subject: Confirme seu novo endereço de e-mail\n\n--- text/plain ---\nOlá, Ana,\n")
+    assert f"{APP_URL}/email-change?token=" in out
+    assert err == "mailroom templates render: email_change has no pt-BR templates; rendering pt\n"
+    assert cli.main(["templates", "render", "welcome", "--locale", "pt"]) == 0
+    assert capsys.readouterr().err == ""
+    assert cli.main(["templates", "render", "2", "--locale", "de"]) == 0
+    out, err = capsys.readouterr()
+    assert out.startswith("Subject: Reset your password") and "12345" in out
+    assert err == "mailroom templates render: password_recovery has no de templates; rendering en\n"
+
+
+def test_render_of_an_action_without_a_folder_exits_2_naming_the_ones_there_are(capsys):
+    from mailroom import cli
+
+    assert cli.main(["templates", "render", "order_shipped"]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err == (
+        "mailroom templates render: no action 'order_shipped' in the templates folder (it has activation, "
+        "email_change, invitation, magic_link, password_recovery, welcome)\n"
+    )
