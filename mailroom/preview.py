@@ -3,7 +3,8 @@
 Standard library only (http.server, one thread per request), no build step: the page is
 server-rendered HTML with a few lines of script. Routes:
 
-- `/`: the index, every action × locale, and the problems `mailroom templates check` finds;
+- `/`: the index, every action folder × each locale it has, and the problems `mailroom templates
+  check` finds;
 - `/email/<action>/<locale>?sample=N&width=600|375&scheme=light|dark`: one email as its
   recipient sees it: the subject, the link(s) and the code, the text part, and the HTML part
   in a sandboxed iframe (no script runs, whatever a fixture holds);
@@ -39,7 +40,6 @@ from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
 
 from mailroom import template_checks, templates
-from mailroom.signing import Action
 from mailroom.template_fixtures import Sample, samples
 from mailroom.templates import TemplateError
 
@@ -62,7 +62,7 @@ def as_dark(document: str) -> str:
 class View:
     """What the page shows for one email: state from the query string, clamped to what exists."""
 
-    action: Action
+    action: str
     locale: str
     sample: int
     width: int
@@ -93,15 +93,18 @@ class Preview:
             digest.update(f"{path.relative_to(root)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
         return digest.hexdigest()[:16]
 
-    def emails(self) -> list[tuple[Action, str]]:
-        found = {loc for action in Action for loc in templates.locales(action, self.directory)}
-        ordered = sorted(found, key=lambda loc: (loc != templates.DEFAULT_LOCALE, loc))
-        return [(action, locale) for action in Action for locale in ordered]
+    def emails(self) -> list[tuple[str, str]]:
+        """Every action folder with each locale it has (the default first)."""
+        return [
+            (action, locale)
+            for action in templates.actions(self.directory)
+            for locale in templates.locales(action, self.directory)
+        ]
 
     # -- pages ---------------------------------------------------------------------------------
     def index(self) -> str:
         rows = "".join(
-            f'<li><a class="email" href="/email/{a.db_name}/{quote(loc)}">{a.db_name} ({html.escape(loc)})</a></li>'
+            f'<li><a class="email" href="/email/{a}/{quote(loc)}">{a} ({html.escape(loc)})</a></li>'
             for a, loc in self.emails()
         )
         problems = template_checks.run(self.directory, self.app_url)
@@ -117,19 +120,20 @@ class Preview:
 
     def email(self, view: View) -> str:
         nav = " · ".join(
-            f'<a href="/email/{a.db_name}/{quote(loc)}?{view.query(sample=0)}"'
+            f'<a href="/email/{a}/{quote(loc)}?{view.query(sample=0)}"'
             f"{' aria-current=page' if (a, loc) == (view.action, view.locale) else ''}>"
-            f"{a.db_name} ({html.escape(loc)})</a>"
+            f"{a} ({html.escape(loc)})</a>"
             for a, loc in self.emails()
         )
         try:
             fixtures = samples(view.action, self.directory)
             sample = fixtures[min(view.sample, len(fixtures) - 1)]
             template = templates.load(view.action, self.directory, view.locale)
-            message = template.render(sample.data(view.action, self.app_url))
+            spec = template_checks.spec_of(view.action, self.directory)
+            message = template.render(sample.data(self.app_url, spec))
         except (TemplateError, OSError) as exc:
             body = f'<nav>{nav}</nav><p class="error" id="error">{html.escape(str(exc))}</p>'
-            return self._page(f"{view.action.db_name}: error", body, dark=view.dark)
+            return self._page(f"{view.action}: error", body, dark=view.dark)
         samples_nav = " · ".join(
             f'<a href="?{view.query(sample=i)}"{" aria-current=page" if f is sample else ""}>{html.escape(f.name)}</a>'
             for i, f in enumerate(fixtures)
@@ -147,39 +151,39 @@ class Preview:
         body = (
             f"<nav>{nav}</nav>"
             f'<p class="samples">Fixture: {samples_nav}</p>'
-            f"<h1>{view.action.db_name} ({html.escape(view.locale)})</h1>"
-            f"<dl>{self._recipient(view.action, sample, message)}</dl>"
+            f"<h1>{view.action} ({html.escape(view.locale)})</h1>"
+            f"<dl>{self._recipient(spec, sample, message)}</dl>"
             f'<p class="toggles">{toggles}</p>'
             f"<h2>HTML part</h2>"
             f'<iframe id="html-part" title="HTML part" sandbox width="{view.width}" height="900" '
-            f'style="width:{view.width}px" src="/html/{view.action.db_name}/{quote(view.locale)}?{view.query()}">'
+            f'style="width:{view.width}px" src="/html/{view.action}/{quote(view.locale)}?{view.query()}">'
             f"</iframe>"
             f'<h2>Text part</h2><pre id="text-part">{html.escape(message["text"])}</pre>'
         )
-        return self._page(f"{view.action.db_name} ({view.locale})", body, dark=view.dark)
+        return self._page(f"{view.action} ({view.locale})", body, dark=view.dark)
 
     def html_part(self, view: View) -> str:
         fixtures = samples(view.action, self.directory)
         sample = fixtures[min(view.sample, len(fixtures) - 1)]
         message = templates.load(view.action, self.directory, view.locale).render(
-            sample.data(view.action, self.app_url)
+            sample.data(self.app_url, template_checks.spec_of(view.action, self.directory))
         )
         return as_dark(message["html"]) if view.dark else message["html"]
 
-    def _recipient(self, action: Action, sample: Sample, message: dict[str, str]) -> str:
+    def _recipient(self, spec: templates.TemplateSpec, sample: Sample, message: dict[str, str]) -> str:
         """The subject, the links and the code, as the recipient reads them."""
         links = "".join(
             f'<li><a class="link" href="{html.escape(href)}" rel="noreferrer">{html.escape(text or href)}</a>'
             f" → <code>{html.escape(href)}</code></li>"
             for text, href in _anchors(message["html"])
         )
-        code = sample.data(action, self.app_url).get("code", "")
+        code = sample.data(self.app_url, spec).get("code", "")
         rows = [
             ("To", f'<span id="to">{html.escape(sample.email)}</span>'),
             ("Subject", f'<span id="subject">{html.escape(message["subject"])}</span>'),
             ("Links", f'<ul id="links">{links}</ul>'),
         ]
-        if action is Action.PASSWORD_RECOVERY:
+        if spec.code:
             rows.append(("Code", f'<code id="code">{html.escape(code)}</code>'))
         return "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in rows)
 
@@ -262,9 +266,8 @@ def _view(parts: list[str], query: dict[str, list[str]]) -> View | None:
     """The View a path `/<kind>/<action>/<locale>` and its query ask for, or None when it names nothing."""
     if len(parts) != 3:
         return None
-    try:
-        action = Action.from_db(parts[1])
-    except KeyError:
+    action = parts[1]
+    if not templates.ACTION_NAME.match(action):
         return None
     locale = parts[2]
     if not re.fullmatch(r"[A-Za-z0-9-]{1,20}", locale):
@@ -287,6 +290,8 @@ def make_handler(preview: Preview) -> type[BaseHTTPRequestHandler]:
             parts = [p for p in url.path.split("/") if p]
             query = parse_qs(url.query)
             view = _view(parts, query)
+            if view is not None and (view.action, view.locale) not in preview.emails():
+                view = None  # an action or a locale the templates folder has no folder for
             try:
                 if not parts:
                     self._send(preview.index())

@@ -7,6 +7,11 @@ layout that breaks on a long name, shows it in `mailroom templates preview` and 
 `mailroom templates check` (a subject too long once filled in). A templates folder without a
 fixtures file is previewed and checked with DEFAULT_SAMPLES (the same values).
 
+An action of the app's own (not one of the six standard ones, whose registry rows the checks
+know) may say there what its registry row says of its templates, since the checks run without a
+database: `"link": false` (an email without the signed link) and `"code": true` (it shows the
+signed code). `Fixtures.link` and `.code` are None when the file does not say.
+
 The data is built exactly as the sender builds it (`template_data` over
 `default_template_data`), so what the preview shows is what a recipient gets.
 """
@@ -17,9 +22,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from mailroom.signing import Action
-from mailroom.templates import TemplateError, default_template_data, template_data, template_dir
-from mailroom.wire import Record
+from mailroom.templates import TemplateError, TemplateSpec, default_template_data, message_data, template_dir
 
 FIXTURES_FILE = "fixtures.json"
 # A well-formed signed token (its signature matches no key): the links look real.
@@ -31,6 +34,7 @@ FORMAT = (
     'expected {"samples": [{"name": "...", "login": "...", "email": "...", "code": "...", "secret": "..."}, ...]} '
     "with name and login required, every value a string"
 )
+OPTIONS = ("link", "code")  # what an app's own action says of its templates (true or false)
 
 
 @dataclass(frozen=True)
@@ -43,11 +47,11 @@ class Sample:
     code: str = SAMPLE_CODE
     secret: str = SAMPLE_SECRET
 
-    def data(self, action: Action, app_url: str) -> dict[str, str]:
-        """The template data the sender would send for this recipient (defaults, then the record's)."""
-        record = Record(action, self.email, self.login, self.secret, self.code)
-        merged: dict[str, str] = {**json.loads(default_template_data(app_url)), **json.loads(template_data(record))}
-        return merged
+    def data(self, app_url: str, spec: TemplateSpec | None = None) -> dict[str, str]:
+        """The template data the sender would send this recipient of an action of `spec` (the
+        defaults, then the record's: the code only when the action signs one)."""
+        code = self.code if spec is not None and spec.code else None
+        return {**json.loads(default_template_data(app_url)), **message_data(self.login, self.secret, code)}
 
 
 DEFAULT_SAMPLES = (
@@ -57,18 +61,33 @@ DEFAULT_SAMPLES = (
 )
 
 
-def fixtures_path(action: Action, directory: Path | None = None) -> Path:
-    return template_dir(directory) / action.db_name / FIXTURES_FILE
+@dataclass(frozen=True)
+class Fixtures:
+    """An action's fixtures file: its samples, and what it says of the action's templates."""
+
+    samples: list[Sample]
+    link: bool | None = None
+    code: bool | None = None
 
 
-def samples(action: Action, directory: Path | None = None) -> list[Sample]:
+def fixtures_path(action: str, directory: Path | None = None) -> Path:
+    return template_dir(directory) / action / FIXTURES_FILE
+
+
+def samples(action: str, directory: Path | None = None) -> list[Sample]:
     """The action's samples from its fixtures file, or DEFAULT_SAMPLES when it has none;
+    TemplateError naming the file for one that is not valid JSON of the expected shape."""
+    return fixtures(action, directory).samples
+
+
+def fixtures(action: str, directory: Path | None = None) -> Fixtures:
+    """The action's fixtures file read and checked (DEFAULT_SAMPLES and no option when there is none);
     TemplateError naming the file for one that is not valid JSON of the expected shape."""
     path = fixtures_path(action, directory)
     try:
         raw = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        return list(DEFAULT_SAMPLES)
+        return Fixtures(list(DEFAULT_SAMPLES))
     except (OSError, UnicodeDecodeError) as exc:
         raise TemplateError(f"{path} cannot be read: {exc}") from None
     try:
@@ -87,4 +106,12 @@ def samples(action: Action, directory: Path | None = None) -> list[Sample]:
         ):
             raise TemplateError(f"{path}: sample {i}: {FORMAT}")
         found.append(Sample(**entry))
-    return found
+    options: dict[str, bool] = {}
+    for key in sorted(document.keys() - {"samples"}):
+        if key not in OPTIONS or not isinstance(document[key], bool):
+            raise TemplateError(
+                f"{path}: {key!r}: besides samples, a fixtures file may hold only "
+                '"link": true|false and "code": true|false (what the action\'s registry row says)'
+            )
+        options[key] = document[key]
+    return Fixtures(found, options.get("link"), options.get("code"))

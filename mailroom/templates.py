@@ -7,9 +7,10 @@ agree for our templates). Any other Handlebars construct ({{#if}}, partials, ...
 error here, so the templates cannot silently grow beyond what this renderer checks.
 
 Templates live in `templates/<action>/` as `subject.txt`, `body.txt` and `body.html`, or in
-a folder of your own with the same layout (MAILROOM_TEMPLATES_DIR). They are all checked
-at start (`load_all`), and a problem is one line that names the file, the line and what
-is supported (`exit_on_error`), never a traceback in the middle of the run.
+a folder of your own with the same layout (MAILROOM_TEMPLATES_DIR). Every folder is an
+action, named as in the registry (`actions`): the templates need no code and no database.
+They are all checked at start (`load_every`), and a problem is one line that names the file,
+the line and what is supported (`exit_on_error`), never a traceback in the middle of the run.
 
 The data each message is rendered with is built here too (`template_data`,
 `default_template_data`): the sender sends it to SES, the SMTP provider and the debug output
@@ -25,8 +26,11 @@ change a `{{placeholder}}` (the HTML parser would, for text put straight inside 
 if it did, that is a TemplateError.
 
 Locales: the files directly in `<action>/` are the default locale (DEFAULT_LOCALE); a
-subfolder `<action>/<locale>/` (`fr`, `pt-BR`) with the same three files is another one.
-`locales` lists them; `mailroom templates check` requires every action to have every locale.
+subfolder `<action>/<locale>/` (`pt`, `pt-BR`) with the same three files is another one.
+`locales` lists an action's; each action has the locales it has (one may have `pt` and another
+not), and a recipient's locale is resolved per action by `resolve_locale`: `pt-BR`, then
+`pt`, then the default, so every email has a template in some language. The SES template of
+each action and locale is named by `ses_template_name`.
 """
 
 from __future__ import annotations
@@ -36,10 +40,10 @@ import json
 import re
 import sys
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NoReturn
+from typing import NoReturn, TypeVar
 
 import css_inline
 
@@ -55,11 +59,22 @@ _ESCAPE_RE = re.compile("[&<>\"'`=]")
 
 FILES = {"subject": "subject.txt", "text": "body.txt", "html": "body.html"}
 SUPPORTED = "supported: {{name}} (HTML-escaped) and {{{name}}} (raw), a name being letters, digits and _"
-LAYOUT = "a templates folder holds activation/ and password_recovery/, each with subject.txt, body.txt and body.html"
+LAYOUT = (
+    "a templates folder holds a folder per action (activation/, password_recovery/, ...), each with "
+    "subject.txt, body.txt and body.html, and a folder per other locale (pt/, ...) with the same three"
+)
 TEMPLATE_EXIT_STATUS = 2
 
 DEFAULT_LOCALE = "en"
-_LOCALE = re.compile(r"^[a-z]{2,3}(?:-[A-Za-z0-9]{2,8})*$")
+# A folder of the templates folder is an action when its name is one (the registry's rule, actions.name);
+# a folder of an action's folder is a locale: a BCP 47 tag (language, then subtags: pt, pt-BR, zh-Hant-TW).
+ACTION_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+_LOCALE = re.compile(r"^[A-Za-z]{2,3}(?:-[A-Za-z0-9]{1,8})*$")
+# The SES templates of the two original actions keep the names their settings give; another action's is
+# `<name>v1`, and a locale other than the default appends `-<locale>` (activationv1-pt, magic_linkv1-pt-BR).
+SES_NAME_SUFFIX = "v1"
+SES_NAME_MAX = 64  # SES: 1 to 64 ASCII letters, digits, _ and -
+T = TypeVar("T")
 
 # The <style> block stays, holding only what could not be inlined (media queries, :hover);
 # nothing is fetched from the network while loading a template.
@@ -127,15 +142,32 @@ def variables(template: str) -> set[str]:
 
 @dataclass(frozen=True)
 class EmailTemplate:
-    """One action's subject, text body and HTML body, as pushed to SES."""
+    """One action's subject, text body and HTML body in one locale, as pushed to SES."""
 
-    action: Action
+    action: str
     subject: str
     text: str
     html: str
+    locale: str = DEFAULT_LOCALE
 
     def render(self, data: Mapping[str, object]) -> dict[str, str]:
         return {"subject": render(self.subject, data), "text": render(self.text, data), "html": render(self.html, data)}
+
+
+@dataclass(frozen=True)
+class TemplateSpec:
+    """What an action's templates get, from its registry row: `link` (the email carries the signed
+    link, `{{secret}}`; false for an email that only informs, such as welcome) and `code` (the
+    action signs the 5-digit code, which the email shows: password recovery)."""
+
+    link: bool = True
+    code: bool = False
+
+    def variables(self) -> frozenset[str]:
+        """The names the sender's template data holds for such an action: the recipient's (login,
+        login_html, secret, and code when signed), app_url, and redirect_prefix (empty unless a
+        staging sender redirects). `secret` is there even without a link: every record carries one."""
+        return frozenset(message_data("", "", "" if self.code else None)) | {"app_url", "redirect_prefix"}
 
 
 def inline_css(html_template: str, where: str) -> str:
@@ -175,20 +207,63 @@ def template_dir(configured: Path | None = None) -> Path:
     return configured or resource_dir("templates")
 
 
-def locale_dir(action: Action, locale: str = DEFAULT_LOCALE, directory: Path | None = None) -> Path:
+def locale_dir(action: str, locale: str = DEFAULT_LOCALE, directory: Path | None = None) -> Path:
     """Where `action`'s files for `locale` live: `<action>/` for the default, `<action>/<locale>/` else."""
-    base = template_dir(directory) / action.db_name
+    base = template_dir(directory) / action
     return base if locale == DEFAULT_LOCALE else base / locale
 
 
-def locales(action: Action, directory: Path | None = None) -> list[str]:
-    """The locales `action` has a folder for: the default first, then `<action>/<locale>/` sorted."""
-    base = template_dir(directory) / action.db_name
+def actions(directory: Path | None = None) -> list[str]:
+    """The actions the templates folder has a folder for, sorted: each folder named as an action is one
+    (`activation`, `magic_link`, an app's own `order_shipped`); others (`.git`) are not."""
+    root = template_dir(directory)
+    return sorted(p.name for p in root.iterdir() if p.is_dir() and ACTION_NAME.match(p.name))
+
+
+def locales(action: str, directory: Path | None = None) -> list[str]:
+    """The locales `action` has: the default first, then each `<action>/<locale>/` folder, sorted."""
+    base = template_dir(directory) / action
     found = [p.name for p in base.iterdir() if p.is_dir() and _LOCALE.match(p.name)] if base.is_dir() else []
     return [DEFAULT_LOCALE, *sorted(name for name in found if name != DEFAULT_LOCALE)]
 
 
-def load(action: Action, directory: Path | None = None, locale: str = DEFAULT_LOCALE) -> EmailTemplate:
+def resolve_locale(available: Iterable[str], wanted: str | None, default: str = DEFAULT_LOCALE) -> str:
+    """The locale of `available` to send to someone who reads `wanted`: the tag itself, else the
+    tag with its last subtag cut off, and so on (`pt-BR` -> `pt`; RFC 4647's lookup), else `default`.
+
+    Tags compare case-insensitively (`pt-br` finds the folder `pt-BR`, which is returned as it is
+    spelled), and `_` counts as `-` (`pt_BR`, a POSIX locale's spelling). No locale (None or '')
+    is the default; so is a tag that leads to no folder (`fr` when there is no `fr/`)."""
+    by_key = {name.lower(): name for name in available}
+    by_key.setdefault(default.lower(), default)
+    tag = (wanted or "").strip().replace("_", "-").lower()
+    while tag:
+        if tag in by_key:
+            return by_key[tag]
+        tag = tag.rpartition("-")[0]
+        if len(tag) > 2 and tag[-2] == "-":  # a singleton (`x` of `x-private`) goes with what follows it
+            tag = tag[:-2]
+    return default
+
+
+def pick(
+    loaded: Mapping[tuple[str, str], T], action: str, wanted: str | None, default: str = DEFAULT_LOCALE
+) -> T | None:
+    """What `loaded` (keyed by action and locale, as `load_every` returns) holds for `action` in the
+    locale `wanted` resolves to (`resolve_locale`), or None when the action has no folder."""
+    locale = resolve_locale((loc for name, loc in loaded if name == action), wanted, default)
+    return loaded.get((action, locale))
+
+
+def ses_template_name(action: str, locale: str, configured: Mapping[str, str] | None = None) -> str:
+    """The SES template of `action` in `locale`: `configured[action]` (the settings'
+    MAILROOM_SES_TEMPLATE_ACTIVATION and _RECOVERY name the original two) or `<action>v1`, with
+    `-<locale>` appended for a locale other than the default (`activationv1-pt`, `magic_linkv1-pt-BR`)."""
+    base = (configured or {}).get(action) or f"{action}{SES_NAME_SUFFIX}"
+    return base if locale == DEFAULT_LOCALE else f"{base}-{locale}"
+
+
+def load(action: str, directory: Path | None = None, locale: str = DEFAULT_LOCALE) -> EmailTemplate:
     """Read, check and inline `<directory>/<action>/` (or its `<locale>/`); TemplateError names
     the file that is missing, unreadable or outside the supported subset."""
     base = locale_dir(action, locale, directory)
@@ -205,12 +280,25 @@ def load(action: Action, directory: Path | None = None, locale: str = DEFAULT_LO
             raise TemplateError(f"{path} cannot be read: {exc.strerror or exc}") from None
         check(parts[key], str(path))
     html_part = inline_css(parts["html"], str(base / FILES["html"]))
-    return EmailTemplate(action, parts["subject"].strip(), parts["text"], html_part)
+    return EmailTemplate(action, parts["subject"].strip(), parts["text"], html_part, locale)
+
+
+def load_every(directory: Path | None = None) -> dict[tuple[str, str], EmailTemplate]:
+    """Every action's template in every locale it has, keyed by (action, locale), all checked;
+    TemplateError for the first problem."""
+    return {
+        (name, locale): load(name, directory, locale)
+        for name in actions(directory)
+        for locale in locales(name, directory)
+    }
 
 
 def load_all(directory: Path | None = None) -> dict[Action, EmailTemplate]:
-    """Every action's template, all checked; TemplateError for the first problem."""
-    return {action: load(action, directory) for action in Action}
+    """The two original actions' templates in the default locale, for the sender until it picks a
+    template by action and locale (`pick` over `load_every`); every other action and locale is
+    loaded and checked too, and TemplateError names the first problem."""
+    every = load_every(directory)
+    return {action: every.get((action.db_name, DEFAULT_LOCALE)) or load(action.db_name, directory) for action in Action}
 
 
 def exit_on_error(program: str, error: TemplateError) -> NoReturn:
@@ -219,15 +307,21 @@ def exit_on_error(program: str, error: TemplateError) -> NoReturn:
     raise SystemExit(TEMPLATE_EXIT_STATUS)
 
 
-def template_data(record: Record, redirect_prefix: str = "") -> str:
-    """ReplacementTemplateData: login, its HTML-escaped form, secret, code for recovery, and the
-    subject prefix of an email redirected by MAILROOM_REDIRECT_TO."""
-    data = {"login": record.login, "login_html": html.escape(record.login, quote=True), "secret": record.secret}
-    if record.action is Action.PASSWORD_RECOVERY:
-        data["code"] = record.code
+def message_data(login: str, secret: str, code: str | None = None, redirect_prefix: str = "") -> dict[str, str]:
+    """One recipient's variables: login, its HTML-escaped form, the signed token (secret), the code
+    when the action signs one, and the subject prefix of an email redirected by MAILROOM_REDIRECT_TO."""
+    data = {"login": login, "login_html": html.escape(login, quote=True), "secret": secret}
+    if code is not None:
+        data["code"] = code
     if redirect_prefix:
         data["redirect_prefix"] = redirect_prefix
-    return _JSON.encode(data)
+    return data
+
+
+def template_data(record: Record, redirect_prefix: str = "") -> str:
+    """ReplacementTemplateData: `message_data` of the record (the code for recovery only), as JSON."""
+    code = record.code if record.action is Action.PASSWORD_RECOVERY else None
+    return _JSON.encode(message_data(record.login, record.secret, code, redirect_prefix))
 
 
 def default_template_data(app_url: str) -> str:

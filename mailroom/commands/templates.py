@@ -5,7 +5,8 @@ sender fills from MAILROOM_APP_URL in each call's DefaultTemplateData. Changing 
 therefore needs no push; changing the wording does.
 
 All read the templates from MAILROOM_TEMPLATES_DIR when it is set (the shipped ones
-otherwise). `push` runs every check of `check` first (mailroom.template_checks): a problem is
+otherwise), every action folder in every locale it has. `push` creates one SES template per
+action and locale (`mailroom.templates.ses_template_name`). `push` runs every check of `check` first (mailroom.template_checks): a problem is
 one line naming the file, exit status 2, and nothing is pushed. `preview` serves the rendered
 emails on a local web page (mailroom.preview) until Ctrl-C.
 """
@@ -18,9 +19,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from mailroom import settings, template_checks, templates
-from mailroom.signing import Action
 from mailroom.template_fixtures import Sample
-from mailroom.templates import EmailTemplate
 
 PUSH_VARIABLES = (
     "MAILROOM_SES_TEMPLATE_ACTIVATION",
@@ -33,13 +32,8 @@ PUSH_VARIABLES = (
 RENDER_VARIABLES = ("MAILROOM_APP_URL", "MAILROOM_TEMPLATES_DIR", "MAILROOM_LOG_LEVEL")
 CHECK_EXIT_STATUS = 2  # an operator's configuration to correct, as for invalid settings
 PREVIEW_PORT = 8025
-ACTION_NAMES = {
-    "activation": Action.ACTIVATION,
-    "1": Action.ACTIVATION,
-    "password_recovery": Action.PASSWORD_RECOVERY,
-    "recovery": Action.PASSWORD_RECOVERY,
-    "2": Action.PASSWORD_RECOVERY,
-}
+# Other names `render` takes for the two original actions (an action is otherwise its folder's name).
+ACTION_ALIASES = {"1": "activation", "recovery": "password_recovery", "2": "password_recovery"}
 SAMPLE_LOGIN = 'Ada <b>"Lovelace"</b>'
 
 
@@ -47,10 +41,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="templates_command", required=True, metavar="SUBCOMMAND")
     sub.add_parser(
         "push",
-        help="create or update both SES templates from the templates folder (idempotent)",
-        description="Create or update both SES templates from the templates folder "
+        help="create or update one SES template per action and locale from the templates folder (idempotent)",
+        description="Create or update one SES template per action and locale from the templates folder "
         "(MAILROOM_TEMPLATES_DIR, or the shipped templates when it is empty), CSS inlined, after every check "
-        "of `mailroom templates check` passed (else nothing is pushed, exit 2; idempotent). "
+        "of `mailroom templates check` passed (else nothing is pushed, exit 2; idempotent). Names: "
+        "MAILROOM_SES_TEMPLATE_ACTIVATION and MAILROOM_SES_TEMPLATE_RECOVERY for the two original actions, "
+        "<action>v1 for the others, with -<locale> appended for a locale other than the default "
+        f"({templates.DEFAULT_LOCALE}): activationv1-pt, magic_linkv1-pt. "
         "With MAILROOM_REDIRECT_TO set (staging), every subject is pushed starting with "
         "{{{redirect_prefix}}}, which the redirecting sender fills with `[to: original@address] `. "
         "AWS is configured by boto3's standard chain (AWS_REGION, credentials, "
@@ -60,21 +57,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "render",
         help="print a message rendered locally with sample data",
         description="Render ACTION's subject, text and HTML bodies locally with sample "
-        "data, with SES's Handlebars semantics ({{x}} escaped, {{{x}}} raw).",
+        "data, with SES's Handlebars semantics ({{x}} escaped, {{{x}}} raw), in the locale --locale "
+        "resolves to as for a recipient (pt-BR, else pt, else the default).",
     )
     render.add_argument(
         "action",
         metavar="ACTION",
-        choices=sorted(ACTION_NAMES),
-        help="activation or password_recovery (also: recovery, 1, 2)",
+        help="an action folder of the templates folder: activation, password_recovery (also: recovery, 1, 2), "
+        "email_change, magic_link, invitation, welcome, or one of your own",
     )
     render.add_argument("--login", default=SAMPLE_LOGIN, help="sample login (default shows the escaping)")
+    render.add_argument(
+        "--locale",
+        default=None,
+        help="the recipient's locale, e.g. pt-BR (default: the default locale, "
+        f"{templates.DEFAULT_LOCALE}); the note on stderr says when it falls back",
+    )
     sub.add_parser(
         "check",
-        help="check every template (variables, https links, subject, HTML size, parts per locale); exit 2 on a problem",
-        description="Check every action's template in every locale before anything is pushed or sent: each "
-        "part exists and stays in the supported Handlebars subset; every variable is in the template data; "
-        "every link is https:// or starts with {{app_url}}; rendered with the fixtures (fixtures.json next to "
+        help="check every template (variables, links, subject, HTML size, parts per locale); exit 2 on a problem",
+        description="Check every action folder's template in every locale it has before anything is pushed or "
+        "sent: each part exists (in the default locale and in each locale folder) and stays in the supported "
+        "Handlebars subset; every variable is in the template data; the text and HTML parts carry the signed "
+        'link ({{secret}}) unless the action has none (welcome, or "link": false in an action\'s own '
+        "fixtures.json), which then uses it nowhere; every link is https:// or starts with {{app_url}}; rendered with the fixtures (fixtures.json next to "
         f"the templates) the subject is one line of at most {template_checks.SUBJECT_MAX_CHARS} characters and "
         f"the HTML part, CSS inlined, is under {template_checks.HTML_MAX_BYTES} bytes. Prints one line per "
         "action and locale and exits 0, or one line per problem on stderr and exits 2.",
@@ -107,7 +113,7 @@ def handle(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
             return check(environ)
         if args.templates_command == "preview":
             return preview(args.host, args.port, environ)
-        return render(ACTION_NAMES[args.action], args.login, environ)
+        return render(args.action, args.login, args.locale, environ)
     except templates.TemplateError as exc:
         templates.exit_on_error(f"mailroom templates {args.templates_command}", exc)
 
@@ -122,9 +128,9 @@ def _app_url(environ: Mapping[str, str]) -> str:
     return app_url
 
 
-def _load_all(environ: Mapping[str, str]) -> dict[Action, EmailTemplate]:
+def _load_every(environ: Mapping[str, str]) -> dict[tuple[str, str], templates.EmailTemplate]:
     """Every template from MAILROOM_TEMPLATES_DIR (or the shipped ones), all checked."""
-    return templates.load_all(_directory(environ))
+    return templates.load_every(_directory(environ))
 
 
 def _problems(program: str, environ: Mapping[str, str]) -> bool:
@@ -138,15 +144,12 @@ def _problems(program: str, environ: Mapping[str, str]) -> bool:
 def check(environ: Mapping[str, str]) -> int:
     if _problems("mailroom templates check", environ):
         return CHECK_EXIT_STATUS
-    directory = _directory(environ)
-    for action in Action:
-        for locale in templates.locales(action, directory):
-            t = templates.load(action, directory, locale)
-            links = len(template_checks.html_links(t.html))
-            print(
-                f"ok {action.db_name} ({locale}): subject, text and HTML ({len(t.html.encode())} bytes inlined, "
-                f"{links} link{'s' if links != 1 else ''}) pass every check"
-            )
+    for (action, locale), t in _load_every(environ).items():
+        links = len(template_checks.html_links(t.html))
+        print(
+            f"ok {action} ({locale}): subject, text and HTML ({len(t.html.encode())} bytes inlined, "
+            f"{links} link{'s' if links != 1 else ''}) pass every check"
+        )
     return 0
 
 
@@ -162,13 +165,29 @@ def push(environ: Mapping[str, str]) -> int:
     names = settings.read(
         environ, "MAILROOM_SES_TEMPLATE_ACTIVATION", "MAILROOM_SES_TEMPLATE_RECOVERY", "MAILROOM_REDIRECT_TO"
     )
-    by_action = {
-        Action.ACTIVATION: names["MAILROOM_SES_TEMPLATE_ACTIVATION"],
-        Action.PASSWORD_RECOVERY: names["MAILROOM_SES_TEMPLATE_RECOVERY"],
+    configured = {
+        "activation": names["MAILROOM_SES_TEMPLATE_ACTIVATION"],
+        "password_recovery": names["MAILROOM_SES_TEMPLATE_RECOVERY"],
     }
     if _problems("mailroom templates push", environ):  # before any call: a bad template pushes nothing
         return CHECK_EXIT_STATUS
-    loaded = _load_all(environ)
+    loaded = _load_every(environ)
+    by_name: dict[str, tuple[str, str]] = {}
+    faults = []
+    for action, locale in loaded:
+        name = templates.ses_template_name(action, locale, configured)
+        if len(name) > templates.SES_NAME_MAX:
+            faults.append(
+                f"the SES template name {name!r} ({action}, {locale}) is longer than SES's {templates.SES_NAME_MAX} "
+                "characters; shorten the action's or the locale's folder name"
+            )
+        elif name in by_name:
+            faults.append(f"{by_name[name]} and {(action, locale)} would both be the SES template {name!r}")
+        by_name[name] = (action, locale)
+    for fault in faults:
+        print(f"mailroom templates push: {fault}", file=sys.stderr)
+    if faults:
+        return CHECK_EXIT_STATUS
     redirect_note = ""
     if names["MAILROOM_REDIRECT_TO"]:
         # only then: a sender older than the variable would fail to render such a template
@@ -177,20 +196,35 @@ def push(environ: Mapping[str, str]) -> int:
         loaded = with_subject_tags(loaded)
         redirect_note = f", subject starting with {SUBJECT_TAG} for MAILROOM_REDIRECT_TO"
     client = make_client()
-    for action, name in by_action.items():
-        t = loaded[action]
+    for name, (action, locale) in by_name.items():
+        t = loaded[action, locale]
         body = {"TemplateName": name, "SubjectPart": t.subject, "TextPart": t.text, "HtmlPart": t.html}
         try:
             client.update_template(Template=body)
-            print(f"updated SES template {name} ({action.db_name}{redirect_note})")
+            print(f"updated SES template {name} ({action}, {locale}{redirect_note})")
         except client.exceptions.TemplateDoesNotExistException:
             client.create_template(Template=body)
-            print(f"created SES template {name} ({action.db_name}{redirect_note})")
+            print(f"created SES template {name} ({action}, {locale}{redirect_note})")
     return 0
 
 
-def render(action: Action, login: str, environ: Mapping[str, str]) -> int:
-    message = _load_all(environ)[action].render(Sample("--login", login).data(action, _app_url(environ)))
+def render(action: str, login: str, locale: str | None, environ: Mapping[str, str]) -> int:
+    name = ACTION_ALIASES.get(action, action)
+    loaded = _load_every(environ)
+    template = templates.pick(loaded, name, locale)
+    if template is None:
+        found = sorted({a for a, _ in loaded})
+        print(
+            f"mailroom templates render: no action {action!r} in the templates folder (it has {', '.join(found)})",
+            file=sys.stderr,
+        )
+        return CHECK_EXIT_STATUS
+    if locale and template.locale.lower() != locale.strip().replace("_", "-").lower():
+        print(
+            f"mailroom templates render: {name} has no {locale} templates; rendering {template.locale}", file=sys.stderr
+        )
+    data = Sample("--login", login).data(_app_url(environ), template_checks.spec_of(name, _directory(environ)))
+    message = template.render(data)
     print(
         f"Subject: {message['subject']}\n\n--- text/plain ---\n{message['text'].rstrip()}\n\n"
         f"--- text/html ---\n{message['html'].rstrip()}"

@@ -306,7 +306,8 @@ def test_ses_pipeline_against_moto_server_delivers_each_email_once_and_stops_on_
         "AWS_ENDPOINT_URL_SES": moto_server,
     }
     ses = prepare_moto_ses(env, moto_server, tmp_path, SOURCE)
-    assert {t["Name"] for t in ses.list_templates()["TemplatesMetadata"]} == {"activationv1", "passwordrecoveryv1"}
+    # every action and locale is pushed (tests/process/test_templates_push.py pins the names); these two are sent
+    assert {"activationv1", "passwordrecoveryv1"} <= {t["Name"] for t in ses.list_templates()["TemplatesMetadata"]}
 
     deliveries = tmp_path / "output" / "deliveries.jsonl"
     pipeline = RunningPipeline(env, tmp_path)

@@ -1,7 +1,7 @@
 """`mailroom templates preview` in a real browser: Playwright driving Debian's Chromium.
 
-The real console script serves a copy of the shipped templates (MAILROOM_TEMPLATES_DIR) with a
-second locale added, so the index has more than one locale to click through. A screenshot of each
+The real console script serves a copy of the shipped templates (MAILROOM_TEMPLATES_DIR): six actions,
+each in English and Portuguese, so the index has every action and locale to click through. A screenshot of each
 email goes to test-artifacts/preview/ (git-ignored, kept by CI as an artifact; never compared
 pixel by pixel: a person looks at them).
 
@@ -48,16 +48,15 @@ def sync_playwright():  # -> playwright's context manager
     return start()
 
 
+GREETING = {"en": "Hello {login},", "pt": "Olá, {login},"}
+PATHS = "activate|recover|email-change|magic-link|invitation"
+
+
 @pytest.fixture
 def folder(tmp_path: Path) -> Path:
-    """The shipped templates, plus a French locale (a copy) for both actions."""
+    """A copy of the shipped templates (the test edits one)."""
     mine = tmp_path / "templates"
     shutil.copytree(templates.template_dir(), mine)
-    for action in ("activation", "password_recovery"):
-        french = mine / action / "fr"
-        french.mkdir()
-        for name in ("subject.txt", "body.txt", "body.html"):
-            shutil.copy(mine / action / name, french / name)
     return mine
 
 
@@ -94,10 +93,6 @@ def preview_url(folder: Path, base_env: dict[str, str], tmp_path: Path) -> Itera
         reader.join(5)
 
 
-def fixture_logins(folder: Path, action: str) -> list[str]:
-    return [s["login"] for s in json.loads((folder / action / "fixtures.json").read_text())["samples"]]
-
-
 def test_the_preview_shows_every_email_escaped_at_both_widths_and_in_dark_mode_and_reloads_on_an_edit(
     preview_url, folder
 ):
@@ -113,48 +108,56 @@ def test_the_preview_shows_every_email_escaped_at_both_widths_and_in_dark_mode_a
         expect(page.locator("#checks")).to_have_text(re.compile("every template passes"))
         emails = page.locator("a.email").all_inner_texts()
         assert emails == [
-            "activation (en)",
-            "activation (fr)",
-            "password_recovery (en)",
-            "password_recovery (fr)",
+            f"{action} ({locale})"
+            for action in ("activation", "email_change", "invitation", "magic_link", "password_recovery", "welcome")
+            for locale in ("en", "pt")
         ]
         for name in emails:
             action, locale = re.fullmatch(r"(\w+) \((\w+)\)", name).groups()
             page.goto(preview_url)
             page.get_by_role("link", name=name, exact=True).click()
             expect(page.locator("h1")).to_have_text(name)
-            login = fixture_logins(folder, action)[0]
-            assert "<script>" in login
+            samples = json.loads((folder / action / "fixtures.json").read_text())["samples"]
+            hostile = next(i for i, s in enumerate(samples) if "<script>" in s["login"])
+            if hostile:
+                page.get_by_role("link", name=samples[hostile]["name"]).click()
+            login = samples[hostile]["login"]
             frame = page.frame_locator("#html-part")
-            # The hostile login is shown as the text it is, in the HTML part and in the text part.
-            expect(frame.locator("body")).to_contain_text(f"Hello {login},")
-            expect(page.locator("#text-part")).to_contain_text(f"Hello {login},")
+            if action == "invitation":  # to an address with no account: no login to greet by
+                expect(frame.locator("body")).not_to_contain_text("pwned")
+                expect(page.locator("#text-part")).not_to_contain_text("pwned")
+            else:  # the hostile login is shown as the text it is, in the HTML part and in the text part
+                greeting = GREETING[locale].format(login=login)
+                expect(frame.locator("body")).to_contain_text(greeting)
+                expect(page.locator("#text-part")).to_contain_text(greeting)
             assert frame.locator("script").count() == 0
-            expect(page.locator("#links a.link")).to_have_attribute(
-                "href", re.compile(r"^https://app\.example\.com/(activate|recover)\?token=[\w-]{86}$")
-            )
+            if action == "welcome":  # no link at all
+                expect(page.locator("#links a.link")).to_have_count(0)
+            else:
+                expect(page.locator("#links a.link")).to_have_attribute(
+                    "href", re.compile(rf"^https://app\.example\.com/({PATHS})\?token=[\w-]{{86}}$")
+                )
+                expect(frame.locator("a.button")).to_have_css("display", "inline-block")
             if action == "password_recovery":
                 expect(page.locator("#code")).to_have_text(re.compile(r"^\d{5}$"))
                 expect(frame.locator("p.code")).to_have_text(page.locator("#code").inner_text())
-            button = frame.locator("a.button")
-            expect(button).to_have_css("display", "inline-block")
             page.locator("#html-part").screenshot(path=str(ARTIFACTS / f"{action}-{locale}-desktop.png"))
 
             page.locator("#mobile").click()
             expect(page.locator("#mobile")).to_have_attribute("aria-pressed", "true")
             assert page.locator("#html-part").evaluate("e => e.clientWidth") == 375
-            expect(frame.locator("a.button")).to_have_css("display", "block")  # the mobile media query
+            if action != "welcome":
+                expect(frame.locator("a.button")).to_have_css("display", "block")  # the mobile media query
             page.locator("#html-part").screenshot(path=str(ARTIFACTS / f"{action}-{locale}-mobile.png"))
 
             page.locator("#dark").click()
             expect(frame.locator("body")).to_have_css("background-color", "rgb(13, 17, 23)")
             page.locator("#html-part").screenshot(path=str(ARTIFACTS / f"{action}-{locale}-mobile-dark.png"))
 
-            for i, other in enumerate(fixture_logins(folder, action)[1:], 1):
-                page.get_by_role(
-                    "link", name=json.loads((folder / action / "fixtures.json").read_text())["samples"][i]["name"]
-                ).click()
-                expect(frame.locator("body")).to_contain_text(f"Hello {other},")
+            if action != "invitation":
+                for other in (s for i, s in enumerate(samples) if i != hostile):
+                    page.get_by_role("link", name=other["name"]).click()
+                    expect(frame.locator("body")).to_contain_text(GREETING[locale].format(login=other["login"]))
         assert dialogs == []  # no fixture's script ever ran
 
         # An edit of a template file shows without touching the browser.
@@ -168,7 +171,7 @@ def test_the_preview_shows_every_email_escaped_at_both_widths_and_in_dark_mode_a
         subject.write_text("Your new account\n")
         expect(page.locator("#subject")).to_have_text("Your new account", timeout=WAIT_MS)
         browser.close()
-    for name in ("activation-en-desktop.png", "password_recovery-fr-mobile-dark.png"):
+    for name in ("activation-en-desktop.png", "password_recovery-pt-mobile-dark.png", "welcome-pt-mobile.png"):
         assert (ARTIFACTS / name).stat().st_size > 1000
 
 

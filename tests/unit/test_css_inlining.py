@@ -113,4 +113,4 @@ def test_a_placeholder_the_html_parser_would_move_is_refused_at_load(folder):
     with pytest.raises(
         templates.TemplateError, match=r"inlining the CSS moved or changed the placeholder \{\{code\}\}"
     ):
-        templates.load(Action.PASSWORD_RECOVERY, folder)
+        templates.load("password_recovery", folder)

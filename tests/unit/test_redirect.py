@@ -117,7 +117,7 @@ def test_with_no_allow_list_nothing_is_let_through():
 
 
 def test_the_subject_tag_is_added_once_and_renders_the_original_address_raw():
-    t = with_subject_tag(with_subject_tag(templates.load(Action.ACTIVATION)))
+    t = with_subject_tag(with_subject_tag(templates.load("activation")))
     assert t.subject.startswith(SUBJECT_TAG) and t.subject.count(SUBJECT_TAG) == 1
     r = Record(Action.ACTIVATION, "o'brien+x=y@example.com", "ob", record(1).secret, "00000")
     data = {

@@ -148,10 +148,10 @@ def test_a_login_holding_markup_is_escaped_in_the_html_part_as_in_the_ses_templa
 
 def test_a_utf8_subject_is_encoded_per_rfc_2047_and_reads_back_the_same(smtp_server, tmp_path):
     server = smtp_server()
-    base = templates.load(Action.ACTIVATION)
+    base = templates.load("activation")
     custom = {
         Action.ACTIVATION: EmailTemplate(Action.ACTIVATION, "Activez votre compte, {{login}} ✓", base.text, base.html),
-        Action.PASSWORD_RECOVERY: templates.load(Action.PASSWORD_RECOVERY),
+        Action.PASSWORD_RECOVERY: templates.load("password_recovery"),
     }
     run(tmp_path, provider(server, templates=custom), encode_line([record(1, login="Zoë 山田")]))
     raw = server.messages[0].raw
@@ -164,7 +164,7 @@ def test_a_message_is_the_same_text_as_debug_mode_renders_from_the_same_data(tmp
     smtp = SmtpProvider(SmtpSettings(host="127.0.0.1", tls="none"), SOURCE, templates.load_all())
     r = record(7, Action.PASSWORD_RECOVERY, 'say "hi"')
     data = {**json.loads(default_template_data(APP_URL)), **json.loads(template_data(r))}
-    template = templates.load(Action.PASSWORD_RECOVERY)
+    template = templates.load("password_recovery")
     message = smtp.message(Action.PASSWORD_RECOVERY, template, r.email, data)
     rendered = template.render(data)
     assert text_part(message) == rendered["text"] and html_part(message) == rendered["html"]

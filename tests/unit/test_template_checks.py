@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 from mailroom import cli, template_checks, templates
-from mailroom.signing import Action
 from mailroom.template_fixtures import samples
 
 APP_URL = "http://localhost:8000"
@@ -40,7 +39,9 @@ def test_the_check_command_passes_on_the_shipped_templates_with_one_line_per_act
     assert cli.main(["templates", "check"]) == 0
     out, err = capsys.readouterr()
     assert err == ""
-    assert [line.split(" (")[0] for line in out.splitlines()] == ["ok activation", "ok password_recovery"]
+    assert [line.split(":")[0] for line in out.splitlines()] == [
+        f"ok {action} ({locale})" for action in sorted(template_checks.STANDARD) for locale in ("en", "pt")
+    ]
 
 
 def test_a_variable_missing_from_the_template_data_fails(tmp_path):
@@ -120,8 +121,7 @@ def test_an_html_part_of_100_kb_or_more_once_rendered_fails(tmp_path):
     filler = "<div>" + "x" * 1000 + "</div>\n"  # no rule matches a div: 1012 bytes once inlined and rendered
     end = "</td></tr>\n</table>\n</td></tr>"
     biggest = max(
-        len(templates.load(Action.ACTIVATION).render(s.data(Action.ACTIVATION, APP_URL))["html"].encode())
-        for s in samples(Action.ACTIVATION)
+        len(templates.load("activation").render(s.data(APP_URL))["html"].encode()) for s in samples("activation")
     )
     under = (template_checks.HTML_MAX_BYTES - 1 - biggest) // len(filler)
     replace(html, end, filler * under + end)
@@ -132,20 +132,120 @@ def test_an_html_part_of_100_kb_or_more_once_rendered_fails(tmp_path):
     assert problem.endswith("bytes; keep it under 102400 (Gmail clips a message's HTML at 102 KB)")
 
 
-def test_every_action_needs_its_three_parts_in_every_locale(tmp_path):
+def test_a_locale_folder_needs_its_three_parts_but_an_action_need_not_have_every_locale(tmp_path):
     folder = mine(tmp_path)
     french = folder / "activation" / "fr"
     french.mkdir()
     for name in ("subject.txt", "body.txt", "body.html"):
         shutil.copy(folder / "activation" / name, french / name)
-    assert templates.locales(Action.ACTIVATION, folder) == ["en", "fr"]
+    assert templates.locales("activation", folder) == ["en", "fr", "pt"]
+    assert lines(folder) == []  # password_recovery has no fr: its French readers fall back to English
     (french / "body.txt").unlink()
-    recovery_fr = folder / "password_recovery" / "fr"
+    (folder / "welcome" / "subject.txt").unlink()  # the default locale is every action's fallback
     assert lines(folder) == [
-        f"{french / 'body.txt'}: missing: every action needs subject.txt, body.txt and body.html in locale fr",
-        *(
-            f"{recovery_fr / name}: missing: every action needs subject.txt, body.txt and body.html in locale fr"
-            for name in ("subject.txt", "body.txt", "body.html")
+        (
+            f"{french / 'body.txt'}: missing: every action needs subject.txt, body.txt and body.html in the default "
+            "locale and in each locale folder it has (locale fr)"
+        ),
+        (
+            f"{folder / 'welcome' / 'subject.txt'}: missing: every action needs subject.txt, body.txt and body.html "
+            "in the default locale and in each locale folder it has (locale en)"
+        ),
+    ]
+
+
+def test_an_action_with_a_link_carries_the_signed_token_in_its_text_and_html_parts(tmp_path):
+    folder = mine(tmp_path)
+    text = folder / "magic_link" / "pt" / "body.txt"
+    replace(text, "{{{app_url}}}/magic-link?token={{{secret}}}", "{{{app_url}}}/magic-link")
+    html = folder / "email_change" / "body.html"
+    html.write_text(html.read_text().replace("?token={{secret}}", ""))
+    assert lines(folder) == [  # in the order of the actions' names
+        (
+            f"{html}: has no link with the signed token: email_change carries a link (link = true in the registry); "
+            "add {{app_url}}/...?token={{secret}}"
+        ),
+        (
+            f"{text}: has no link with the signed token: magic_link carries a link (link = true in the registry); "
+            "add {{app_url}}/...?token={{secret}}"
+        ),
+    ]
+
+
+def test_an_email_without_a_link_and_every_subject_never_use_the_signed_token(tmp_path):
+    folder = mine(tmp_path)
+    welcome = folder / "welcome" / "pt" / "body.html"
+    replace(welcome, "<p>Você entra", '<p><a href="{{app_url}}/welcome?token={{secret}}">Entrar</a></p><p>Você entra')
+    subject = folder / "activation" / "subject.txt"
+    subject.write_text("Go {{secret}}\n")
+    assert lines(folder) == [
+        f"{subject}: uses {{{{secret}}}}, the signed token, in a subject: remove it",
+        (  # 86 characters of token: no subject holds one anyway
+            f"{subject}: rendered with the fixture 'script and quotes' the subject is 89 characters; "
+            "it must be one line of at most 78 characters"
+        ),
+        (
+            f"{welcome}: uses {{{{secret}}}}, the signed token, in an email without a link (link = false in the "
+            "registry): remove it"
+        ),
+    ]
+
+
+def test_an_action_of_your_own_has_a_link_unless_its_fixtures_say_link_false(tmp_path):
+    folder = mine(tmp_path)
+    shutil.copytree(folder / "welcome", folder / "order_shipped")  # a copy of welcome: no link
+    (folder / "order_shipped" / "fixtures.json").unlink()
+    assert lines(folder) == [
+        (
+            f"{folder / 'order_shipped' / part}: has no link with the signed token: order_shipped carries a link "
+            "(link = true in the registry); add {{app_url}}/...?token={{secret}}"
+        )
+        for part in ("body.txt", "body.html", "pt/body.txt", "pt/body.html")
+    ]
+    (folder / "order_shipped" / "fixtures.json").write_text('{"link": false, "samples": [{"name": "a", "login": "a"}]}')
+    assert lines(folder) == []
+    assert template_checks.spec_of("order_shipped", folder) == templates.TemplateSpec(link=False, code=False)
+
+
+def test_an_action_of_your_own_with_a_code_says_so_in_its_fixtures(tmp_path):
+    folder = mine(tmp_path)
+    shutil.copytree(folder / "password_recovery", folder / "delete_account")
+    fixtures = folder / "delete_account" / "fixtures.json"
+    problem = "{{code}} is not in the template data of delete_account"
+    assert sum(problem in line for line in lines(folder)) == 4  # text and HTML, en and pt
+    fixtures.write_text(fixtures.read_text().replace('"samples"', '"code": true, "samples"', 1))
+    assert lines(folder) == []
+
+
+def test_a_standard_actions_fixtures_cannot_contradict_the_registry_and_other_options_are_refused(tmp_path):
+    folder = mine(tmp_path)
+    fixtures = folder / "welcome" / "fixtures.json"
+    fixtures.write_text(fixtures.read_text().replace('"samples"', '"link": true, "samples"', 1))
+    assert lines(folder) == [
+        f'{fixtures}: "link": true contradicts the registry, where welcome has link = false; remove it'
+    ]
+    fixtures.write_text(fixtures.read_text().replace('"link": true', '"lifetime": "1 day"', 1))
+    assert lines(folder) == [
+        (
+            f"{folder / 'welcome'}: {fixtures}: 'lifetime': besides samples, a fixtures file may hold only "
+            '"link": true|false and "code": true|false (what the action\'s registry row says)'
+        )
+    ]
+
+
+def test_a_folder_not_named_as_an_action_and_a_folder_for_the_default_locale_are_named(tmp_path):
+    folder = mine(tmp_path)
+    (folder / "Order-Shipped").mkdir()
+    (folder / ".git").mkdir()  # hidden: not the templates' business
+    shutil.copytree(folder / "welcome" / "pt", folder / "welcome" / "en")
+    assert lines(folder) == [
+        (
+            f"{folder / 'Order-Shipped'}: not an action: a folder of the templates folder is named as its action "
+            "(a lower-case letter, then lower-case letters, digits and _)"
+        ),
+        (
+            f"{folder / 'welcome' / 'en'}: en is the default locale: its files go straight in welcome/, "
+            "not in a folder of their own (which would never be used)"
         ),
     ]
 

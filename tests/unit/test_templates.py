@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from mailroom import templates
+from mailroom import template_checks, templates
 from mailroom.signing import Action
 from mailroom.template_fixtures import Sample
 from mailroom.templates import default_template_data, template_data
@@ -33,30 +33,62 @@ def test_a_missing_variable_renders_empty_and_other_handlebars_constructs_are_re
 def test_a_login_that_is_html_never_becomes_markup_in_the_html_body(action):
     record = Record(action, "mallory@example.com", EVIL, SECRET, "12345")
     data = {**json.loads(default_template_data("https://app.example.com")), **json.loads(template_data(record))}
-    message = templates.load(action).render(data)
+    message = templates.load(action.db_name).render(data)
     assert 'evil.example">' not in message["html"] and '<a href="https://evil' not in message["html"]
     assert "&lt;a href=&quot;https://evil.example&quot;&gt;verify here&lt;/a&gt;" in message["html"]
     assert EVIL in message["text"]  # plain text shows the login as typed
     assert "evil" not in message["subject"]
 
 
-@pytest.mark.parametrize("action,path", [(Action.ACTIVATION, "/activate"), (Action.PASSWORD_RECOVERY, "/recover")])
-def test_shipped_templates_link_to_the_app_url_and_say_when_the_link_expires(action, path):
-    message = templates.load(action).render(Sample("t", "ada").data(action, "https://app.example.com"))
-    link = f"https://app.example.com{path}?token="
-    assert link in message["text"] and link in message["html"]
-    assert "expire" in message["text"] and "15 minutes" in message["html"]
+# Each standard action's link path (the registry's `path`, COMMON to the app's routes).
+PATHS = {
+    "activation": "/activate",
+    "password_recovery": "/recover",
+    "email_change": "/email-change",
+    "magic_link": "/magic-link",
+    "invitation": "/invitation",
+}
+EXPIRES = {"en": "expire", "pt": "expira"}
+
+
+@pytest.mark.parametrize("locale", ["en", "pt"])
+@pytest.mark.parametrize("action", sorted(template_checks.STANDARD))
+def test_shipped_templates_link_to_the_app_url_and_say_when_the_link_expires(action, locale):
+    spec = template_checks.STANDARD[action]
+    message = templates.load(action, None, locale).render(Sample("t", "ada").data("https://app.example.com", spec))
     assert message["subject"]
-    if action is Action.PASSWORD_RECOVERY:
-        assert "12345" in message["text"] and "12345" in message["html"]
+    if action == "welcome":  # no link, so nothing to expire: the token it carries is never shown
+        assert not spec.link
+        assert "https://app.example.com" not in message["text"] + message["html"]
+        assert Sample("t", "ada").secret not in message["text"] + message["html"] + message["subject"]
+        return
+    link = f"https://app.example.com{PATHS[action]}?token={Sample('t', 'ada').secret}"
+    assert link in message["text"] and link in message["html"]
+    assert EXPIRES[locale] in message["text"] and EXPIRES[locale] in message["html"]
+    assert ("12345" in message["text"] and "12345" in message["html"]) is (action == "password_recovery")
+
+
+def test_the_invitation_greets_without_a_login_which_it_may_not_have():
+    message = templates.load("invitation").render(Sample("no account yet", "").data("https://app.example.com"))
+    assert message["text"].startswith("Hello,\n") and ">Hello,</p>" in message["html"]
+    for locale in templates.locales("invitation"):
+        for part in ("subject.txt", "body.txt", "body.html"):
+            assert "login" not in (templates.locale_dir("invitation", locale) / part).read_text()
+
+
+def test_the_six_standard_actions_are_shipped_in_english_and_portuguese():
+    assert templates.actions() == sorted(template_checks.STANDARD)
+    assert {name: templates.locales(name) for name in templates.actions()} == {
+        key: ["en", "pt"] for key in template_checks.STANDARD
+    }
+    assert set(templates.load_every()) == {(name, loc) for name in template_checks.STANDARD for loc in ("en", "pt")}
 
 
 def test_templates_use_only_variables_the_sender_provides():
     provided = set(json.loads(default_template_data("https://x.example")))
-    for action in Action:
-        t = templates.load(action)
+    for (action, locale), t in templates.load_every().items():
         for part in (t.subject, t.text, t.html):
-            assert templates.variables(part) <= provided
+            assert templates.variables(part) <= provided, (action, locale)
         assert "{{login}}" not in t.html and "{{{login}}}" not in t.html  # HTML uses login_html only
 
 
@@ -79,7 +111,8 @@ def copy_shipped(to: Path) -> Path:
 
 
 def test_every_shipped_template_passes_the_check():
-    assert set(templates.load_all()) == set(Action)
+    assert set(templates.load_all()) == set(Action)  # what the sender loads until it picks by locale
+    assert template_checks.run(None, "https://app.example.com") == []
 
 
 @pytest.mark.parametrize(
@@ -103,7 +136,7 @@ def test_a_template_outside_the_subset_is_named_with_its_file_line_and_what_is_s
 def test_a_folder_of_your_own_is_used_and_its_bad_template_is_named(tmp_path):
     mine = copy_shipped(tmp_path / "mine")
     (mine / "activation" / "subject.txt").write_text("Welcome aboard, {{login}}\n")
-    data = Sample("t", "ada").data(Action.ACTIVATION, "https://app.example.com")
+    data = Sample("t", "ada").data("https://app.example.com")
     assert templates.load_all(mine)[Action.ACTIVATION].render(data)["subject"] == "Welcome aboard, ada"
     body = mine / "password_recovery" / "body.html"
     body.write_text(body.read_text() + "\n<p>{{#each links}}</p>\n")
@@ -117,8 +150,9 @@ def test_a_folder_of_your_own_that_lacks_a_part_names_the_missing_file(tmp_path)
     with pytest.raises(templates.TemplateError) as caught:
         templates.load_all(mine)
     assert str(caught.value) == (
-        f"{mine / 'password_recovery' / 'body.txt'} is missing (a templates folder holds activation/ and "
-        "password_recovery/, each with subject.txt, body.txt and body.html)"
+        f"{mine / 'password_recovery' / 'body.txt'} is missing (a templates folder holds a folder per action "
+        "(activation/, password_recovery/, ...), each with subject.txt, body.txt and body.html, and a folder "
+        "per other locale (pt/, ...) with the same three)"
     )
 
 
@@ -164,5 +198,5 @@ def test_push_checks_every_template_before_it_calls_aws(capsys, monkeypatch, tmp
     assert cli.main(["templates", "push"]) == 2
     assert capsys.readouterr().err == (
         f"mailroom templates push: {mine / 'password_recovery' / 'body.html'}: missing: every action needs "
-        "subject.txt, body.txt and body.html in locale en\n"
+        "subject.txt, body.txt and body.html in the default locale and in each locale folder it has (locale en)\n"
     )
