@@ -26,7 +26,7 @@ from mailroom import settings
 from mailroom.db import connect, queries
 from mailroom.signing import Action
 
-REQUEUE_VARIABLES = ("MAILROOM_DATABASE_URL", "MAILROOM_QUEUE_NAME", "MAILROOM_LOG_LEVEL")
+REQUEUE_VARIABLES = ("MAILROOM_DATABASE_URL", "MAILROOM_SCHEMA", "MAILROOM_QUEUE_NAME", "MAILROOM_LOG_LEVEL")
 
 _REF = re.compile(r"^[0-9a-f]{16}$")
 
@@ -262,11 +262,13 @@ def selection_from_args(args: argparse.Namespace) -> tuple[Selection, list[str]]
 
 
 def cli_main(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
-    values = settings.read(environ, "MAILROOM_DATABASE_URL", "MAILROOM_QUEUE_NAME")
+    values = settings.read(environ, "MAILROOM_DATABASE_URL", "MAILROOM_SCHEMA", "MAILROOM_QUEUE_NAME")
     queue = values["MAILROOM_QUEUE_NAME"]
     try:
         selection, notes = selection_from_args(args)
-        with connect(values["MAILROOM_DATABASE_URL"], application_name="mailroom requeue") as conn:
+        with connect(
+            values["MAILROOM_DATABASE_URL"], application_name="mailroom requeue", schema=values["MAILROOM_SCHEMA"]
+        ) as conn:
             result = requeue(conn, queue, selection, dry_run=args.dry_run, include_suppressed=args.include_suppressed)
     except RequeueError as exc:
         print(f"mailroom requeue: {exc}", file=sys.stderr)
