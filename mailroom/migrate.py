@@ -33,11 +33,13 @@ ACCOUNT_KEYS = ("bigint", "uuid")
 # yoyo's bookkeeping tables (its backend's names, plus the migration table we name).
 YOYO_TABLES = (MIGRATION_TABLE, "_yoyo_log", "_yoyo_version", "yoyo_lock")
 
-# Functions that reference no mailroom object (only built-ins, or, for mailroom_address_key,
-# schema-qualified names): they are safe whatever the caller's search_path, and pinning one
-# would stop PostgreSQL inlining it into the app's inserts (the column defaults) and the
-# collector's claim query, where they run once per row.
+# Functions that reference no mailroom object (only built-ins, or, for mailroom_address_key
+# and mailroom_prune_all, schema-qualified names): they are safe whatever the caller's
+# search_path, and pinning one would stop PostgreSQL inlining it into the app's inserts (the
+# column defaults) and the collector's claim query, where they run once per row; a procedure
+# with its own search_path may not COMMIT (mailroom_prune_all does, between batches).
 NOT_PINNED = (
+    "mailroom_prune_all",
     "mailroom_epoch",
     "mailroom_random_secret",
     "mailroom_random_code",

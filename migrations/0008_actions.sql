@@ -157,6 +157,27 @@ $f$, current_schema());
 END
 $do$;
 
+-- mailroom_prune_all commits between batches, which a procedure with its own search_path may
+-- not do: it is not pinned either, and names mailroom_prune with its schema.
+DO $do$
+BEGIN
+    EXECUTE format($f$
+CREATE OR REPLACE PROCEDURE mailroom_prune_all(retention interval, batch_size integer DEFAULT 1000)
+LANGUAGE plpgsql AS $$
+DECLARE
+    deleted bigint;
+BEGIN
+    LOOP
+        deleted := %1$I.mailroom_prune(retention, batch_size);
+        COMMIT;
+        EXIT WHEN deleted < batch_size;
+    END LOOP;
+END
+$$
+$f$, current_schema());
+END
+$do$;
+
 -- The account key: bigint (accounts.id as before) or uuid, chosen at the first migrate.
 -- With uuid, accounts.id and tokens.account are uuids (the built-in accounts table still
 -- works, with gen_random_uuid() ids) and mailroom_consume_token, which returns a bigint, is

@@ -21,7 +21,7 @@ from collector_helpers import (
     terminate_collector_backends,
     wait_for_empty_backlog,
 )
-from conftest import script
+from conftest import pg_connect, script
 
 from mailroom import settings
 from mailroom.signing import Action, verify
@@ -73,7 +73,7 @@ def test_a_token_committed_after_a_higher_one_was_emitted_is_emitted_too(
     start_collector: StartCollector, database_url: str, db: psycopg.Connection
 ) -> None:
     collector = _active(start_collector())
-    with psycopg.connect(database_url) as a, psycopg.connect(database_url) as b:
+    with pg_connect(database_url) as a, pg_connect(database_url) as b:
         a.execute("INSERT INTO accounts (email, login) VALUES ('early@example.com', 'early')")  # lower id, open
         b.execute("INSERT INTO accounts (email, login) VALUES ('late@example.com', 'late')")
         b.commit()

@@ -21,7 +21,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from collector_helpers import CollectorProcess, add_accounts, collector_env
-from conftest import FAKE_AWS_ENV, TEST_KEY_HEX, _free_port, prepare_moto_ses, script
+from conftest import FAKE_AWS_ENV, TEST_KEY_HEX, _free_port, pg_connect, prepare_moto_ses, script
 from prometheus_client.parser import text_string_to_metric_families
 from test_pipeline import RunningPipeline, pipeline_env
 from test_sender_process import FakeSes, jsonl, record, sender_env
@@ -95,7 +95,7 @@ def ready(base: str) -> bool:
 
 
 def queued(database_url: str) -> int:
-    with psycopg.connect(database_url) as conn:
+    with pg_connect(database_url) as conn:
         return conn.execute("SELECT count(*) FROM job_tokens").fetchone()[0]
 
 
