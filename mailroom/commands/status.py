@@ -272,7 +272,9 @@ def render(status: Mapping[str, Any]) -> str:
         out.append("  (no queue registered: no collector has run on this database)")
     for q in status["queues"]:
         age = "" if q["oldest_age_s"] is None else f", oldest queued {_duration(q['oldest_age_s'])} ago"
-        out.append(f"  {q['name']} (channel {q['channel']}): {q['backlog']} queued{age}")
+        by_action = q.get("by_action") or {}
+        split = " (" + ", ".join(f"{n} {a}" for a, n in sorted(by_action.items())) + ")" if by_action else ""
+        out.append(f"  {q['name']} (channel {q['channel']}): {q['backlog']} queued{split}{age}")
     out += ["", "Collectors"]
     actives = {c["queue"]: c for c in status["active_collectors"]}
     for q in status["queues"]:
