@@ -134,7 +134,8 @@ def add_action(conn: psycopg.Connection, args: argparse.Namespace, templates_dir
                 },
             )
     except psycopg.errors.UniqueViolation as exc:
-        print(f"mailroom actions add: {first_line(exc)} (mailroom actions list shows the actions)", file=sys.stderr)
+        detail = exc.diag.message_detail or first_line(exc)  # Key (name)=(x) already exists.
+        print(f"mailroom actions add: {detail} (mailroom actions list shows the actions)", file=sys.stderr)
         return 1
     except (psycopg.errors.DataException, psycopg.errors.CheckViolation) as exc:
         return _usage(first_line(exc))
