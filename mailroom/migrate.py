@@ -145,7 +145,7 @@ def _regclass(conn: psycopg.Connection, schema: str, name: str) -> bool:
     return bool(row and row[0])
 
 
-def _public_installation(conn: psycopg.Connection) -> bool:
+def public_installation(conn: psycopg.Connection) -> bool:
     """Whether `public` holds an installation of a release before the schema: yoyo's table
     lists mailroom's first migration and mailroom's queue tables are there."""
     if not (_regclass(conn, "public", MIGRATION_TABLE) and _regclass(conn, "public", "job_tokens")):
@@ -161,7 +161,7 @@ def _public_installation(conn: psycopg.Connection) -> bool:
 def account_key(conn: psycopg.Connection, schema: str) -> str | None:
     """The installation's account key type (bigint or uuid), None when nothing is installed."""
     for where in (schema, "public"):
-        if _regclass(conn, where, "tokens") and (where == schema or _public_installation(conn)):
+        if _regclass(conn, where, "tokens") and (where == schema or public_installation(conn)):
             row = conn.execute(
                 "SELECT format_type(atttypid, atttypmod) FROM pg_attribute "
                 "WHERE attrelid = to_regclass(format('%%I.tokens', %s::text)) AND attname = 'account'",
@@ -180,7 +180,7 @@ def move_from_public(conn: psycopg.Connection, schema: str) -> list[str]:
     moved: list[str] = []
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(hashtextextended('mailroom migrate', 0))")
-        if not _public_installation(conn):
+        if not public_installation(conn):
             return moved  # another migrate moved it meanwhile
         conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(target))
         for name in PUBLIC_TABLES + YOYO_TABLES + PUBLIC_VIEWS:
@@ -235,7 +235,7 @@ def apply(conninfo: str, schema: str = DEFAULT_SCHEMA, account_key_type: str | N
                 f"it cannot become {account_key_type}: run `mailroom migrate` without --account-key "
                 f"or with --account-key {chosen}"
             )
-        if schema != "public" and not _regclass(conn, schema, MIGRATION_TABLE) and _public_installation(conn):
+        if schema != "public" and not _regclass(conn, schema, MIGRATION_TABLE) and public_installation(conn):
             try:
                 moved = move_from_public(conn, schema)
             except psycopg.OperationalError:

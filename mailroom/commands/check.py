@@ -188,11 +188,13 @@ def _schema_check(conn: psycopg.Connection) -> Check:
             "run the mailroom version that migrated this database (or a newer one)",
         )
     if missing:
+        in_public = not applied and migrate.public_installation(conn)
         return Check(
             "schema",
             False,
-            f"{len(missing)} of {len(shipped)} migrations not applied: {', '.join(missing)}",
-            "run `mailroom migrate`",
+            f"{len(missing)} of {len(shipped)} migrations not applied: {', '.join(missing)}"
+            + (" (an earlier release's installation is in schema public)" if in_public else ""),
+            "run `mailroom migrate`" + (" (it moves it into MAILROOM_SCHEMA, keeping its data)" if in_public else ""),
         )
     return Check("schema", True, f"all {len(shipped)} migrations applied (latest {shipped[-1]})")
 

@@ -96,6 +96,10 @@ def test_migrate_moves_a_populated_public_installation_into_the_schema_and_the_c
         }
         app_before = without_yoyo(objects(app, "public"))
     env = {**base_env, "MAILROOM_DATABASE_URL": url, "MAILROOM_SECRET_KEY": TEST_KEY_HEX}
+    checked = subprocess.run(
+        [script("mailroom"), "check"], env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path
+    )
+    assert "an earlier release's installation is in schema public" in checked.stdout, checked.stdout
     done = subprocess.run([script("mailroom"), "migrate"], env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "moved from public into schema mailroom: accounts, tokens" in done.stdout
