@@ -145,10 +145,13 @@ def test_requeue_can_be_limited_to_one_action(queue_db: psycopg.Connection) -> N
     account = queue_db.execute("SELECT id FROM accounts WHERE login = 'new'").fetchone()[0]
     recovery = _token(queue_db, account)
     _emitted_everything(queue_db)
-    result = requeue(
-        queue_db, QUEUE, Selection(emails=("new@example.com",), action=Action.PASSWORD_RECOVERY), dry_run=True
-    )
+    result = requeue(queue_db, QUEUE, Selection(emails=("new@example.com",), action="password_recovery"), dry_run=True)
     assert [c.id for c in result.candidates] == [recovery]
+
+
+def test_requeue_names_the_actions_when_asked_for_an_unknown_one(queue_db: psycopg.Connection) -> None:
+    with pytest.raises(RequeueError, match="unknown action 'nope'; the actions are: activation, password_recovery"):
+        requeue(queue_db, QUEUE, Selection(emails=("new@example.com",), action="nope"), dry_run=True)
 
 
 def test_a_dry_run_says_what_it_would_queue_and_changes_nothing(
