@@ -60,6 +60,10 @@ def bench_database(label: str, *, register_queue: bool = True) -> Iterator[str]:
     url = make_conninfo(admin, dbname=name)
     try:
         migrate.apply(url)
+        # The benchmarks' own connections (and pgbench, the app) use unqualified names, as an
+        # app whose role has the schema on its search_path does; the programs set their own.
+        with psycopg.connect(admin, autocommit=True, connect_timeout=5) as conn:
+            conn.execute(f'ALTER DATABASE "{name}" SET search_path = {migrate.DEFAULT_SCHEMA}, public')
         if register_queue:
             with psycopg.connect(url, autocommit=True) as conn:
                 conn.execute("SELECT mailroom_register_queue(%s, %s)", (QUEUE, CHANNEL))

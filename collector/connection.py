@@ -13,7 +13,7 @@ import logging
 import psycopg
 from psycopg import sql
 
-from mailroom.db import queries
+from mailroom.db import queries, set_schema
 from mailroom.settings import CollectorSettings
 
 log = logging.getLogger("collector.connection")
@@ -38,6 +38,11 @@ def open_connection(settings: CollectorSettings, synchronous_commit: bool) -> ps
         keepalives_interval=10,
         keepalives_count=3,
     )
+    try:
+        set_schema(conn, settings.schema)  # the queries of sql/ are unqualified: mailroom's schema alone
+    except BaseException:
+        conn.close()
+        raise
     if not synchronous_commit:
         # Losing the last consumer commits in a database crash only makes the collector
         # emit those chunks again (at-least-once); it never loses a token. See the README.

@@ -27,7 +27,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoM
 from prometheus_client.registry import Collector as PromCollector
 
 from collector.output import LineWriter
-from mailroom.db import queries
+from mailroom.db import connect, queries
 from mailroom.metrics_http import Heartbeat, MetricsServer, Verdict, format_address, new_registry, serve
 from mailroom.settings import CollectorSettings, ConfigError
 
@@ -93,8 +93,11 @@ class CollectorStats:
 class BacklogReader:
     """The queue's backlog and oldest entry's age, from its own lazily (re)opened connection."""
 
-    def __init__(self, database_url: str, queue_name: str, cache_s: float = BACKLOG_CACHE_S) -> None:
+    def __init__(
+        self, database_url: str, queue_name: str, cache_s: float = BACKLOG_CACHE_S, schema: str = "mailroom"
+    ) -> None:
         self.database_url = database_url
+        self.schema = schema
         self.queue_name = queue_name
         self.cache_s = cache_s
         self._conn: psycopg.Connection | None = None
@@ -112,8 +115,8 @@ class BacklogReader:
             self._at = now
             try:
                 if self._conn is None or self._conn.closed:
-                    self._conn = psycopg.connect(
-                        self.database_url, autocommit=True, application_name=APPLICATION_NAME, connect_timeout=3
+                    self._conn = connect(
+                        self.database_url, application_name=APPLICATION_NAME, connect_timeout=3, schema=self.schema
                     )
                 row = self._conn.execute(queries("monitoring.sql")["queue_backlog"], {"queue": self.queue_name})
                 backlog, age = row.fetchone() or (0, None)
@@ -201,7 +204,7 @@ class _Exporter(PromCollector):
 
 # Why a queued token is not sendable (the `skip` column of claim_chunk in sql/collector.sql;
 # `suppressed`: its address is on the suppression list).
-SKIP_REASONS = ("expired", "consumed", "account_status", "token_gone", "suppressed")
+SKIP_REASONS = ("expired", "consumed", "account_status", "no_address", "token_gone", "suppressed")
 
 
 def build_registry(
@@ -229,7 +232,10 @@ def start(settings: CollectorSettings, stats: CollectorStats) -> MetricsServer |
     if settings.metrics_addr is None:
         return None
     registry = build_registry(
-        stats, BacklogReader(settings.database_url, settings.queue_name), settings.queue_name, settings.channel_name
+        stats,
+        BacklogReader(settings.database_url, settings.queue_name, schema=settings.schema),
+        settings.queue_name,
+        settings.channel_name,
     )
     try:
         server = serve(settings.metrics_addr, registry, lambda: live(stats), stats.ready)

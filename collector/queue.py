@@ -45,7 +45,11 @@ CHUNKS_PER_COMMIT = 10
 
 log = logging.getLogger("collector.queue")
 
-_ACTIONS = {1: Action.ACTIVATION, 2: Action.PASSWORD_RECOVERY}
+# claim_chunk's action_name -> the action signed. Until the collector signs every action of
+# the registry (the `action_registry` query), only these two are emitted; a token of
+# another action is skipped as 'unknown_action' and logged.
+_ACTIONS = {"activation": Action.ACTIVATION, "password_recovery": Action.PASSWORD_RECOVERY}
+_UNKNOWN_ACTION = "unknown_action"
 _COOLDOWN = "cooldown"  # claim_chunk's `skip` for a token an email already went out for
 _SUPPRESSED = "suppressed"  # claim_chunk's `skip` for a token whose address is on the suppression list
 # The chunk query's plan, made once per session rather than once per chunk. PostgreSQL
@@ -122,16 +126,19 @@ class Queue:
         to_sign = out.to_sign
         # The common chunk: every row to emit, each of its own account and action, so
         # that no decision between the chunk's tokens is to be made.
-        if all(row[1] is None for row in rows) and (
+        if all(row[1] is None and row[2] in _ACTIONS for row in rows) and (
             not self.cooldown or len({(row[7], row[2]) for row in rows}) == len(rows)
         ):
             to_sign.extend(rows)
             return out
         cooldown = self.cooldown
         # (account, action) -> creation times of this chunk's tokens emitted so far.
-        emitted_at: dict[tuple[int, int], list[datetime]] = {}
+        emitted_at: dict[tuple[Any, str], list[datetime]] = {}
         for row in rows:
-            token, skip, action_no, _email, _login, _secret, _code, account, created_at = row
+            token, skip, action_name, _email, _login, _secret, _code, account, created_at, _locale = row
+            if skip is None and action_name not in _ACTIONS:
+                log.error("token %d not emitted: the collector cannot sign action %s yet", token, action_name)
+                skip = _UNKNOWN_ACTION
             if skip is not None:
                 if skip == _COOLDOWN:  # the query found an email that already went out
                     out.suppressed.append(token)
@@ -143,7 +150,7 @@ class Queue:
                 out.skipped[skip] += 1
                 continue
             if cooldown:
-                group = (account, action_no)
+                group = (account, action_name)
                 earlier = emitted_at.get(group)
                 if earlier is None:
                     emitted_at[group] = [created_at]
@@ -161,8 +168,8 @@ class Queue:
         """The records of the rows `decide` kept, signed; a record the wire cannot carry
         (a control character) is left out, logged and counted."""
         key, records = self.key, chunk.records
-        for _token, _skip, action_no, email, login, secret, code, _account, _created_at in chunk.to_sign:
-            action = _ACTIONS[action_no]
+        for _token, _skip, action_name, email, login, secret, code, _account, _created_at, _locale in chunk.to_sign:
+            action = _ACTIONS[action_name]
             records.append(Record(action, email, login, sign(key, action, bytes(secret), code), code))
         if records and control_char_in_any(records):
             chunk.records = _without_control_chars(records, [row[0] for row in chunk.to_sign], chunk.skipped)

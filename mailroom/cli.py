@@ -30,6 +30,7 @@ _VERIFY: Command = (
 def _all_commands() -> dict[str, Command]:
     """Every command. Their modules import the pipeline extra's packages: call this only when it is installed."""
     from mailroom.commands import (
+        actions,
         check,
         demo,  # `mailroom demo` (make demo)
         events,
@@ -50,7 +51,10 @@ def _all_commands() -> dict[str, Command]:
             templates.add_arguments,
         ),
         "migrate": (
-            "apply the schema migrations (idempotent); --rollback undoes the last one",
+            (
+                "apply the schema migrations into MAILROOM_SCHEMA (idempotent; moves an earlier release's objects "
+                "out of public); --rollback undoes the last one, --sql prints the DDL"
+            ),
             migrate.MIGRATE_VARIABLES,
             migrate.cli_main,
             migrate.add_cli_arguments,
@@ -101,6 +105,12 @@ def _all_commands() -> dict[str, Command]:
             events.EVENTS_VARIABLES,
             events.cli_main,
             events.add_cli_arguments,
+        ),
+        "actions": (
+            "the registry of actions (the kinds of email): list them, add one",
+            actions.ACTIONS_VARIABLES,
+            actions.cli_main,
+            actions.add_arguments,
         ),
         "suppressions": (
             "the suppression list: list it, add an address by hand, remove one",
@@ -179,9 +189,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command != "run":  # `run`'s collector and sender say it themselves
             settings.warn_unknown_variables(environ, log)
         # Every variable the command reads is checked before it does anything; the demo
-        # uses MAILROOM_DATABASE_URL only when it is set (else an embedded server), and
-        # `check` is there to report bad settings as its own ✗ lines.
-        unset_by_design = {"MAILROOM_DATABASE_URL"} - set(environ) if args.command == "demo" else set()
+        # uses MAILROOM_DATABASE_URL only when it is set (else an embedded server), `migrate --sql`
+        # only prints (it needs no database), and `check` is there to report bad settings as its own ✗ lines.
+        by_design = args.command == "demo" or (args.command == "migrate" and args.sql)
+        unset_by_design = {"MAILROOM_DATABASE_URL"} - set(environ) if by_design else set()
         if args.command != "check":
             settings.read(environ, *(name for name in names if name not in unset_by_design))
         return handler(args, environ)

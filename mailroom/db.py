@@ -10,8 +10,11 @@ import functools
 import re
 
 import psycopg
+from psycopg import sql
 
 from mailroom.resources import resource_dir
+
+DEFAULT_SCHEMA = "mailroom"  # MAILROOM_SCHEMA's default (mailroom/settings.py)
 
 _NAME = re.compile(r"^--\s*name:\s*(\w+)\s*$", re.MULTILINE)
 
@@ -28,12 +31,33 @@ def queries(filename: str) -> dict[str, str]:
 
 
 def connect(
-    conninfo: str, *, autocommit: bool = True, application_name: str = "mailroom", connect_timeout: int = 10
+    conninfo: str,
+    *,
+    autocommit: bool = True,
+    application_name: str = "mailroom",
+    connect_timeout: int = 10,
+    schema: str = DEFAULT_SCHEMA,
 ) -> psycopg.Connection:
-    """A connection to MAILROOM_DATABASE_URL (a URL or key=value string)."""
-    return psycopg.connect(
+    """A connection to MAILROOM_DATABASE_URL (a URL or key=value string) whose search_path is
+    mailroom's schema (MAILROOM_SCHEMA) and nothing else: the queries of sql/ are unqualified,
+    and no table of the app's (a `public.accounts` of its own) can stand in for mailroom's."""
+    conn = psycopg.connect(
         conninfo, autocommit=autocommit, application_name=application_name, connect_timeout=connect_timeout
     )
+    try:
+        set_schema(conn, schema)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def set_schema(conn: psycopg.Connection, schema: str) -> None:
+    """Set the session's search_path to `schema` alone (committed at once, so that a
+    rollback of the caller's first transaction keeps it)."""
+    conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(schema)))
+    if not conn.autocommit:
+        conn.commit()
 
 
 # Connection failures that retrying cannot fix: the configuration (or the server's roles,

@@ -405,6 +405,13 @@ VARIABLES: dict[str, Variable] = {
             "or 'host=db.internal dbname=app user=mailroom'",
         ),
         Variable(
+            "MAILROOM_SCHEMA",
+            "mailroom",
+            "PostgreSQL schema that holds everything mailroom owns (tables, functions, yoyo's "
+            "bookkeeping); every program sets its search_path to it alone.",
+            identifier,
+        ),
+        Variable(
             "MAILROOM_SECRET_KEY",
             None,
             "HMAC-SHA256 key that signs the tokens in the links: 64 hex characters (32 bytes).",
@@ -718,6 +725,7 @@ def exit_on_config_error(program: str, error: ConfigError) -> NoReturn:
 
 COLLECTOR_VARIABLES = (
     "MAILROOM_DATABASE_URL",
+    "MAILROOM_SCHEMA",
     "MAILROOM_SECRET_KEY",
     "MAILROOM_CHANNEL_NAME",
     "MAILROOM_QUEUE_NAME",
@@ -744,10 +752,11 @@ class CollectorSettings:
     recovery_cooldown_s: float
     log_format: str = "text"
     metrics_addr: tuple[str, int] | None = None
+    schema: str = "mailroom"
 
     def __repr__(self) -> str:  # never print the key or the password in the URL
         return (
-            f"CollectorSettings(channel_name={self.channel_name!r}, queue_name={self.queue_name!r}, "
+            f"CollectorSettings(schema={self.schema!r}, channel_name={self.channel_name!r}, queue_name={self.queue_name!r}, "
             f"batch_limit={self.batch_limit}, batch_timeout_ms={self.batch_timeout_ms}, "
             f"healthcheck_interval_ms={self.healthcheck_interval_ms}, recovery_cooldown_s={self.recovery_cooldown_s:g})"
         )
@@ -770,6 +779,7 @@ class CollectorSettings:
             recovery_cooldown_s=v["MAILROOM_RECOVERY_COOLDOWN"],
             log_format=v["MAILROOM_LOG_FORMAT"],
             metrics_addr=v["MAILROOM_COLLECTOR_METRICS_ADDR"],
+            schema=v["MAILROOM_SCHEMA"],
         )
 
 
@@ -957,6 +967,7 @@ def markdown_table() -> str:
 
 EVENTS_VARIABLES = (
     "MAILROOM_DATABASE_URL",
+    "MAILROOM_SCHEMA",
     "MAILROOM_EVENTS_QUEUE_URL",
     "MAILROOM_TRANSIENT_BOUNCE_LIMIT",
     "MAILROOM_TRANSIENT_BOUNCE_WINDOW",
@@ -975,6 +986,7 @@ class EventsSettings:
     transient_limit: int = 3
     transient_window_s: float = 7 * 86400.0
     metrics_addr: tuple[str, int] | None = None
+    schema: str = "mailroom"
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str], *, need_queue: bool = True) -> EventsSettings:
@@ -991,4 +1003,5 @@ class EventsSettings:
             transient_limit=v["MAILROOM_TRANSIENT_BOUNCE_LIMIT"],
             transient_window_s=v["MAILROOM_TRANSIENT_BOUNCE_WINDOW"],
             metrics_addr=v["MAILROOM_EVENTS_METRICS_ADDR"],
+            schema=v["MAILROOM_SCHEMA"],
         )

@@ -7,17 +7,24 @@ SELECT channel FROM jobs WHERE name = %(queue)s
 
 -- name: requeue_candidates
 -- The tokens `mailroom requeue` selects, valid or not, in id order, with what the command
--- needs to say about each. Selection: tokens of the accounts whose email is in `emails`,
--- or whose reference is in `refs` (mailroom.signing.token_ref: the first 16 hex digits of
--- sha256(secret)), or, when both lists are empty, every token; then only those created
--- at or after `since` (when not NULL) and of `action` (when not NULL).
--- The email branch walks accounts' email index and tokens_account_action_created_idx; the
--- ref and "every token" branches read the whole tokens table (an operator command, and
--- tokens are pruned after MAILROOM_PRUNE_AFTER).
+-- needs to say about each. Selection: tokens of the recipients whose email is in `emails`,
+-- or whose own address (tokens.email) is, or whose reference is in `refs`
+-- (mailroom.signing.token_ref: the first 16 hex digits of sha256(secret)), or, when both
+-- lists are empty, every token; then only those created at or after `since` (when not NULL)
+-- and of the action named `action` (when not NULL). `email` is the address the token goes to.
+-- The recipients branch walks the recipients' email (the built-in accounts' email index)
+-- and tokens_account_action_created_idx; the tokens.email, ref and "every token" branches
+-- read the whole tokens table (an operator command, and tokens are pruned after
+-- MAILROOM_PRUNE_AFTER).
 WITH chosen AS (
     SELECT t.id
-      FROM accounts a JOIN tokens t ON t.account = a.id
-     WHERE a.email = ANY (%(emails)s)
+      FROM recipients r JOIN tokens t ON t.account = r.account
+     WHERE r.email = ANY (%(emails)s)
+    UNION
+    SELECT t.id
+      FROM tokens t
+     WHERE cardinality(%(emails)s::text[]) > 0
+       AND t.email = ANY (%(emails)s)
     UNION
     SELECT t.id
       FROM tokens t
@@ -29,20 +36,21 @@ WITH chosen AS (
      WHERE cardinality(%(emails)s::text[]) = 0 AND cardinality(%(refs)s::text[]) = 0
 )
 SELECT t.id,
-       t.action::text,
-       a.email::text,
+       t.action,
+       coalesce(t.email, r.email),
        t.created_at,
        left(encode(sha256(t.secret), 'hex'), 16) AS ref,
        t.consumed_at IS NULL AND t.expires_at > now() AS valid,
        EXISTS (SELECT 1 FROM job_tokens q WHERE q.job = %(queue)s AND q.token = t.id) AS queued,
        t.suppressed,
        -- the address is on the suppression list (0007; an address with no key is not on it)
-       EXISTS (SELECT 1 FROM suppressions s WHERE s.address_key = mailroom_address_key(a.email::text)) AS on_list
+       EXISTS (SELECT 1 FROM suppressions s
+                WHERE s.address_key = mailroom_address_key(coalesce(t.email, r.email))) AS on_list
   FROM chosen c
   JOIN tokens t ON t.id = c.id
-  JOIN accounts a ON a.id = t.account
+  LEFT JOIN recipients r ON r.account = t.account
  WHERE (%(since)s::timestamptz IS NULL OR t.created_at >= %(since)s)
-   AND (%(action)s::token_action IS NULL OR t.action = %(action)s::token_action)
+   AND (%(action)s::text IS NULL OR t.action = %(action)s::text)
  ORDER BY t.id
 
 -- name: requeue
@@ -86,3 +94,20 @@ SELECT count(*) AS queued,
 
 -- name: server_version
 SELECT current_setting('server_version')
+
+-- name: action_names
+-- The names of the actions (migrations/0008_actions.sql), in wire-number order.
+SELECT name FROM actions ORDER BY number
+
+-- name: actions_list
+-- The registry as `mailroom actions list` prints it.
+SELECT name, number, path, signs_code, link, lifetime::text, cooldown::text, statuses FROM actions ORDER BY number
+
+-- name: next_action_number
+-- The lowest free wire number from 3 (1 and 2 are activation and password_recovery).
+SELECT min(n)::int FROM generate_series(3, 32767) n WHERE n NOT IN (SELECT number FROM actions)
+
+-- name: add_action
+INSERT INTO actions (name, number, path, signs_code, link, lifetime, cooldown, statuses)
+VALUES (%(name)s, %(number)s, %(path)s, %(signs_code)s, %(link)s, %(lifetime)s::interval, %(cooldown)s::interval,
+        %(statuses)s::text[])

@@ -18,16 +18,24 @@ SELECT pg_try_advisory_lock(hashtextextended('mailroom:' || %(queue)s, 0))
 -- and return, for each claimed token in id order, whether it may be emitted and what to
 -- emit. The caller commits only after the line is written and flushed, so a crash or a
 -- broken pipe before that puts every claimed entry back (at-least-once).
+-- The row: token, skip, action_name (the action's name, actions.name), email, login,
+-- secret, code, account, created_at, locale. email, login and locale are read through the
+-- recipients view at claim time: the token's own email and locale first (an email_change
+-- token carries the new address, an invitation has no account), then the recipient's;
+-- login is '' when there is no recipient; locale NULL means the default.
 -- `skip` is NULL for a token to emit, else why it is consumed without output (for the
 -- metrics): 'token_gone' (the token row is gone; account is NULL), 'consumed',
--- 'expired', 'account_status' (the account is not in the status the action needs),
--- 'suppressed' (the address is on the suppression list), or 'cooldown'. The number of rows returned is the number claimed: a chunk of only
--- unsendable tokens is not the end of the queue.
--- 'cooldown' (MAILROOM_RECOVERY_COOLDOWN; `cooldown` = 0 turns it off) is a sendable
--- token for which an email already went out for another token of the same account and
--- action created less than `cooldown` before or after it, whose link still worked when
--- this one was created (not consumed before). "Went out" means: read by this queue
--- earlier (no longer queued here) and not suppressed. Tokens of this same chunk are still
+-- 'expired', 'account_status' (the action is for recipients in some statuses, actions.statuses,
+-- and the recipient is in another, or is not in the recipients view), 'no_address' (neither
+-- the token nor its recipient has an address), 'suppressed' (the address is on the
+-- suppression list), or 'cooldown'. The number of rows returned is the number claimed: a
+-- chunk of only unsendable tokens is not the end of the queue.
+-- 'cooldown' (the action's actions.cooldown, else MAILROOM_RECOVERY_COOLDOWN, the
+-- parameter `cooldown`; 0 turns it off) is a sendable token for which an email already went
+-- out for another token of the same account and action created less than the cooldown before
+-- or after it, whose link still worked when this one was created (not consumed before).
+-- "Went out" means: read by this queue earlier (no longer queued here) and not suppressed.
+-- Tokens with no account (invitation) have no cooldown. Tokens of this same chunk are still
 -- queued in the statement's snapshot, so they never count here: the caller decides
 -- between them in id order (collector/queue.py) and marks the skipped ones suppressed.
 -- The lookup is one probe of tokens_account_action_created_idx, made only for sendable
@@ -39,6 +47,9 @@ SELECT pg_try_advisory_lock(hashtextextended('mailroom:' || %(queue)s, 0))
 -- never progress: a drain ends only with a chunk read from `after` = 0 (see queue.py).
 -- The claimed rows are deleted by ctid (a TID scan: no second index probe); the ctids
 -- cannot change in between because the subquery holds their row locks.
+-- No function with a pinned search_path runs per row: the recipients view is inlined (a
+-- primary-key probe of the app's table), the registry is a join on its primary key, and
+-- mailroom_address_key is inlined (it is not pinned, see mailroom/migrate.py).
 WITH claimed AS (
     DELETE FROM job_tokens
     WHERE ctid = ANY (ARRAY(
@@ -52,49 +63,60 @@ WITH claimed AS (
 checked AS (
     SELECT c.token,
            t.account, t.action AS action_name, t.created_at,
-           t.secret, t.code, a.email, a.login,
+           t.secret, t.code,
+           coalesce(t.email, r.email) AS email,
+           coalesce(r.login, '') AS login,
+           coalesce(t.locale, r.locale) AS locale,
+           coalesce(ac.cooldown, %(cooldown)s) AS cooldown,
            CASE WHEN t.id IS NULL THEN 'token_gone'
                 WHEN t.consumed_at IS NOT NULL THEN 'consumed'
                 WHEN t.expires_at <= now() THEN 'expired'
-                WHEN a.status IS DISTINCT FROM CASE t.action WHEN 'activation' THEN 'provisioned'::account_status
-                                                              ELSE 'active'::account_status END THEN 'account_status'
+                WHEN ac.statuses IS NOT NULL AND (r.status IS NULL OR NOT r.status = ANY (ac.statuses)) THEN 'account_status'
+                WHEN t.email IS NULL AND r.email IS NULL THEN 'no_address'
                 -- The suppression list (migrations/0007_deliverability.sql): one primary-key
                 -- probe, made only for a token sendable otherwise (an IDN domain's key is
                 -- computed by the address rule's A-labels; an address with no key is not on it).
                 -- The uncorrelated EXISTS before it is evaluated once per statement (an
                 -- InitPlan): while the list is empty, no token is probed.
                 WHEN (SELECT EXISTS (SELECT 1 FROM suppressions))
-                     AND EXISTS (SELECT 1 FROM suppressions s WHERE s.address_key = mailroom_address_key(a.email::text))
+                     AND EXISTS (SELECT 1 FROM suppressions s
+                                  WHERE s.address_key = mailroom_address_key(coalesce(t.email, r.email)))
                     THEN 'suppressed'
            END AS unsendable
     FROM claimed c
     LEFT JOIN tokens t ON t.id = c.token
-    LEFT JOIN accounts a ON a.id = t.account
+    LEFT JOIN actions ac ON ac.name = t.action
+    LEFT JOIN recipients r ON r.account = t.account
 )
 SELECT k.token,
        -- coalesce, not CASE WHEN k.unsendable IS NOT NULL THEN k.unsendable: `checked` is
        -- inlined, so naming k.unsendable twice would evaluate its CASE (and probe) twice.
        coalesce(k.unsendable, CASE
-            WHEN %(cooldown)s > interval '0' AND EXISTS (
+            WHEN k.cooldown > interval '0' AND EXISTS (
                 SELECT 1 FROM tokens o
                 WHERE o.account = k.account AND o.action = k.action_name
-                  AND o.created_at > k.created_at - %(cooldown)s
-                  AND o.created_at < k.created_at + %(cooldown)s
+                  AND o.created_at > k.created_at - k.cooldown
+                  AND o.created_at < k.created_at + k.cooldown
                   AND o.id <> k.token
                   AND NOT o.suppressed
                   AND (o.consumed_at IS NULL OR o.consumed_at > k.created_at)
                   AND NOT EXISTS (SELECT 1 FROM job_tokens q WHERE q.job = %(queue)s AND q.token = o.id)
             ) THEN 'cooldown'
        END) AS skip,
-       CASE k.action_name WHEN 'activation' THEN 1 ELSE 2 END AS action,
-       k.email::text,
-       k.login::text,
+       k.action_name,
+       k.email,
+       k.login,
        k.secret,
        k.code,
        k.account,
-       k.created_at
+       k.created_at,
+       k.locale
 FROM checked k
 ORDER BY k.token
+
+-- name: action_registry
+-- The actions (migrations/0008_actions.sql), for the collector's signing and cooldowns.
+SELECT name, number, path, signs_code, link, lifetime, cooldown, statuses FROM actions ORDER BY number
 
 -- name: suppress
 -- Mark the tokens of a chunk that were read and not emailed (see migrations/0004_cooldown.sql).
@@ -104,9 +126,9 @@ UPDATE tokens SET suppressed = true WHERE id = ANY (%(ids)s) AND NOT suppressed
 -- name: mark_suppressed
 -- The delivery status of tokens skipped because their address is suppressed, for the app's
 -- view delivery_status (migrations/0007_deliverability.sql).
-SELECT mailroom_record_delivery(left(encode(sha256(t.secret), 'hex'), 16), 'suppressed', now(), a.email::text,
-                                'the address is on the suppression list')
-  FROM tokens t JOIN accounts a ON a.id = t.account
+SELECT mailroom_record_delivery(left(encode(sha256(t.secret), 'hex'), 16), 'suppressed', now(),
+                                coalesce(t.email, r.email), 'the address is on the suppression list')
+  FROM tokens t LEFT JOIN recipients r ON r.account = t.account
  WHERE t.id = ANY (%(ids)s)
 
 -- name: backlog

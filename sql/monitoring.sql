@@ -11,13 +11,19 @@ SELECT (SELECT count(*) FROM job_tokens WHERE job = %(queue)s) AS backlog,
         JOIN tokens t ON t.id = f.token) AS oldest_age_s
 
 -- name: queues
--- Every registered queue with its channel, backlog and oldest entry's age (seconds).
+-- Every registered queue with its channel, backlog and oldest entry's age (seconds), and its
+-- backlog by action (a JSON object: action name -> queued tokens; a token row gone is not
+-- counted there). Reads every queued entry's token: for `mailroom status`, not for metrics.
 SELECT j.name,
        j.channel,
        (SELECT count(*) FROM job_tokens q WHERE q.job = j.name) AS backlog,
        (SELECT extract(epoch FROM now() - min(t.created_at))::float8
         FROM (SELECT token FROM job_tokens q WHERE q.job = j.name ORDER BY token LIMIT 20) f
-        JOIN tokens t ON t.id = f.token) AS oldest_age_s
+        JOIN tokens t ON t.id = f.token) AS oldest_age_s,
+       (SELECT coalesce(jsonb_object_agg(a.action, a.queued), '{}'::jsonb)
+        FROM (SELECT t.action, count(*) AS queued
+                FROM job_tokens q JOIN tokens t ON t.id = q.token
+               WHERE q.job = j.name GROUP BY t.action) a) AS by_action
 FROM jobs j
 ORDER BY j.name
 

@@ -9,8 +9,11 @@ PostgreSQL is found in this order, and the first that works is used for the whol
 If none works the database tests fail with a message saying how to provide one; they are
 never skipped.
 
-The migrations are applied once to a template database; each test gets its own clone
-(CREATE DATABASE ... TEMPLATE), so tests are isolated, NOTIFY channels included.
+The migrations are applied once to a template database, into mailroom's schema (SCHEMA);
+each test gets its own clone (CREATE DATABASE ... TEMPLATE), so tests are isolated, NOTIFY
+channels included. The databases keep PostgreSQL's default search_path: the programs set
+their own, and the tests' connections (the `db` fixture, `pg_connect`) set it to SCHEMA so
+that the tests' unqualified SQL names mailroom's objects.
 """
 
 from __future__ import annotations
@@ -39,6 +42,12 @@ HOW_TO_PROVIDE = (
     "  - the `pgserver` package (pip install -e '.[test]' installs it) for an embedded server."
 )
 TEST_KEY_HEX = "5f" * 32
+SCHEMA = migrate.DEFAULT_SCHEMA
+
+
+def pg_connect(conninfo: str, **kwargs: object) -> psycopg.Connection:
+    """A test's own connection, with search_path = mailroom's schema (as the programs' are)."""
+    return psycopg.connect(make_conninfo(conninfo, options=f"-c search_path={SCHEMA}"), **kwargs)  # type: ignore[arg-type]
 
 
 def _usable(conninfo: str) -> bool:
@@ -144,8 +153,8 @@ def database_url(pg_admin_url: str, template_db: str) -> Iterator[str]:
 
 @pytest.fixture
 def db(database_url: str) -> Iterator[psycopg.Connection]:
-    """An autocommit connection to this test's database."""
-    with psycopg.connect(database_url, autocommit=True) as conn:
+    """An autocommit connection to this test's database, search_path = mailroom's schema."""
+    with pg_connect(database_url, autocommit=True) as conn:
         yield conn
 
 

@@ -26,6 +26,7 @@ from mailroom.db import connect, describe, first_line, queries
 
 DATABASE_VARIABLES = (
     "MAILROOM_DATABASE_URL",
+    "MAILROOM_SCHEMA",
     "MAILROOM_SECRET_KEY",
     "MAILROOM_QUEUE_NAME",
     "MAILROOM_CHANNEL_NAME",
@@ -133,12 +134,18 @@ def database_checks(environ: Mapping[str, str], max_backlog_age_s: float = BACKL
     """database, schema, queue, backlog: the checks that need the database stop at the first
     one that makes the next ones meaningless (no connection, no queue)."""
     try:
-        url = settings.read(environ, "MAILROOM_DATABASE_URL")["MAILROOM_DATABASE_URL"]
+        values = settings.read(environ, "MAILROOM_DATABASE_URL", "MAILROOM_SCHEMA")
     except settings.ConfigError as exc:
-        return [Check("database", False, str(exc), "set MAILROOM_DATABASE_URL to a libpq URL or key=value string")]
+        fix = (
+            "set MAILROOM_SCHEMA to mailroom's schema (default mailroom)"
+            if exc.name == "MAILROOM_SCHEMA"
+            else ("set MAILROOM_DATABASE_URL to a libpq URL or key=value string")
+        )
+        return [Check("database", False, str(exc), fix)]
+    url, schema = values["MAILROOM_DATABASE_URL"], values["MAILROOM_SCHEMA"]
     where = describe(url)
     try:
-        conn = connect(url, application_name="mailroom check", connect_timeout=CONNECT_TIMEOUT_S)
+        conn = connect(url, application_name="mailroom check", connect_timeout=CONNECT_TIMEOUT_S, schema=schema)
     except psycopg.Error as exc:
         return [
             Check(
@@ -181,11 +188,13 @@ def _schema_check(conn: psycopg.Connection) -> Check:
             "run the mailroom version that migrated this database (or a newer one)",
         )
     if missing:
+        in_public = not applied and migrate.public_installation(conn)
         return Check(
             "schema",
             False,
-            f"{len(missing)} of {len(shipped)} migrations not applied: {', '.join(missing)}",
-            "run `mailroom migrate`",
+            f"{len(missing)} of {len(shipped)} migrations not applied: {', '.join(missing)}"
+            + (" (an earlier release's installation is in schema public)" if in_public else ""),
+            "run `mailroom migrate`" + (" (it moves it into MAILROOM_SCHEMA, keeping its data)" if in_public else ""),
         )
     return Check("schema", True, f"all {len(shipped)} migrations applied (latest {shipped[-1]})")
 

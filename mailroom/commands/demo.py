@@ -45,14 +45,14 @@ from typing import IO, Any, LiteralString
 
 import psycopg
 
-from mailroom import migrate
+from mailroom import migrate, settings
 from mailroom.commands import embedded
-from mailroom.db import describe
+from mailroom.db import connect, describe
 from mailroom.debug_output import END_RULE, RULE
 from mailroom.signing import InvalidToken
 from mailroom.verify import verify_link_token
 
-DEMO_VARIABLES = ("MAILROOM_DATABASE_URL", "MAILROOM_LOG_LEVEL")
+DEMO_VARIABLES = ("MAILROOM_DATABASE_URL", "MAILROOM_SCHEMA", "MAILROOM_LOG_LEVEL")
 BATCH_TIMEOUT_MS = 300
 EMAIL_WAIT_S = 30.0
 STOP_GRACE_S = 15.0
@@ -373,6 +373,7 @@ def run(environ: Mapping[str, str], out: IO[str] = sys.stdout) -> int:
     key_hex = secrets.token_hex(32)
     run_id = secrets.token_hex(3)
     queue_name = f"mailroom_demo_{run_id}"
+    schema = settings.read(environ, "MAILROOM_SCHEMA")["MAILROOM_SCHEMA"]
     pipeline: Pipeline | None = None
     try:
         with (
@@ -381,9 +382,9 @@ def run(environ: Mapping[str, str], out: IO[str] = sys.stdout) -> int:
             _database(environ, screen, Path(tmp)) as (url, is_embedded),
         ):
             workdir = Path(tmp)
-            applied = migrate.apply(url).applied
+            applied = migrate.apply(url, schema).applied
             screen.say("migrations applied: " + (", ".join(applied) or "none needed (the schema is up to date)"))
-            with psycopg.connect(url, autocommit=True, application_name="mailroom demo (the app)") as conn:
+            with connect(url, application_name="mailroom demo (the app)", schema=schema) as conn:
                 # The demo's queue starts empty, so a shared database's pending tokens are not printed.
                 with conn.transaction():
                     conn.execute("SELECT mailroom_register_queue(%s, %s)", [queue_name, queue_name])
@@ -396,7 +397,8 @@ def run(environ: Mapping[str, str], out: IO[str] = sys.stdout) -> int:
                         f"(not shown),\nMAILROOM_QUEUE_NAME={queue_name}, "
                         f"MAILROOM_SES_OUTPUT_PATH={workdir / 'output'}"
                     )
-                    pipeline = Pipeline(_child_env(url, key_hex, queue_name, workdir, environ), workdir, screen, inbox)
+                    env = _child_env(url, key_hex, queue_name, workdir, environ) | {"MAILROOM_SCHEMA": schema}
+                    pipeline = Pipeline(env, workdir, screen, inbox)
                     _app_side(conn, inbox, bytes.fromhex(key_hex), screen, "" if is_embedded else f"+{run_id}")
                     screen.say(
                         "stopping the pipeline with SIGTERM (the collector first, then the sender finishes its input)"

@@ -164,8 +164,11 @@ class RatesCollector:
 
     CACHE_S = 30.0
 
-    def __init__(self, database_url: str, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, database_url: str, clock: Callable[[], float] = time.monotonic, schema: str = "mailroom"
+    ) -> None:
         self.database_url = database_url
+        self.schema = schema
         self.clock = clock
         self._cached: tuple[float, list[rates.Rates]] | None = None
         self._lock = threading.Lock()
@@ -173,7 +176,9 @@ class RatesCollector:
     def _rates(self) -> list[rates.Rates]:
         with self._lock:
             if self._cached is None or self.clock() - self._cached[0] > self.CACHE_S:
-                with connect(self.database_url, application_name="mailroom-events-metrics", connect_timeout=3) as conn:
+                with connect(
+                    self.database_url, application_name="mailroom-events-metrics", connect_timeout=3, schema=self.schema
+                ) as conn:
                     self._cached = (self.clock(), rates.read(conn))
             return self._cached[1]
 
@@ -233,7 +238,7 @@ class EventsConsumer:
         while not self.stop:
             conn: psycopg.Connection | None = None
             try:
-                conn = connect(self.config.database_url, application_name=APPLICATION_NAME)
+                conn = connect(self.config.database_url, application_name=APPLICATION_NAME, schema=self.config.schema)
                 self._check_queue()
                 self.unreachable_told = False
                 self.stats.ready = True
@@ -619,7 +624,7 @@ def from_rejects(config: settings.EventsSettings, path: Path) -> int:
     rule = TransientRule(config.transient_limit, config.transient_window_s)
     new = again = 0
     suppressed: list[str] = []
-    with connect(config.database_url, application_name=APPLICATION_NAME) as conn:
+    with connect(config.database_url, application_name=APPLICATION_NAME, schema=config.schema) as conn:
         for event in found.events:
             done = record(conn, event, rule)
             new += done.new
@@ -641,7 +646,7 @@ def cli_main(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     sqs = make_sqs_client()
     stats = EventsStats()
     if config.metrics_addr is not None:
-        stats.registry.register(RatesCollector(config.database_url))
+        stats.registry.register(RatesCollector(config.database_url, schema=config.schema))
         try:
             server = serve(config.metrics_addr, stats.registry, stats.heartbeat.verdict, stats.readiness)
         except OSError as exc:

@@ -59,7 +59,7 @@ def prune(
 
 # `mailroom prune` (wired up in mailroom/cli.py).
 
-PRUNE_VARIABLES = ("MAILROOM_DATABASE_URL", "MAILROOM_PRUNE_AFTER", "MAILROOM_LOG_LEVEL")
+PRUNE_VARIABLES = ("MAILROOM_DATABASE_URL", "MAILROOM_SCHEMA", "MAILROOM_PRUNE_AFTER", "MAILROOM_LOG_LEVEL")
 
 
 def _batch_size(raw: str) -> int:
@@ -84,9 +84,9 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
 
 def cli_main(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     """Prune everything due and print how many tokens were deleted."""
-    values = settings.read(environ, "MAILROOM_DATABASE_URL", "MAILROOM_PRUNE_AFTER")
+    values = settings.read(environ, "MAILROOM_DATABASE_URL", "MAILROOM_SCHEMA", "MAILROOM_PRUNE_AFTER")
     url, retention_s = values["MAILROOM_DATABASE_URL"], values["MAILROOM_PRUNE_AFTER"]
-    with connect(url, application_name="mailroom prune") as conn:
+    with connect(url, application_name="mailroom prune", schema=values["MAILROOM_SCHEMA"]) as conn:
         try:
             result = prune(conn, retention_s, args.batch_size)
         except psycopg.errors.UndefinedFunction:

@@ -24,9 +24,8 @@ import psycopg
 
 from mailroom import settings
 from mailroom.db import connect, queries
-from mailroom.signing import Action
 
-REQUEUE_VARIABLES = ("MAILROOM_DATABASE_URL", "MAILROOM_QUEUE_NAME", "MAILROOM_LOG_LEVEL")
+REQUEUE_VARIABLES = ("MAILROOM_DATABASE_URL", "MAILROOM_SCHEMA", "MAILROOM_QUEUE_NAME", "MAILROOM_LOG_LEVEL")
 
 _REF = re.compile(r"^[0-9a-f]{16}$")
 
@@ -47,7 +46,7 @@ class Selection:
     emails: tuple[str, ...] = ()
     refs: tuple[str, ...] = ()
     since: datetime | None = None
-    action: Action | None = None
+    action: str | None = None  # an action's name (actions.name)
 
 
 @dataclass(frozen=True)
@@ -130,8 +129,12 @@ def requeue(
             "emails": list(selection.emails),
             "refs": list(selection.refs),
             "since": selection.since,
-            "action": selection.action.db_name if selection.action else None,
+            "action": selection.action,
         }
+        if selection.action is not None:
+            known = [r[0] for r in conn.execute(sql["action_names"]).fetchall()]
+            if selection.action not in known:
+                raise RequeueError(f"unknown action {selection.action!r}; the actions are: {', '.join(known)}")
         candidates = [Candidate(*r) for r in conn.execute(sql["requeue_candidates"], params).fetchall()]
         todo = [c.id for c in candidates if c.valid and not c.queued and (include_suppressed or not c.on_list)]
         if dry_run or not todo:
@@ -228,7 +231,10 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
         "alone, every token created since then",
     )
     parser.add_argument(
-        "--action", choices=[a.db_name for a in Action], help="only tokens for this action (default: both)"
+        "--action",
+        metavar="NAME",
+        help="only tokens of this action (its name: activation, password_recovery, magic_link, ...; "
+        "`mailroom actions list` shows them) [default: every action]",
     )
     parser.add_argument("--dry-run", action="store_true", help="print what would be queued and change nothing")
     parser.add_argument(
@@ -256,17 +262,19 @@ def selection_from_args(args: argparse.Namespace) -> tuple[Selection, list[str]]
         emails=tuple(dict.fromkeys(emails)),
         refs=tuple(dict.fromkeys(refs)),
         since=args.since,
-        action=Action.from_db(args.action) if args.action else None,
+        action=args.action or None,
     )
     return selection, notes
 
 
 def cli_main(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
-    values = settings.read(environ, "MAILROOM_DATABASE_URL", "MAILROOM_QUEUE_NAME")
+    values = settings.read(environ, "MAILROOM_DATABASE_URL", "MAILROOM_SCHEMA", "MAILROOM_QUEUE_NAME")
     queue = values["MAILROOM_QUEUE_NAME"]
     try:
         selection, notes = selection_from_args(args)
-        with connect(values["MAILROOM_DATABASE_URL"], application_name="mailroom requeue") as conn:
+        with connect(
+            values["MAILROOM_DATABASE_URL"], application_name="mailroom requeue", schema=values["MAILROOM_SCHEMA"]
+        ) as conn:
             result = requeue(conn, queue, selection, dry_run=args.dry_run, include_suppressed=args.include_suppressed)
     except RequeueError as exc:
         print(f"mailroom requeue: {exc}", file=sys.stderr)

@@ -33,10 +33,11 @@ from typing import Any
 import psycopg
 
 from mailroom import rates, settings
-from mailroom.db import connect, describe, queries
+from mailroom.db import DEFAULT_SCHEMA, connect, describe, queries
 
 STATUS_VARIABLES = (
     "MAILROOM_DATABASE_URL",
+    "MAILROOM_SCHEMA",
     "MAILROOM_SES_OUTPUT_PATH",
     "MAILROOM_LOG_LEVEL",
     "MAILROOM_LOG_FORMAT",
@@ -52,10 +53,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 # -- the database ------------------------------------------------------------------------------
-def database_status(url: str) -> dict[str, Any]:
+def database_status(url: str, schema: str = DEFAULT_SCHEMA) -> dict[str, Any]:
     """Queues, active collectors and collector sessions; raises psycopg.Error."""
     q = queries("monitoring.sql")
-    with connect(url, application_name="mailroom-status", connect_timeout=5) as conn:
+    with connect(url, application_name="mailroom-status", connect_timeout=5, schema=schema) as conn:
         cur = conn.cursor(row_factory=psycopg.rows.dict_row)
         queues = cur.execute(q["queues"]).fetchall()
         active = cur.execute(q["collectors"]).fetchall()
@@ -219,24 +220,24 @@ def _replay(e: dict[str, Any], pending: dict[str, tuple[float, dict[int, int]]])
 
 
 # -- the command ----------------------------------------------------------------------------------
-def collect(url: str, output: Path, now: dt.datetime | None = None) -> dict[str, Any]:
+def collect(url: str, output: Path, now: dt.datetime | None = None, schema: str = DEFAULT_SCHEMA) -> dict[str, Any]:
     now = now or dt.datetime.now(dt.UTC)
     status: dict[str, Any] = {"time": _iso(now), "database": {"where": describe(url), "error": None}}
     try:
-        status.update(database_status(url))
+        status.update(database_status(url, schema))
     except psycopg.Error as exc:
         status["database"]["error"] = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         status.update(queues=[], active_collectors=[], standby_collectors=[])
     status["sender"] = output_status(output, now)
-    status["deliverability"] = deliverability_status(url) if not status["database"]["error"] else None
+    status["deliverability"] = deliverability_status(url, schema) if not status["database"]["error"] else None
     return status
 
 
-def deliverability_status(url: str) -> list[dict[str, Any]] | None:
+def deliverability_status(url: str, schema: str = DEFAULT_SCHEMA) -> list[dict[str, Any]] | None:
     """The bounce and complaint rates over 24 h and 7 days (mailroom/rates.py); None before
     migration 0007."""
     try:
-        with connect(url, application_name="mailroom-status", connect_timeout=5) as conn:
+        with connect(url, application_name="mailroom-status", connect_timeout=5, schema=schema) as conn:
             found = rates.read(conn)
     except psycopg.errors.UndefinedTable:
         return None
@@ -254,8 +255,8 @@ def deliverability_status(url: str) -> list[dict[str, Any]] | None:
 
 
 def cli_main(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
-    v = settings.read(environ, "MAILROOM_DATABASE_URL", "MAILROOM_SES_OUTPUT_PATH")
-    status = collect(v["MAILROOM_DATABASE_URL"], v["MAILROOM_SES_OUTPUT_PATH"])
+    v = settings.read(environ, "MAILROOM_DATABASE_URL", "MAILROOM_SCHEMA", "MAILROOM_SES_OUTPUT_PATH")
+    status = collect(v["MAILROOM_DATABASE_URL"], v["MAILROOM_SES_OUTPUT_PATH"], schema=v["MAILROOM_SCHEMA"])
     print(json.dumps(status, indent=2, ensure_ascii=False) if args.json else render(status))
     return 1 if status["database"]["error"] else 0
 
@@ -271,7 +272,9 @@ def render(status: Mapping[str, Any]) -> str:
         out.append("  (no queue registered: no collector has run on this database)")
     for q in status["queues"]:
         age = "" if q["oldest_age_s"] is None else f", oldest queued {_duration(q['oldest_age_s'])} ago"
-        out.append(f"  {q['name']} (channel {q['channel']}): {q['backlog']} queued{age}")
+        by_action = q.get("by_action") or {}
+        split = " (" + ", ".join(f"{n} {a}" for a, n in sorted(by_action.items())) + ")" if by_action else ""
+        out.append(f"  {q['name']} (channel {q['channel']}): {q['backlog']} queued{split}{age}")
     out += ["", "Collectors"]
     actives = {c["queue"]: c for c in status["active_collectors"]}
     for q in status["queues"]:

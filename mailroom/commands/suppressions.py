@@ -17,7 +17,7 @@ from mailroom import settings
 from mailroom.db import connect, queries
 from mailroom.suppressions import NotAnAddress, address_key
 
-SUPPRESSIONS_VARIABLES = ("MAILROOM_DATABASE_URL",)
+SUPPRESSIONS_VARIABLES = ("MAILROOM_DATABASE_URL", "MAILROOM_SCHEMA")
 COLUMNS = (
     "address",
     "reason",
@@ -57,7 +57,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def cli_main(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
-    url = settings.read(environ, "MAILROOM_DATABASE_URL")["MAILROOM_DATABASE_URL"]
+    values = settings.read(environ, "MAILROOM_DATABASE_URL", "MAILROOM_SCHEMA")
+    url, schema = values["MAILROOM_DATABASE_URL"], values["MAILROOM_SCHEMA"]
     key = None
     if args.address is not None:
         try:
@@ -66,7 +67,7 @@ def cli_main(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
             print(f"mailroom suppressions {args.suppressions_command}: {exc}", file=sys.stderr)
             return settings.CONFIG_EXIT_STATUS
     q = queries("events.sql")
-    with connect(url, application_name="mailroom suppressions") as conn:
+    with connect(url, application_name="mailroom suppressions", schema=schema) as conn:
         if args.suppressions_command == "add":
             conn.execute(
                 q["suppress"],

@@ -10,6 +10,7 @@ import re
 import psycopg
 import pytest
 from address_table import ACCEPTED, ADDRESSES, REFUSED
+from conftest import pg_connect
 
 from mailroom import address_chars, addresses, migrate
 
@@ -173,7 +174,7 @@ def test_the_rule_keeps_old_accounts_checks_every_new_write_and_validates_once_t
         rolled = migrate.rollback_last(empty_database_url).rolled_back
         assert rolled, undone
         undone += rolled
-    with psycopg.connect(empty_database_url, autocommit=True) as conn:
+    with pg_connect(empty_database_url, autocommit=True) as conn:
         conn.execute(
             "INSERT INTO accounts (email, login, status) VALUES ('ok@example.com', 'ok', 'active'), "
             "('dot@example..com', 'dot', 'active'), ('bad@@example.com', 'bad', 'provisioned')"

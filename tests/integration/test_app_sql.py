@@ -6,6 +6,7 @@ import threading
 
 import psycopg
 import pytest
+from conftest import pg_connect
 
 from mailroom.signing import Action, sign
 from mailroom.verify import verify_link_token
@@ -147,7 +148,7 @@ def test_request_recovery_for_an_unknown_address_inserts_nothing(db: psycopg.Con
 def test_two_concurrent_consumers_of_one_token_exactly_one_wins(database_url: str, db: psycopg.Connection) -> None:
     account = _create_account(db, "ivan")
     secret, _ = _token(db, account, "activation")
-    with psycopg.connect(database_url) as first, psycopg.connect(database_url) as second:
+    with pg_connect(database_url) as first, pg_connect(database_url) as second:
         # The first consumer updates the row and keeps its transaction open...
         won_first = first.execute("SELECT mailroom_consume_token(%s, NULL)", (secret,)).fetchone()
         results: list[object] = []
@@ -186,7 +187,7 @@ def test_many_concurrent_consumers_of_one_token_exactly_one_wins(database_url: s
     lock = threading.Lock()
 
     def consumer() -> None:
-        with psycopg.connect(database_url, autocommit=True) as conn:
+        with pg_connect(database_url, autocommit=True) as conn:
             barrier.wait()
             row = conn.execute("SELECT mailroom_consume_token(%s, %s)", (secret, code)).fetchone()
             with lock:

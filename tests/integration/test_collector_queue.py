@@ -9,6 +9,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from conftest import pg_connect
 
 from collector.connection import register_and_listen, try_lock
 from collector.output import LineWriter
@@ -58,7 +59,7 @@ def make_queue(database_url: str, secret_key_hex: str) -> Iterator[Callable[...,
 
     def make(limit: int = 10, key_hex: str = secret_key_hex) -> Queue:
         settings = _settings(database_url, key_hex, limit)
-        conn = psycopg.connect(database_url, autocommit=True)
+        conn = pg_connect(database_url, autocommit=True)
         conns.append(conn)
         assert try_lock(conn, QUEUE)
         register_and_listen(conn, settings)
@@ -167,7 +168,7 @@ def test_a_lower_token_committed_during_a_drain_is_emitted_by_that_drain(
     make_queue: Callable[..., Queue], db: psycopg.Connection, database_url: str
 ) -> None:
     queue = make_queue(limit=10)
-    with psycopg.connect(database_url) as late:
+    with pg_connect(database_url) as late:
         late.execute("INSERT INTO accounts (email, login) VALUES ('straggler@example.com', 'straggler')")
         db.execute(
             "INSERT INTO accounts (email, login) SELECT 'b' || i || '@example.com', 'b' || i "
@@ -222,9 +223,9 @@ def test_a_stop_signal_leaves_every_entry_after_the_chunk_in_progress_queued(
 
 
 def test_only_one_session_holds_the_queue_lock(database_url: str) -> None:
-    with psycopg.connect(database_url, autocommit=True) as a, psycopg.connect(database_url, autocommit=True) as b:
+    with pg_connect(database_url, autocommit=True) as a, pg_connect(database_url, autocommit=True) as b:
         assert try_lock(a, QUEUE)
         assert not try_lock(b, QUEUE)
         assert try_lock(b, "another_queue")
-    with psycopg.connect(database_url, autocommit=True) as c:
+    with pg_connect(database_url, autocommit=True) as c:
         assert try_lock(c, QUEUE)  # released with the sessions

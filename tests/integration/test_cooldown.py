@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 
 import psycopg
 import pytest
+from conftest import pg_connect
 
 from collector.connection import register_and_listen, try_lock
 from collector.output import LineWriter
@@ -49,7 +50,7 @@ def make_queue(database_url: str, secret_key_hex: str) -> Iterator[Callable[...,
         settings = CollectorSettings.from_environ(
             {"MAILROOM_DATABASE_URL": database_url, "MAILROOM_SECRET_KEY": secret_key_hex}
         )
-        conn = psycopg.connect(database_url, autocommit=True)
+        conn = pg_connect(database_url, autocommit=True)
         conns.append(conn)
         assert try_lock(conn, QUEUE)
         register_and_listen(conn, settings)

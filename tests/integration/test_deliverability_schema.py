@@ -9,6 +9,7 @@ import idna
 import psycopg
 import pytest
 from address_table import ACCEPTED, ADDRESSES
+from conftest import pg_connect
 
 from mailroom import migrate
 from mailroom.signing import secret_ref
@@ -215,7 +216,7 @@ def test_rolling_back_0007_leaves_nothing_of_it_and_it_applies_again(empty_datab
         rolled = migrate.rollback_last(empty_database_url).rolled_back
         assert rolled, undone
         undone += rolled
-    with psycopg.connect(empty_database_url) as conn:
+    with pg_connect(empty_database_url) as conn:
         left = conn.execute(
             "SELECT count(*) FROM pg_class WHERE relname IN "
             "('suppressions', 'delivery_events', 'token_deliveries', 'delivery_status')"

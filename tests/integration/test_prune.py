@@ -6,6 +6,7 @@ from datetime import timedelta
 
 import psycopg
 import pytest
+from conftest import pg_connect
 
 from mailroom.commands.prune import prune
 
@@ -123,7 +124,7 @@ def test_max_batches_bounds_one_run(db: psycopg.Connection) -> None:
 
 
 def test_prune_refuses_a_connection_inside_a_transaction(database_url: str) -> None:
-    with psycopg.connect(database_url) as conn, pytest.raises(ValueError, match="autocommit"):
+    with pg_connect(database_url) as conn, pytest.raises(ValueError, match="autocommit"):
         prune(conn, WEEK.total_seconds())
 
 
@@ -138,7 +139,7 @@ def test_the_procedure_prunes_everything_committing_between_batches(db: psycopg.
 def test_a_locked_token_is_skipped_not_waited_for(database_url: str, db: psycopg.Connection) -> None:
     _accounts(db, 3, "lock")
     _age(db, "lock", expired_days_ago=8)
-    with psycopg.connect(database_url) as holder:
+    with pg_connect(database_url) as holder:
         holder.execute(
             "SELECT 1 FROM tokens t JOIN accounts a ON a.id = t.account WHERE a.login = 'lock1' FOR UPDATE OF t"
         )

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from conftest import pg_connect
 
 from mailroom.commands.requeue import RequeueError, Selection, parse_since, read_rejects, report, requeue
 from mailroom.signing import Action, sign, token_ref
@@ -81,7 +82,7 @@ def test_requeue_by_address_queues_the_valid_tokens_only_and_wakes_the_collector
     queue_db.execute("UPDATE tokens SET expires_at = now() - interval '1 second' WHERE id = %s", (expired,))
     _emitted_everything(queue_db)
 
-    with psycopg.connect(database_url, autocommit=True) as listener:
+    with pg_connect(database_url, autocommit=True) as listener:
         listener.execute("LISTEN token_insert")
         result = requeue(queue_db, QUEUE, Selection(emails=("alice@example.com",)))
         woken = list(listener.notifies(timeout=5, stop_after=1))
@@ -144,10 +145,13 @@ def test_requeue_can_be_limited_to_one_action(queue_db: psycopg.Connection) -> N
     account = queue_db.execute("SELECT id FROM accounts WHERE login = 'new'").fetchone()[0]
     recovery = _token(queue_db, account)
     _emitted_everything(queue_db)
-    result = requeue(
-        queue_db, QUEUE, Selection(emails=("new@example.com",), action=Action.PASSWORD_RECOVERY), dry_run=True
-    )
+    result = requeue(queue_db, QUEUE, Selection(emails=("new@example.com",), action="password_recovery"), dry_run=True)
     assert [c.id for c in result.candidates] == [recovery]
+
+
+def test_requeue_names_the_actions_when_asked_for_an_unknown_one(queue_db: psycopg.Connection) -> None:
+    with pytest.raises(RequeueError, match="unknown action 'nope'; the actions are: activation, password_recovery"):
+        requeue(queue_db, QUEUE, Selection(emails=("new@example.com",), action="nope"), dry_run=True)
 
 
 def test_a_dry_run_says_what_it_would_queue_and_changes_nothing(
@@ -157,7 +161,7 @@ def test_a_dry_run_says_what_it_would_queue_and_changes_nothing(
     queue_db.execute("UPDATE tokens SET suppressed = true WHERE id = %s", (token,))
     _emitted_everything(queue_db)
     selection = Selection(emails=("alice@example.com",))
-    with psycopg.connect(database_url, autocommit=True) as listener:
+    with pg_connect(database_url, autocommit=True) as listener:
         listener.execute("LISTEN token_insert")
         result = requeue(queue_db, QUEUE, selection, dry_run=True)
         queue_db.execute("SELECT pg_notify('token_insert', 'marker')")  # delivered in commit order

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import psycopg
 import pytest
+from conftest import pg_connect
 
 from mailroom import migrate
 
@@ -88,7 +89,7 @@ def test_unsuspending_a_never_activated_account_returns_it_to_provisioned(db: ps
 
 def test_every_token_insert_notifies_the_registered_channel(db: psycopg.Connection, database_url: str) -> None:
     db.execute("SELECT mailroom_register_queue('mailroom', 'token_insert')")
-    with psycopg.connect(database_url, autocommit=True) as listener:
+    with pg_connect(database_url, autocommit=True) as listener:
         listener.execute("LISTEN token_insert")
         account = _account(db, "hank", "active")
         db.execute("INSERT INTO tokens (account, action) VALUES (%s, 'password_recovery')", (account,))
@@ -135,7 +136,7 @@ def test_migrations_apply_roll_back_and_reapply_cleanly(empty_database_url: str)
         assert len(rolled) == 1
         undone += rolled
     assert undone == list(reversed(applied))
-    with psycopg.connect(empty_database_url) as conn:
+    with pg_connect(empty_database_url) as conn:
         left = conn.execute(
             "SELECT count(*) FROM pg_tables WHERE schemaname = 'public' "
             "AND tablename IN ('accounts', 'tokens', 'jobs', 'job_tokens')"
@@ -180,7 +181,7 @@ def test_the_control_character_migration_reports_existing_offenders_and_applies_
         rolled = migrate.rollback_last(empty_database_url).rolled_back
         assert rolled, undone
         undone += rolled
-    with psycopg.connect(empty_database_url, autocommit=True) as conn:
+    with pg_connect(empty_database_url, autocommit=True) as conn:
         conn.execute(
             "INSERT INTO accounts (email, login) VALUES ('ok@example.com', 'ok'), "
             "('two@example.com', E'two\\nlines'), (E'tab\\t@example.com', 'tab'), ('c1@example.com', E'c1\\u0085')"

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from conftest import ROOT, script
+from conftest import ROOT, pg_connect, script
 
 from mailroom.signing import Action, sign
 
@@ -460,7 +460,7 @@ def test_migrate_builds_the_schema_on_an_empty_database_is_idempotent_and_rolls_
     assert first.stdout.startswith("applied: 0001_schema")
     again = _mailroom(env, "migrate", cwd=tmp_path)
     assert (again.returncode, again.stdout) == (0, "applied: nothing (schema is up to date)\n")
-    with psycopg.connect(empty_database_url, autocommit=True) as conn:
+    with pg_connect(empty_database_url, autocommit=True) as conn:
         conn.execute("INSERT INTO accounts (email, login) VALUES ('m@example.com', 'm')")
         assert conn.execute("SELECT count(*) FROM tokens").fetchone() == (1,)  # the trigger chain works
     last = first.stdout.removeprefix("applied: ").strip().split(", ")[-1]
@@ -479,7 +479,7 @@ def test_migrate_over_accounts_with_control_characters_names_them_in_one_line_an
             break
     else:
         pytest.fail("0005_no_control_chars was never rolled back")
-    with psycopg.connect(empty_database_url, autocommit=True) as conn:
+    with pg_connect(empty_database_url, autocommit=True) as conn:
         conn.execute("INSERT INTO accounts (email, login) VALUES ('lf@example.com', E'l\\nf')")
     done = _mailroom(env, "migrate", cwd=tmp_path)
     assert done.returncode == 1 and done.stdout == ""

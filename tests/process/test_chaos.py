@@ -40,7 +40,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from conftest import FAKE_AWS_ENV, TEST_KEY_HEX, prepare_moto_ses, script
+from conftest import FAKE_AWS_ENV, TEST_KEY_HEX, pg_connect, prepare_moto_ses, script
 
 from mailroom.signing import Action, sign
 
@@ -200,7 +200,7 @@ class Writers:
             mine = list(range(w, ACCOUNTS, WRITERS))
             per_second = WRITE_RATE / WRITERS
             started = time.monotonic()
-            with psycopg.connect(self.database_url) as conn:
+            with pg_connect(self.database_url) as conn:
                 i, k = 0, 0
                 while i < len(mine):
                     n = 1 + k % 8  # transactions of 1 to 8 accounts, one multi-row statement each

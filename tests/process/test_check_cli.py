@@ -8,7 +8,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from conftest import script
+from conftest import pg_connect, script
 
 from mailroom import migrate
 
@@ -106,7 +106,7 @@ def test_a_database_that_was_never_migrated_names_the_missing_migrations(
         " — fix: run `mailroom migrate`"
     )
     assert _line(done, "queue") == "✗ queue: the database has no mailroom tables — fix: run `mailroom migrate`"
-    with psycopg.connect(empty_database_url) as conn:  # it only looked: no yoyo table, nothing created
+    with pg_connect(empty_database_url) as conn:  # it only looked: no yoyo table, nothing created
         assert conn.execute("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'").fetchone() == (0,)
 
 

@@ -21,7 +21,7 @@ from collector_helpers import (
     terminate_collector_backends,
     wait_for_empty_backlog,
 )
-from conftest import script
+from conftest import pg_connect, script
 
 from mailroom import settings
 from mailroom.signing import Action, verify
@@ -73,7 +73,7 @@ def test_a_token_committed_after_a_higher_one_was_emitted_is_emitted_too(
     start_collector: StartCollector, database_url: str, db: psycopg.Connection
 ) -> None:
     collector = _active(start_collector())
-    with psycopg.connect(database_url) as a, psycopg.connect(database_url) as b:
+    with pg_connect(database_url) as a, pg_connect(database_url) as b:
         a.execute("INSERT INTO accounts (email, login) VALUES ('early@example.com', 'early')")  # lower id, open
         b.execute("INSERT INTO accounts (email, login) VALUES ('late@example.com', 'late')")
         b.commit()
@@ -235,7 +235,10 @@ def test_the_health_check_reads_the_queue_when_no_notification_comes(
     with db.transaction():  # a queued token without a NOTIFY (triggers off for this transaction)
         db.execute("SET LOCAL session_replication_role = replica")
         db.execute("INSERT INTO accounts (email, login) VALUES ('silent@example.com', 'silent')")
-        db.execute("INSERT INTO tokens (account, action) SELECT id, 'activation' FROM accounts")
+        db.execute(  # no trigger: no expiry from the action's lifetime either
+            "INSERT INTO tokens (account, action, expires_at) SELECT id, 'activation', now() + interval '15 minutes' "
+            "FROM accounts"
+        )
         db.execute("INSERT INTO job_tokens (job, token) SELECT 'mailroom', id FROM tokens")
     assert [r.login for r in collector.records(1, timeout=10)] == ["silent"]
     assert collector.reads(1) == [(1, "health check")]

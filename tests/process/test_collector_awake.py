@@ -14,7 +14,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from collector_helpers import CollectorProcess, add_accounts, collector_env, wait_for_empty_backlog
-from conftest import script
+from conftest import pg_connect, script
 
 AWAKE_HELD = (
     "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND mode = 'ExclusiveLock' "
@@ -65,9 +65,9 @@ def _make_awake(collector: CollectorProcess, db: psycopg.Connection) -> None:
 def _skip_notify(database_url: str, db: psycopg.Connection) -> tuple[psycopg.Connection, psycopg.Connection]:
     """A transaction that queues a token while the collector is awake (no NOTIFY), and a
     listener that proves no notification is sent."""
-    listener = psycopg.connect(database_url, autocommit=True)
+    listener = pg_connect(database_url, autocommit=True)
     listener.execute("LISTEN token_insert")
-    writer = psycopg.connect(database_url)
+    writer = pg_connect(database_url)
     writer.execute("INSERT INTO accounts (email, login) VALUES ('skipper@example.com', 'skipper')")
     assert _awake(db)
     return writer, listener
@@ -135,7 +135,7 @@ def test_it_stays_awake_while_tokens_keep_coming_and_emits_them_all(
     assert len(collector.records(3, timeout=10)) == 3
     collector.wait_for_log("(3 notifications, the batch limit)")  # that read is over
     assert _awake(db)
-    with psycopg.connect(database_url, autocommit=True) as listener:
+    with pg_connect(database_url, autocommit=True) as listener:
         listener.execute("LISTEN token_insert")
         for i in range(1, 21):  # 3 tokens per statement, each read as soon as it commits
             logins += add_accounts(db, f"stream{i}_", 3)
@@ -151,7 +151,7 @@ def test_a_shared_awake_lock_left_behind_by_an_app_session_does_not_stop_the_mai
 ) -> None:
     # A statement cancelled between the trigger's shared try-lock and its unlock leaves the
     # session holding the lock shared: the collector must not wait for it.
-    with psycopg.connect(database_url, autocommit=True) as leaky:
+    with pg_connect(database_url, autocommit=True) as leaky:
         leaky.execute("SELECT pg_advisory_lock_shared(mailroom_awake_lock('mailroom'))")
         collector = CollectorProcess(script("collector"), env, tmp_path / "collector.log")
         procs.append(collector)

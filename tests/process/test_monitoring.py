@@ -21,7 +21,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from collector_helpers import CollectorProcess, add_accounts, collector_env
-from conftest import FAKE_AWS_ENV, TEST_KEY_HEX, _free_port, prepare_moto_ses, script
+from conftest import FAKE_AWS_ENV, TEST_KEY_HEX, _free_port, pg_connect, prepare_moto_ses, script
 from prometheus_client.parser import text_string_to_metric_families
 from test_pipeline import RunningPipeline, pipeline_env
 from test_sender_process import FakeSes, jsonl, record, sender_env
@@ -95,7 +95,7 @@ def ready(base: str) -> bool:
 
 
 def queued(database_url: str) -> int:
-    with psycopg.connect(database_url) as conn:
+    with pg_connect(database_url) as conn:
         return conn.execute("SELECT count(*) FROM job_tokens").fetchone()[0]
 
 
@@ -328,6 +328,7 @@ def test_standby_is_ready_and_mailroom_status_shows_backlog_collectors_and_the_s
     queues = {q["name"]: q for q in got["queues"]}
     assert queues["mailroom"]["backlog"] == 25 and queues["mailroom"]["oldest_age_s"] >= 0
     assert queues["ops"]["backlog"] == 0 and queues["ops"]["oldest_age_s"] is None
+    assert queues["mailroom"]["by_action"] == {"activation": 25} and queues["ops"]["by_action"] == {}
     [collector] = got["active_collectors"]
     assert (collector["queue"], collector["pid"], collector["client_addr"]) == ("ops", active_pid, active_addr)
     assert [s["pid"] for s in got["standby_collectors"]] == [standby_pid]
@@ -347,7 +348,7 @@ def test_standby_is_ready_and_mailroom_status_shows_backlog_collectors_and_the_s
 
     assert as_text.returncode == 0, as_text.stderr
     text = as_text.stdout
-    assert "mailroom (channel token_insert): 25 queued, oldest queued" in text
+    assert "mailroom (channel token_insert): 25 queued (25 activation), oldest queued" in text
     assert f"ops: active pid {active_pid} from {_shown(active_addr)}" in text
     assert f"standby pid {standby_pid} from {_shown(active_addr)}" in text
     assert "mailroom: ✗ no active collector" in text

@@ -22,7 +22,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from conftest import FAKE_AWS_ENV, TEST_KEY_HEX, prepare_moto_ses, script
+from conftest import FAKE_AWS_ENV, TEST_KEY_HEX, pg_connect, prepare_moto_ses, script
 
 from mailroom.verify import verify_link_token
 
@@ -140,7 +140,7 @@ def create_accounts_concurrently(database_url: str) -> list[str]:
 
     def writer(w: int) -> None:
         try:
-            with psycopg.connect(database_url) as conn:
+            with pg_connect(database_url) as conn:
                 start.wait()
                 i = 0
                 while i < ACCOUNTS_PER_WRITER:

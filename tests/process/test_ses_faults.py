@@ -11,9 +11,8 @@ import subprocess
 from collections import Counter
 from pathlib import Path
 
-import psycopg
 import pytest
-from conftest import FAKE_AWS_ENV, prepare_moto_ses, script
+from conftest import FAKE_AWS_ENV, pg_connect, prepare_moto_ses, script
 from test_pipeline import RunningPipeline, _moto_messages, pipeline_env, wait_until
 from test_sender_process import SOURCE, FakeSes, jsonl, record, sender_env
 
@@ -158,7 +157,7 @@ def test_an_operator_fault_while_sending_exits_75_writes_off_nothing_and_a_resta
 # -- the real pipeline against moto_server: fix, restart, exactly once ---------------------------
 def insert_accounts(database_url: str, n: int, prefix: str) -> list[str]:
     emails = [f"{prefix}{i}@example.com" for i in range(n)]
-    with psycopg.connect(database_url) as conn:
+    with pg_connect(database_url) as conn:
         conn.cursor().executemany(
             "INSERT INTO accounts (email, login) VALUES (%s, %s)", [(e, e.split("@")[0]) for e in emails]
         )
@@ -166,7 +165,7 @@ def insert_accounts(database_url: str, n: int, prefix: str) -> list[str]:
 
 
 def queued(database_url: str) -> int:
-    with psycopg.connect(database_url) as conn:
+    with pg_connect(database_url) as conn:
         return conn.execute("SELECT count(*) FROM job_tokens").fetchone()[0]
 
 
