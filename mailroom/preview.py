@@ -39,11 +39,12 @@ from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
 
 from mailroom import template_checks, templates
-from mailroom.signing import Action
+from mailroom.actions import ACTIVATION, PASSWORD_RECOVERY, Action, spec_for
 from mailroom.template_fixtures import Sample, samples
 from mailroom.templates import TemplateError
 
 log = logging.getLogger("mailroom")
+_TEMPLATED = (ACTIVATION, PASSWORD_RECOVERY)  # the actions previewed (shipped templates)
 
 WIDTHS = {"desktop": 600, "mobile": 375}
 POLL_INTERVAL_MS = 300
@@ -94,14 +95,14 @@ class Preview:
         return digest.hexdigest()[:16]
 
     def emails(self) -> list[tuple[Action, str]]:
-        found = {loc for action in Action for loc in templates.locales(action, self.directory)}
+        found = {loc for action in _TEMPLATED for loc in templates.locales(action.name, self.directory)}
         ordered = sorted(found, key=lambda loc: (loc != templates.DEFAULT_LOCALE, loc))
-        return [(action, locale) for action in Action for locale in ordered]
+        return [(action, locale) for action in _TEMPLATED for locale in ordered]
 
     # -- pages ---------------------------------------------------------------------------------
     def index(self) -> str:
         rows = "".join(
-            f'<li><a class="email" href="/email/{a.db_name}/{quote(loc)}">{a.db_name} ({html.escape(loc)})</a></li>'
+            f'<li><a class="email" href="/email/{a.name}/{quote(loc)}">{a.name} ({html.escape(loc)})</a></li>'
             for a, loc in self.emails()
         )
         problems = template_checks.run(self.directory, self.app_url)
@@ -117,19 +118,19 @@ class Preview:
 
     def email(self, view: View) -> str:
         nav = " · ".join(
-            f'<a href="/email/{a.db_name}/{quote(loc)}?{view.query(sample=0)}"'
+            f'<a href="/email/{a.name}/{quote(loc)}?{view.query(sample=0)}"'
             f"{' aria-current=page' if (a, loc) == (view.action, view.locale) else ''}>"
-            f"{a.db_name} ({html.escape(loc)})</a>"
+            f"{a.name} ({html.escape(loc)})</a>"
             for a, loc in self.emails()
         )
         try:
             fixtures = samples(view.action, self.directory)
             sample = fixtures[min(view.sample, len(fixtures) - 1)]
-            template = templates.load(view.action, self.directory, view.locale)
+            template = templates.load(view.action.name, self.directory, view.locale)
             message = template.render(sample.data(view.action, self.app_url))
         except (TemplateError, OSError) as exc:
             body = f'<nav>{nav}</nav><p class="error" id="error">{html.escape(str(exc))}</p>'
-            return self._page(f"{view.action.db_name}: error", body, dark=view.dark)
+            return self._page(f"{view.action.name}: error", body, dark=view.dark)
         samples_nav = " · ".join(
             f'<a href="?{view.query(sample=i)}"{" aria-current=page" if f is sample else ""}>{html.escape(f.name)}</a>'
             for i, f in enumerate(fixtures)
@@ -147,21 +148,21 @@ class Preview:
         body = (
             f"<nav>{nav}</nav>"
             f'<p class="samples">Fixture: {samples_nav}</p>'
-            f"<h1>{view.action.db_name} ({html.escape(view.locale)})</h1>"
+            f"<h1>{view.action.name} ({html.escape(view.locale)})</h1>"
             f"<dl>{self._recipient(view.action, sample, message)}</dl>"
             f'<p class="toggles">{toggles}</p>'
             f"<h2>HTML part</h2>"
             f'<iframe id="html-part" title="HTML part" sandbox width="{view.width}" height="900" '
-            f'style="width:{view.width}px" src="/html/{view.action.db_name}/{quote(view.locale)}?{view.query()}">'
+            f'style="width:{view.width}px" src="/html/{view.action.name}/{quote(view.locale)}?{view.query()}">'
             f"</iframe>"
             f'<h2>Text part</h2><pre id="text-part">{html.escape(message["text"])}</pre>'
         )
-        return self._page(f"{view.action.db_name} ({view.locale})", body, dark=view.dark)
+        return self._page(f"{view.action.name} ({view.locale})", body, dark=view.dark)
 
     def html_part(self, view: View) -> str:
         fixtures = samples(view.action, self.directory)
         sample = fixtures[min(view.sample, len(fixtures) - 1)]
-        message = templates.load(view.action, self.directory, view.locale).render(
+        message = templates.load(view.action.name, self.directory, view.locale).render(
             sample.data(view.action, self.app_url)
         )
         return as_dark(message["html"]) if view.dark else message["html"]
@@ -179,7 +180,7 @@ class Preview:
             ("Subject", f'<span id="subject">{html.escape(message["subject"])}</span>'),
             ("Links", f'<ul id="links">{links}</ul>'),
         ]
-        if action is Action.PASSWORD_RECOVERY:
+        if action == PASSWORD_RECOVERY:
             rows.append(("Code", f'<code id="code">{html.escape(code)}</code>'))
         return "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in rows)
 
@@ -263,8 +264,8 @@ def _view(parts: list[str], query: dict[str, list[str]]) -> View | None:
     if len(parts) != 3:
         return None
     try:
-        action = Action.from_db(parts[1])
-    except KeyError:
+        action = spec_for(parts[1]).action
+    except ValueError:
         return None
     locale = parts[2]
     if not re.fullmatch(r"[A-Za-z0-9-]{1,20}", locale):

@@ -28,8 +28,8 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 from mailroom import templates
+from mailroom.actions import ACTIVATION, PASSWORD_RECOVERY, Action
 from mailroom.checks import Check
-from mailroom.signing import Action
 from mailroom.template_fixtures import Sample, samples
 from mailroom.templates import FILES, TemplateError, locale_dir, locales, template_data
 from mailroom.wire import Record
@@ -50,6 +50,9 @@ class Problem:
         return f"{self.where}: {self.what}"
 
 
+_CHECKED = (ACTIVATION, PASSWORD_RECOVERY)  # the actions whose templates are checked
+
+
 def action_variables(action: Action) -> frozenset[str]:
     """The names the sender's template data holds for `action` (its record's, app_url, and the
     redirect_prefix that a staging sender fills, empty otherwise)."""
@@ -59,14 +62,14 @@ def action_variables(action: Action) -> frozenset[str]:
 
 def run(directory: Path | None, app_url: str) -> list[Problem]:
     """Every problem of every action's template in every locale, in a stable order."""
-    everywhere = sorted({loc for action in Action for loc in locales(action, directory)})
+    everywhere = sorted({loc for action in _CHECKED for loc in locales(action.name, directory)})
     everywhere.sort(key=lambda loc: loc != templates.DEFAULT_LOCALE)
     problems: list[Problem] = []
-    for action in Action:
+    for action in _CHECKED:
         try:
             fixtures = samples(action, directory)
         except TemplateError as exc:
-            problems.append(Problem(str(templates.template_dir(directory) / action.db_name), str(exc)))
+            problems.append(Problem(str(templates.template_dir(directory) / action.name), str(exc)))
             fixtures = []
         for locale in everywhere:
             problems.extend(_check_one(action, locale, directory, app_url, fixtures))
@@ -76,7 +79,7 @@ def run(directory: Path | None, app_url: str) -> list[Problem]:
 def _check_one(
     action: Action, locale: str, directory: Path | None, app_url: str, fixtures: list[Sample]
 ) -> Iterator[Problem]:
-    base = locale_dir(action, locale, directory)
+    base = locale_dir(action.name, locale, directory)
     parts: dict[str, str] = {}
     for key, name in FILES.items():
         path = base / name
@@ -99,7 +102,7 @@ def _check_one(
         for name in sorted(templates.variables(text) - known):
             yield Problem(
                 str(base / FILES[key]),
-                f"{{{{{name}}}}} is not in the template data of {action.db_name} "
+                f"{{{{{name}}}}} is not in the template data of {action.name} "
                 f"(it has {', '.join(sorted(known))}); it would render empty",
             )
     if "html" in parts:
@@ -113,7 +116,7 @@ def _check_one(
     if set(parts) != set(FILES):
         return
     try:
-        template = templates.load(action, directory, locale)
+        template = templates.load(action.name, directory, locale)
     except TemplateError as exc:  # inlining moved a placeholder
         yield Problem(str(base / FILES["html"]), _without_path(exc, base / FILES["html"]))
         return

@@ -17,7 +17,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from mailroom.signing import Action
+from mailroom.actions import Action
 from mailroom.templates import TemplateError, default_template_data, template_data, template_dir
 from mailroom.wire import Record
 
@@ -58,7 +58,7 @@ DEFAULT_SAMPLES = (
 
 
 def fixtures_path(action: Action, directory: Path | None = None) -> Path:
-    return template_dir(directory) / action.db_name / FIXTURES_FILE
+    return template_dir(directory) / action.name / FIXTURES_FILE
 
 
 def samples(action: Action, directory: Path | None = None) -> list[Sample]:

@@ -36,15 +36,15 @@ import json
 import re
 import sys
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
 
 import css_inline
 
+from mailroom.actions import ACTIVATION, PASSWORD_RECOVERY, Action
 from mailroom.resources import resource_dir
-from mailroom.signing import Action
 from mailroom.wire import Record
 
 _TAG = re.compile(r"\{\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}\}|\{\{\s*([^{}]*?)\s*\}\}")
@@ -129,7 +129,7 @@ def variables(template: str) -> set[str]:
 class EmailTemplate:
     """One action's subject, text body and HTML body, as pushed to SES."""
 
-    action: Action
+    action: str  # the action's name (its folder)
     subject: str
     text: str
     html: str
@@ -175,20 +175,42 @@ def template_dir(configured: Path | None = None) -> Path:
     return configured or resource_dir("templates")
 
 
-def locale_dir(action: Action, locale: str = DEFAULT_LOCALE, directory: Path | None = None) -> Path:
-    """Where `action`'s files for `locale` live: `<action>/` for the default, `<action>/<locale>/` else."""
-    base = template_dir(directory) / action.db_name
+def _name(action: str | Action) -> str:
+    """An action's folder name: its name."""
+    return action if isinstance(action, str) else action.name
+
+
+def locale_dir(action: str | Action, locale: str = DEFAULT_LOCALE, directory: Path | None = None) -> Path:
+    """Where the files of the action named `action` for `locale` live: `<action>/` for the
+    default, `<action>/<locale>/` else."""
+    base = template_dir(directory) / _name(action)
     return base if locale == DEFAULT_LOCALE else base / locale
 
 
-def locales(action: Action, directory: Path | None = None) -> list[str]:
-    """The locales `action` has a folder for: the default first, then `<action>/<locale>/` sorted."""
-    base = template_dir(directory) / action.db_name
+def locales(action: str | Action, directory: Path | None = None) -> list[str]:
+    """The locales the action named `action` has a folder for: the default first, then
+    `<action>/<locale>/` sorted."""
+    base = template_dir(directory) / _name(action)
     found = [p.name for p in base.iterdir() if p.is_dir() and _LOCALE.match(p.name)] if base.is_dir() else []
     return [DEFAULT_LOCALE, *sorted(name for name in found if name != DEFAULT_LOCALE)]
 
 
-def load(action: Action, directory: Path | None = None, locale: str = DEFAULT_LOCALE) -> EmailTemplate:
+def resolve_locale(available: Iterable[str], wanted: str | None, default: str) -> str:
+    """The locale of `available` to send a recipient of locale `wanted` (None: the default):
+    `wanted` itself, else each shorter prefix of it (`pt-BR` -> `pt`), else `default`.
+    Language tags compare case-insensitively (`pt-br` is `pt-BR`)."""
+    if wanted:
+        have = {a.lower(): a for a in available}
+        parts = wanted.split("-")
+        while parts:
+            found = have.get("-".join(parts).lower())
+            if found is not None:
+                return found
+            parts.pop()
+    return default
+
+
+def load(action: str | Action, directory: Path | None = None, locale: str = DEFAULT_LOCALE) -> EmailTemplate:
     """Read, check and inline `<directory>/<action>/` (or its `<locale>/`); TemplateError names
     the file that is missing, unreadable or outside the supported subset."""
     base = locale_dir(action, locale, directory)
@@ -205,12 +227,13 @@ def load(action: Action, directory: Path | None = None, locale: str = DEFAULT_LO
             raise TemplateError(f"{path} cannot be read: {exc.strerror or exc}") from None
         check(parts[key], str(path))
     html_part = inline_css(parts["html"], str(base / FILES["html"]))
-    return EmailTemplate(action, parts["subject"].strip(), parts["text"], html_part)
+    return EmailTemplate(_name(action), parts["subject"].strip(), parts["text"], html_part)
 
 
-def load_all(directory: Path | None = None) -> dict[Action, EmailTemplate]:
-    """Every action's template, all checked; TemplateError for the first problem."""
-    return {action: load(action, directory) for action in Action}
+def load_all(directory: Path | None = None) -> dict[str, EmailTemplate]:
+    """The default-locale templates of activation and password_recovery, by name, all checked;
+    TemplateError for the first problem."""
+    return {action.name: load(action.name, directory) for action in (ACTIVATION, PASSWORD_RECOVERY)}
 
 
 def exit_on_error(program: str, error: TemplateError) -> NoReturn:
@@ -220,10 +243,11 @@ def exit_on_error(program: str, error: TemplateError) -> NoReturn:
 
 
 def template_data(record: Record, redirect_prefix: str = "") -> str:
-    """ReplacementTemplateData: login, its HTML-escaped form, secret, code for recovery, and the
-    subject prefix of an email redirected by MAILROOM_REDIRECT_TO."""
+    """ReplacementTemplateData: login, its HTML-escaped form, secret, the code for every action
+    but activation (the sender has no registry to tell which sign it: an email may show it),
+    and the subject prefix of an email redirected by MAILROOM_REDIRECT_TO."""
     data = {"login": record.login, "login_html": html.escape(record.login, quote=True), "secret": record.secret}
-    if record.action is Action.PASSWORD_RECOVERY:
+    if record.action.number != ACTIVATION.number:
         data["code"] = record.code
     if redirect_prefix:
         data["redirect_prefix"] = redirect_prefix

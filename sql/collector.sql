@@ -86,15 +86,21 @@ SELECT k.token,
                   AND NOT EXISTS (SELECT 1 FROM job_tokens q WHERE q.job = %(queue)s AND q.token = o.id)
             ) THEN 'cooldown'
        END) AS skip,
-       CASE k.action_name WHEN 'activation' THEN 1 ELSE 2 END AS action,
+       k.action_name::text AS action_name,
        k.email::text,
        k.login::text,
        k.secret,
        k.code,
        k.account,
-       k.created_at
+       k.created_at,
+       NULL::text AS locale
 FROM checked k
 ORDER BY k.token
+
+-- name: action_registry
+-- The actions registry (mailroom/actions.py), read at connect and again when a token of an
+-- action added since comes up.
+SELECT name, number, path, signs_code, link, lifetime, cooldown, statuses FROM actions ORDER BY number
 
 -- name: suppress
 -- Mark the tokens of a chunk that were read and not emailed (see migrations/0004_cooldown.sql).

@@ -23,8 +23,8 @@ from typing import Any
 import psycopg
 
 from mailroom import settings
+from mailroom.actions import ALIASES, NAME_PATTERN
 from mailroom.db import connect, queries
-from mailroom.signing import Action
 
 REQUEUE_VARIABLES = ("MAILROOM_DATABASE_URL", "MAILROOM_QUEUE_NAME", "MAILROOM_LOG_LEVEL")
 
@@ -47,7 +47,7 @@ class Selection:
     emails: tuple[str, ...] = ()
     refs: tuple[str, ...] = ()
     since: datetime | None = None
-    action: Action | None = None
+    action: str | None = None  # the action's name
 
 
 @dataclass(frozen=True)
@@ -130,7 +130,7 @@ def requeue(
             "emails": list(selection.emails),
             "refs": list(selection.refs),
             "since": selection.since,
-            "action": selection.action.db_name if selection.action else None,
+            "action": selection.action,
         }
         candidates = [Candidate(*r) for r in conn.execute(sql["requeue_candidates"], params).fetchall()]
         todo = [c.id for c in candidates if c.valid and not c.queued and (include_suppressed or not c.on_list)]
@@ -207,6 +207,14 @@ def _reject_identity(row: Any) -> tuple[str | None, str | None]:
     return None, None
 
 
+def _action_name(raw: str) -> str:
+    """An action's name as the `actions` table holds it (`recovery` is password_recovery)."""
+    name = ALIASES.get(raw, raw)
+    if not re.fullmatch(NAME_PATTERN, name):
+        raise argparse.ArgumentTypeError(f"{raw!r} is no action name (lowercase letters, digits and _)")
+    return name
+
+
 def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--email", action="append", default=[], metavar="ADDR", help="tokens of the account with this address"
@@ -228,7 +236,7 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
         "alone, every token created since then",
     )
     parser.add_argument(
-        "--action", choices=[a.db_name for a in Action], help="only tokens for this action (default: both)"
+        "--action", type=_action_name, metavar="NAME", help="only tokens for this action, by name (default: all)"
     )
     parser.add_argument("--dry-run", action="store_true", help="print what would be queued and change nothing")
     parser.add_argument(
@@ -256,7 +264,7 @@ def selection_from_args(args: argparse.Namespace) -> tuple[Selection, list[str]]
         emails=tuple(dict.fromkeys(emails)),
         refs=tuple(dict.fromkeys(refs)),
         since=args.since,
-        action=Action.from_db(args.action) if args.action else None,
+        action=args.action,
     )
     return selection, notes
 

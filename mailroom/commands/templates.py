@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from mailroom import settings, template_checks, templates
-from mailroom.signing import Action
+from mailroom.actions import ACTIVATION, PASSWORD_RECOVERY, Action
 from mailroom.template_fixtures import Sample
 from mailroom.templates import EmailTemplate
 
@@ -34,11 +34,11 @@ RENDER_VARIABLES = ("MAILROOM_APP_URL", "MAILROOM_TEMPLATES_DIR", "MAILROOM_LOG_
 CHECK_EXIT_STATUS = 2  # an operator's configuration to correct, as for invalid settings
 PREVIEW_PORT = 8025
 ACTION_NAMES = {
-    "activation": Action.ACTIVATION,
-    "1": Action.ACTIVATION,
-    "password_recovery": Action.PASSWORD_RECOVERY,
-    "recovery": Action.PASSWORD_RECOVERY,
-    "2": Action.PASSWORD_RECOVERY,
+    "activation": ACTIVATION,
+    "1": ACTIVATION,
+    "password_recovery": PASSWORD_RECOVERY,
+    "recovery": PASSWORD_RECOVERY,
+    "2": PASSWORD_RECOVERY,
 }
 SAMPLE_LOGIN = 'Ada <b>"Lovelace"</b>'
 
@@ -122,7 +122,7 @@ def _app_url(environ: Mapping[str, str]) -> str:
     return app_url
 
 
-def _load_all(environ: Mapping[str, str]) -> dict[Action, EmailTemplate]:
+def _load_all(environ: Mapping[str, str]) -> dict[str, EmailTemplate]:
     """Every template from MAILROOM_TEMPLATES_DIR (or the shipped ones), all checked."""
     return templates.load_all(_directory(environ))
 
@@ -139,12 +139,12 @@ def check(environ: Mapping[str, str]) -> int:
     if _problems("mailroom templates check", environ):
         return CHECK_EXIT_STATUS
     directory = _directory(environ)
-    for action in Action:
-        for locale in templates.locales(action, directory):
-            t = templates.load(action, directory, locale)
+    for action in (ACTIVATION, PASSWORD_RECOVERY):
+        for locale in templates.locales(action.name, directory):
+            t = templates.load(action.name, directory, locale)
             links = len(template_checks.html_links(t.html))
             print(
-                f"ok {action.db_name} ({locale}): subject, text and HTML ({len(t.html.encode())} bytes inlined, "
+                f"ok {action.name} ({locale}): subject, text and HTML ({len(t.html.encode())} bytes inlined, "
                 f"{links} link{'s' if links != 1 else ''}) pass every check"
             )
     return 0
@@ -163,8 +163,8 @@ def push(environ: Mapping[str, str]) -> int:
         environ, "MAILROOM_SES_TEMPLATE_ACTIVATION", "MAILROOM_SES_TEMPLATE_RECOVERY", "MAILROOM_REDIRECT_TO"
     )
     by_action = {
-        Action.ACTIVATION: names["MAILROOM_SES_TEMPLATE_ACTIVATION"],
-        Action.PASSWORD_RECOVERY: names["MAILROOM_SES_TEMPLATE_RECOVERY"],
+        ACTIVATION: names["MAILROOM_SES_TEMPLATE_ACTIVATION"],
+        PASSWORD_RECOVERY: names["MAILROOM_SES_TEMPLATE_RECOVERY"],
     }
     if _problems("mailroom templates push", environ):  # before any call: a bad template pushes nothing
         return CHECK_EXIT_STATUS
@@ -178,19 +178,19 @@ def push(environ: Mapping[str, str]) -> int:
         redirect_note = f", subject starting with {SUBJECT_TAG} for MAILROOM_REDIRECT_TO"
     client = make_client()
     for action, name in by_action.items():
-        t = loaded[action]
+        t = loaded[action.name]
         body = {"TemplateName": name, "SubjectPart": t.subject, "TextPart": t.text, "HtmlPart": t.html}
         try:
             client.update_template(Template=body)
-            print(f"updated SES template {name} ({action.db_name}{redirect_note})")
+            print(f"updated SES template {name} ({action.name}{redirect_note})")
         except client.exceptions.TemplateDoesNotExistException:
             client.create_template(Template=body)
-            print(f"created SES template {name} ({action.db_name}{redirect_note})")
+            print(f"created SES template {name} ({action.name}{redirect_note})")
     return 0
 
 
 def render(action: Action, login: str, environ: Mapping[str, str]) -> int:
-    message = _load_all(environ)[action].render(Sample("--login", login).data(action, _app_url(environ)))
+    message = _load_all(environ)[action.name].render(Sample("--login", login).data(action, _app_url(environ)))
     print(
         f"Subject: {message['subject']}\n\n--- text/plain ---\n{message['text'].rstrip()}\n\n"
         f"--- text/html ---\n{message['html'].rstrip()}"

@@ -27,7 +27,7 @@ from test_pipeline import RunningPipeline, pipeline_env
 from test_sender_process import FakeSes, jsonl, record, sender_env
 
 from bench.fake_ses import Faults
-from mailroom.signing import Action
+from mailroom.actions import Action
 from mailroom.wire import Record, encode_line
 from sender.journal import Journal
 from sender.outputs import utc_now

@@ -14,7 +14,7 @@ from conftest import FakeProvider
 from small_fs import PAGE, fill, small_filesystem
 from test_sender import jsonl, record, run_sender
 
-from mailroom.signing import Action
+from mailroom.actions import PASSWORD_RECOVERY
 from mailroom.wire import encode_line
 from sender.journal import Journal, RotationFailed
 from sender.provider import BulkSend, DestinationResult
@@ -87,7 +87,7 @@ def test_the_output_directory_and_journal_are_private(tmp_path):
 
 def test_a_line_emitted_again_is_not_sent_again(tmp_path):
     provider = Recording()
-    line = encode_line([record(1), record(2, Action.PASSWORD_RECOVERY)])
+    line = encode_line([record(1), record(2, PASSWORD_RECOVERY)])
     run_sender(tmp_path, provider, line + line)  # the same line twice in one run
     run_sender(tmp_path, provider, line)  # and again after a restart (the collector re-emitted it)
     assert sorted(provider.emails) == [record(1).email, record(2).email]

@@ -19,8 +19,8 @@ from smtp_server import PASSWORD, USERNAME, certificate, make_certificate, smtp_
 from test_sender import FAST, TRICKY_LOGINS, config, jsonl, record
 
 from mailroom import templates
+from mailroom.actions import ACTIVATION, PASSWORD_RECOVERY
 from mailroom.settings import SmtpSettings
-from mailroom.signing import Action
 from mailroom.templates import EmailTemplate, default_template_data, template_data
 from mailroom.wire import Record, encode_line
 from sender.dispatch import Sender
@@ -79,9 +79,7 @@ def unfinished(out: Path) -> int:
 
 def both_actions(n: int, logins: list[str] | None = None) -> list[Record]:
     logins = logins or TRICKY_LOGINS
-    return [
-        record(i, Action.ACTIVATION if i % 3 else Action.PASSWORD_RECOVERY, logins[i % len(logins)]) for i in range(n)
-    ]
+    return [record(i, ACTIVATION if i % 3 else PASSWORD_RECOVERY, logins[i % len(logins)]) for i in range(n)]
 
 
 def lines(records: list[Record], per_line: int = 50) -> bytes:
@@ -117,12 +115,12 @@ def test_120_records_of_both_actions_each_reach_their_recipient_once_with_the_ri
         assert re.fullmatch(r"<[^@<>]+@example\.com>", message["Message-ID"])
         assert message["Date"]
         text, body = text_part(message), html_part(message)
-        path = "activate" if r.action is Action.ACTIVATION else "recover"
+        path = "activate" if r.action is ACTIVATION else "recover"
         link = f"{APP_URL}/{path}?token={r.secret}"
         assert link in text and html.escape(link) in body
         assert f"Hello {r.login}," in text
         assert f"Hello {html.escape(r.login, quote=True)}," in body  # escaped login, never raw markup
-        if r.action is Action.ACTIVATION:
+        if r.action is ACTIVATION:
             assert message["Subject"] == "Activate your account"
         else:
             assert message["Subject"] == "Reset your password"
@@ -148,10 +146,10 @@ def test_a_login_holding_markup_is_escaped_in_the_html_part_as_in_the_ses_templa
 
 def test_a_utf8_subject_is_encoded_per_rfc_2047_and_reads_back_the_same(smtp_server, tmp_path):
     server = smtp_server()
-    base = templates.load(Action.ACTIVATION)
+    base = templates.load(ACTIVATION)
     custom = {
-        Action.ACTIVATION: EmailTemplate(Action.ACTIVATION, "Activez votre compte, {{login}} ✓", base.text, base.html),
-        Action.PASSWORD_RECOVERY: templates.load(Action.PASSWORD_RECOVERY),
+        "activation": EmailTemplate("activation", "Activez votre compte, {{login}} ✓", base.text, base.html),
+        "password_recovery": templates.load(PASSWORD_RECOVERY),
     }
     run(tmp_path, provider(server, templates=custom), encode_line([record(1, login="Zoë 山田")]))
     raw = server.messages[0].raw
@@ -162,10 +160,10 @@ def test_a_utf8_subject_is_encoded_per_rfc_2047_and_reads_back_the_same(smtp_ser
 
 def test_a_message_is_the_same_text_as_debug_mode_renders_from_the_same_data(tmp_path):
     smtp = SmtpProvider(SmtpSettings(host="127.0.0.1", tls="none"), SOURCE, templates.load_all())
-    r = record(7, Action.PASSWORD_RECOVERY, 'say "hi"')
+    r = record(7, PASSWORD_RECOVERY, 'say "hi"')
     data = {**json.loads(default_template_data(APP_URL)), **json.loads(template_data(r))}
-    template = templates.load(Action.PASSWORD_RECOVERY)
-    message = smtp.message(Action.PASSWORD_RECOVERY, template, r.email, data)
+    template = templates.load(PASSWORD_RECOVERY)
+    message = smtp.message(PASSWORD_RECOVERY, template, r.email, data)
     rendered = template.render(data)
     assert text_part(message) == rendered["text"] and html_part(message) == rendered["html"]
     assert message["Subject"] == rendered["subject"]
@@ -348,7 +346,7 @@ def test_preflight_against_a_closed_port_fails_naming_the_host(tmp_path):
 
 def test_an_idn_domain_goes_out_in_punycode(smtp_server, tmp_path):
     server = smtp_server()
-    r = Record(Action.ACTIVATION, "anna@bücher.example", "anna", record(1).secret, record(1).code)
+    r = Record(ACTIVATION, "anna@bücher.example", "anna", record(1).secret, record(1).code)
     run(tmp_path, provider(server), encode_line([r]))
     assert server.recipients() == ["anna@xn--bcher-kva.example"]
     assert server.messages[0].message["To"] == "anna@xn--bcher-kva.example"
@@ -356,7 +354,7 @@ def test_an_idn_domain_goes_out_in_punycode(smtp_server, tmp_path):
 
 def test_a_non_ascii_local_part_goes_out_with_smtputf8_when_the_server_offers_it(smtp_server, tmp_path):
     server = smtp_server(smtputf8=True)
-    r = Record(Action.ACTIVATION, "zoë@bücher.example", "zoë", record(1).secret, record(1).code)
+    r = Record(ACTIVATION, "zoë@bücher.example", "zoë", record(1).secret, record(1).code)
     run(tmp_path, provider(server), encode_line([r]))
     assert server.recipients() == ["zoë@xn--bcher-kva.example"]
     assert "SMTPUTF8" in server.messages[0].mail_options
@@ -367,7 +365,7 @@ def test_a_non_ascii_local_part_is_refused_with_the_reason_when_the_server_lacks
     server = smtp_server(smtputf8=False)
     smtp = provider(server)
     assert smtp.address("zoë@example.com") == "zoë@example.com"  # not known yet: decided at send time
-    r = Record(Action.ACTIVATION, "zoë@example.com", "zoë", record(1).secret, record(1).code)
+    r = Record(ACTIVATION, "zoë@example.com", "zoë", record(1).secret, record(1).code)
     run(tmp_path, smtp, encode_line([r, record(2)]))
     assert server.recipients() == [record(2).email]
     rejects = jsonl(tmp_path / "rejects.jsonl")
@@ -469,7 +467,7 @@ class UnrenderableTemplate:
 
 def test_a_template_no_message_can_be_built_from_is_an_operator_fault_not_a_write_off(smtp_server, tmp_path):
     server = smtp_server()
-    broken = {Action.ACTIVATION: UnrenderableTemplate(), Action.PASSWORD_RECOVERY: UnrenderableTemplate()}
+    broken = {"activation": UnrenderableTemplate(), "password_recovery": UnrenderableTemplate()}
     sender = run(tmp_path, provider(server, templates=broken), lines(both_actions(10)), expect=EXIT_OPERATOR_FAULT)
 
     assert server.messages == []

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from mailroom import cli, template_checks, templates
-from mailroom.signing import Action
+from mailroom.actions import ACTIVATION
 from mailroom.template_fixtures import samples
 
 APP_URL = "http://localhost:8000"
@@ -120,8 +120,8 @@ def test_an_html_part_of_100_kb_or_more_once_rendered_fails(tmp_path):
     filler = "<div>" + "x" * 1000 + "</div>\n"  # no rule matches a div: 1012 bytes once inlined and rendered
     end = "</td></tr>\n</table>\n</td></tr>"
     biggest = max(
-        len(templates.load(Action.ACTIVATION).render(s.data(Action.ACTIVATION, APP_URL))["html"].encode())
-        for s in samples(Action.ACTIVATION)
+        len(templates.load(ACTIVATION).render(s.data(ACTIVATION, APP_URL))["html"].encode())
+        for s in samples(ACTIVATION)
     )
     under = (template_checks.HTML_MAX_BYTES - 1 - biggest) // len(filler)
     replace(html, end, filler * under + end)
@@ -138,7 +138,7 @@ def test_every_action_needs_its_three_parts_in_every_locale(tmp_path):
     french.mkdir()
     for name in ("subject.txt", "body.txt", "body.html"):
         shutil.copy(folder / "activation" / name, french / name)
-    assert templates.locales(Action.ACTIVATION, folder) == ["en", "fr"]
+    assert templates.locales(ACTIVATION, folder) == ["en", "fr"]
     (french / "body.txt").unlink()
     recovery_fr = folder / "password_recovery" / "fr"
     assert lines(folder) == [

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from mailroom import templates
-from mailroom.signing import Action
+from mailroom.actions import ACTIVATION, PASSWORD_RECOVERY
 from mailroom.template_fixtures import Sample
 from mailroom.templates import default_template_data, template_data
 from mailroom.wire import Record
@@ -29,7 +29,7 @@ def test_a_missing_variable_renders_empty_and_other_handlebars_constructs_are_re
         templates.render("{{#if x}}y{{/if}}", {"x": 1})
 
 
-@pytest.mark.parametrize("action", list(Action))
+@pytest.mark.parametrize("action", [ACTIVATION, PASSWORD_RECOVERY])
 def test_a_login_that_is_html_never_becomes_markup_in_the_html_body(action):
     record = Record(action, "mallory@example.com", EVIL, SECRET, "12345")
     data = {**json.loads(default_template_data("https://app.example.com")), **json.loads(template_data(record))}
@@ -40,20 +40,20 @@ def test_a_login_that_is_html_never_becomes_markup_in_the_html_body(action):
     assert "evil" not in message["subject"]
 
 
-@pytest.mark.parametrize("action,path", [(Action.ACTIVATION, "/activate"), (Action.PASSWORD_RECOVERY, "/recover")])
+@pytest.mark.parametrize("action,path", [(ACTIVATION, "/activate"), (PASSWORD_RECOVERY, "/recover")])
 def test_shipped_templates_link_to_the_app_url_and_say_when_the_link_expires(action, path):
     message = templates.load(action).render(Sample("t", "ada").data(action, "https://app.example.com"))
     link = f"https://app.example.com{path}?token="
     assert link in message["text"] and link in message["html"]
     assert "expire" in message["text"] and "15 minutes" in message["html"]
     assert message["subject"]
-    if action is Action.PASSWORD_RECOVERY:
+    if action is PASSWORD_RECOVERY:
         assert "12345" in message["text"] and "12345" in message["html"]
 
 
 def test_templates_use_only_variables_the_sender_provides():
     provided = set(json.loads(default_template_data("https://x.example")))
-    for action in Action:
+    for action in (ACTIVATION, PASSWORD_RECOVERY):
         t = templates.load(action)
         for part in (t.subject, t.text, t.html):
             assert templates.variables(part) <= provided
@@ -79,7 +79,7 @@ def copy_shipped(to: Path) -> Path:
 
 
 def test_every_shipped_template_passes_the_check():
-    assert set(templates.load_all()) == set(Action)
+    assert set(templates.load_all()) == {"activation", "password_recovery"}
 
 
 @pytest.mark.parametrize(
@@ -103,8 +103,8 @@ def test_a_template_outside_the_subset_is_named_with_its_file_line_and_what_is_s
 def test_a_folder_of_your_own_is_used_and_its_bad_template_is_named(tmp_path):
     mine = copy_shipped(tmp_path / "mine")
     (mine / "activation" / "subject.txt").write_text("Welcome aboard, {{login}}\n")
-    data = Sample("t", "ada").data(Action.ACTIVATION, "https://app.example.com")
-    assert templates.load_all(mine)[Action.ACTIVATION].render(data)["subject"] == "Welcome aboard, ada"
+    data = Sample("t", "ada").data(ACTIVATION, "https://app.example.com")
+    assert templates.load_all(mine)["activation"].render(data)["subject"] == "Welcome aboard, ada"
     body = mine / "password_recovery" / "body.html"
     body.write_text(body.read_text() + "\n<p>{{#each links}}</p>\n")
     with pytest.raises(templates.TemplateError, match=rf"^{re.escape(str(body))}, line \d+: unsupported"):

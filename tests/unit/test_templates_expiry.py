@@ -9,7 +9,7 @@ import pytest
 from conftest import ROOT
 
 from mailroom import templates
-from mailroom.signing import Action
+from mailroom.actions import ACTIVATION, PASSWORD_RECOVERY, Action
 from mailroom.template_fixtures import Sample
 
 
@@ -17,7 +17,7 @@ def _words(text: str) -> str:
     return " ".join(re.sub(r"<[^>]+>", " ", text).split())
 
 
-@pytest.mark.parametrize("action", list(Action))
+@pytest.mark.parametrize("action", [ACTIVATION, PASSWORD_RECOVERY])
 def test_the_emails_count_the_expiry_from_the_tokens_creation_as_the_schema_does(action: Action) -> None:
     schema = (ROOT / "migrations" / "0001_schema.sql").read_text()
     (lifetime,) = re.findall(r"expires_at\s+timestamptz NOT NULL DEFAULT now\(\) \+ interval '(\d+) minutes'", schema)
@@ -25,5 +25,5 @@ def test_the_emails_count_the_expiry_from_the_tokens_creation_as_the_schema_does
     for part in (message["text"], message["html"]):
         words = _words(part)
         assert "after this email was sent" not in words  # a slow email has less time left, not more
-        expected = "after it was created" if action is Action.ACTIVATION else "after the reset was requested"
+        expected = "after it was created" if action is ACTIVATION else "after the reset was requested"
         assert f"{lifetime} minutes {expected}" in words
