@@ -145,7 +145,7 @@ def test_requeue_can_be_limited_to_one_action(queue_db: psycopg.Connection) -> N
     account = queue_db.execute("SELECT id FROM accounts WHERE login = 'new'").fetchone()[0]
     recovery = _token(queue_db, account)
     _emitted_everything(queue_db)
-    result = requeue(queue_db, QUEUE, Selection(emails=("new@example.com",), action=PASSWORD_RECOVERY), dry_run=True)
+    result = requeue(queue_db, QUEUE, Selection(emails=("new@example.com",), action="password_recovery"), dry_run=True)
     assert [c.id for c in result.candidates] == [recovery]
 
 
