@@ -144,10 +144,11 @@ class Queue:
         within the cooldown, is emitted."""
         out = Chunk()
         to_sign = out.to_sign
-        # The common chunk: every row to emit, each of its own account and action, so
-        # that no decision between the chunk's tokens is to be made.
+        # The common chunk: every row to emit, each of its own recipient (account, or address
+        # for a token with no account) and action, so that no decision between the chunk's
+        # tokens is to be made.
         if all(row[1] is None for row in rows) and (
-            not self._any_cooldown or len({(row[7], row[2], row[3]) for row in rows}) == len(rows)
+            not self._any_cooldown or len({(row[3] if row[7] is None else row[7], row[2]) for row in rows}) == len(rows)
         ):
             to_sign.extend(rows)
             return out

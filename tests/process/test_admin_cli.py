@@ -118,7 +118,7 @@ def test_verify_without_a_usable_key_is_a_configuration_error(
 
 def test_verify_with_an_unknown_action_is_a_usage_error(env: dict[str, str], tmp_path: Path) -> None:
     done = _mailroom(env, "verify", "x", "--action", "reset", cwd=tmp_path)
-    assert done.returncode == 2 and "invalid choice" in done.stderr
+    assert done.returncode == 2 and "unknown action 'reset'" in done.stderr and "--path" in done.stderr
 
 
 # ---------------------------------------------------------------- mailroom prune
