@@ -60,8 +60,10 @@ def action_variables(action: Action) -> frozenset[str]:
     return frozenset(json.loads(template_data(record))) | {"app_url", "redirect_prefix"}
 
 
-def run(directory: Path | None, app_url: str) -> list[Problem]:
-    """Every problem of every action's template in every locale, in a stable order."""
+def run(directory: Path | None, app_url: str, every_locale: bool = True) -> list[Problem]:
+    """Every problem of every action's template in every locale, in a stable order. Without
+    `every_locale` (the sender's preflight), only the locales each action has: the templates
+    that can be sent (a recipient of a missing locale gets the fallback's)."""
     everywhere = sorted({loc for action in _CHECKED for loc in locales(action.name, directory)})
     everywhere.sort(key=lambda loc: loc != templates.DEFAULT_LOCALE)
     problems: list[Problem] = []
@@ -71,7 +73,7 @@ def run(directory: Path | None, app_url: str) -> list[Problem]:
         except TemplateError as exc:
             problems.append(Problem(str(templates.template_dir(directory) / action.name), str(exc)))
             fixtures = []
-        for locale in everywhere:
+        for locale in everywhere if every_locale else locales(action.name, directory):
             problems.extend(_check_one(action, locale, directory, app_url, fixtures))
     return problems
 
@@ -184,7 +186,7 @@ def html_links(html_text: str) -> list[str]:
 
 def preflight_checks(directory: Path | None, app_url: str) -> list[Check]:
     """The sender's preflight view: one passing check, or one failing check per problem."""
-    problems = run(directory, app_url)
+    problems = run(directory, app_url, every_locale=False)
     if not problems:
         return [Check("templates", True, "every action and locale passes `mailroom templates check`")]
     fix = "correct the template (`mailroom templates check` lists every problem)"

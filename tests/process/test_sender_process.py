@@ -122,7 +122,10 @@ def test_sender_sends_through_moto_server_after_templates_push(moto_server, base
     )
     client.verify_email_identity(EmailAddress=SOURCE)
 
-    records = [record(i, Action(1 + i % 2), login=['quote " here', "Zoë {{x}}", "<b>b</b>"][i % 3]) for i in range(60)]
+    records = [
+        record(i, (ACTIVATION, PASSWORD_RECOVERY)[i % 2], login=['quote " here', "Zoë {{x}}", "<b>b</b>"][i % 3])
+        for i in range(60)
+    ]
     data = encode_line(records[:30]) + b"1,bad-email,x,y,00000\n" + encode_line(records[30:])
     done = subprocess.run([script("sender")], input=data, env=env, cwd=tmp_path, capture_output=True, timeout=120)
     assert done.returncode == 0, done.stderr.decode()

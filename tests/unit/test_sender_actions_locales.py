@@ -12,7 +12,7 @@ import pytest
 from conftest import FakeProvider
 from test_sender import jsonl, record, run_sender, unfinished
 
-from mailroom import templates
+from mailroom import template_checks, templates
 from mailroom.actions import ACTIVATION, MAGIC_LINK, PASSWORD_RECOVERY, WELCOME, Action
 from mailroom.templates import resolve_locale
 from mailroom.wire import Record, encode_line
@@ -184,3 +184,13 @@ def test_a_record_of_an_action_with_no_templates_stops_the_sender_and_is_sent_on
     run_sender(tmp_path, DebugProvider(out), None, templates_dir=folder, local_templates=True, debug=True)
     assert unfinished(tmp_path) == 0
     assert out.getvalue().count("subject: Welcome, user2") == 1
+
+
+def test_the_senders_preflight_checks_the_locales_that_exist_not_every_locale_everywhere(folder: Path) -> None:
+    (folder / "activation" / "pt" / "subject.txt").write_text("Ative sua conta\n", encoding="utf-8")
+    assert [c.ok for c in template_checks.preflight_checks(folder, "https://app.example.com")] == [True]
+    # `mailroom templates check` still wants every action in every locale
+    assert any("in locale pt" in p.line() for p in template_checks.run(folder, "https://app.example.com"))
+    (folder / "activation" / "pt" / "body.txt").write_text("{{#if x}}\n", encoding="utf-8")
+    failed = template_checks.preflight_checks(folder, "https://app.example.com")
+    assert [c.ok for c in failed] == [False] and "activation/pt/body.txt" in failed[0].detail
