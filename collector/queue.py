@@ -22,8 +22,9 @@ not hold is met after a row was added: the registry is read again, once; a token
 action is still unknown is not emitted (`unknown_action`: logged, counted, marked suppressed).
 
 The cooldown (the action's `cooldown`, else MAILROOM_RECOVERY_COOLDOWN): at most one email
-per recipient (account, or address for a token with no account) and action per cooldown. The chunk query says which tokens an email already covers from earlier reads;
-between the tokens of one chunk, `Chunk` decides in id order. A skipped token is still
+per recipient (account, or address for a token with no account) and action per cooldown.
+The chunk query says which tokens an email already covers from earlier reads; between the
+tokens of one chunk, `Chunk` decides in id order. A skipped token is still
 valid (its link works if someone has it); it is only not emailed, counted, and marked
 `suppressed` in the same transaction, as are tokens that were not sendable: only emailed
 tokens start a cooldown window. That UPDATE runs only for chunks that have such tokens.
@@ -187,23 +188,25 @@ class Queue:
         """The records of the rows `decide` kept, signed; a record the wire cannot carry
         (a control character) is left out, logged and counted, and so is a token of an
         action the registry does not hold (read once more first)."""
-        signers, records = self._signers, chunk.records
         kept = chunk.to_sign
         try:
-            for _token, _skip, name, email, login, secret, code, _account, _created_at, locale in kept:
-                action, sign = signers[name]
-                records.append(Record(action, email, login, sign(bytes(secret), code), code, locale))
+            records = self._records(kept)
         except KeyError:  # an action added since the registry was read: read it again, once
             kept = self._known_actions(kept, chunk)
-            records.clear()
-            signers = self._signers
-            for _token, _skip, name, email, login, secret, code, _account, _created_at, locale in kept:
-                action, sign = signers[name]
-                records.append(Record(action, email, login, sign(bytes(secret), code), code, locale))
+            records = self._records(kept)
+        chunk.records = records
         if records and control_char_in_any(records):
             chunk.records = _without_control_chars(records, [row[0] for row in kept], chunk.skipped)
         chunk.to_sign = []
         return chunk
+
+    def _records(self, rows: list[tuple[Any, ...]]) -> list[Record]:
+        """The rows signed as records; KeyError for an action not in the registry."""
+        signers, records = self._signers, []
+        for _token, _skip, name, email, login, secret, code, _account, _created_at, locale in rows:
+            action, sign = signers[name]
+            records.append(Record(action, email, login, sign(bytes(secret), code), code, locale))
+        return records
 
     def _known_actions(self, rows: list[tuple[Any, ...]], chunk: Chunk) -> list[tuple[Any, ...]]:
         """`rows` whose action is in the registry, read again; the others are skipped (unknown_action)."""
