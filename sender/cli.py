@@ -14,6 +14,7 @@ from mailroom.checks import Check, render
 from mailroom.logs import setup_logging
 from mailroom.redirect import Redirect, with_subject_tags
 from sender import metrics
+from sender.catalog import Catalog
 from sender.debug import DebugProvider
 from sender.dispatch import DISK_FIX, SendConfig, Sender
 from sender.journal import Journal
@@ -88,7 +89,7 @@ def build(s: settings.SenderSettings) -> Sender:
 
         client = make_client(max_pool=s.concurrency + 2)
         # preflight: every SES template a record may be sent with (each local action and locale)
-        sendable = SendConfig(template_names, "", "", "", 0.0, 1, None, templates_dir=s.templates_dir).catalog()
+        sendable = Catalog(template_names, s.templates_dir)
         provider = SesProvider(
             client,
             outputs,
