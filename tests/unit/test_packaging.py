@@ -9,8 +9,8 @@ import tomllib
 import pytest
 from conftest import ROOT
 
-# What an app imports: verify and sign tokens, and read a collector's lines (mailroom.wire).
-APP_MODULES = ("mailroom.verify", "mailroom.signing", "mailroom.wire")
+# What an app imports: verify and sign tokens of any action (mailroom.actions), and read a collector's lines (mailroom.wire).
+APP_MODULES = ("mailroom.verify", "mailroom.signing", "mailroom.wire", "mailroom.actions")
 BLOCKED = ("boto3", "botocore", "yoyo", "psycopg", "psycopg_binary", "dotenv")
 
 _PROBE = """\
