@@ -22,7 +22,8 @@ not hold is met after a row was added: the registry is read again, once; a token
 action is still unknown is not emitted (`unknown_action`: logged, counted, marked suppressed).
 
 The cooldown (the action's `cooldown`, else MAILROOM_RECOVERY_COOLDOWN): at most one email
-per recipient (account, or address for a token with no account) and action per cooldown.
+per account and action per cooldown; a token with no account (an invitation) has none, as
+in the chunk query.
 The chunk query says which tokens an email already covers from earlier reads; between the
 tokens of one chunk, `Chunk` decides in id order. A skipped token is still
 valid (its link works if someone has it); it is only not emailed, counted, and marked
@@ -145,19 +146,18 @@ class Queue:
         within the cooldown, is emitted."""
         out = Chunk()
         to_sign = out.to_sign
-        # The common chunk: every row to emit, each of its own recipient (account, or address
-        # for a token with no account) and action, so that no decision between the chunk's
-        # tokens is to be made.
+        # The common chunk: every row to emit, each of its own account and action, so
+        # that no decision between the chunk's tokens is to be made.
         if all(row[1] is None for row in rows) and (
-            not self._any_cooldown or len({(row[3] if row[7] is None else row[7], row[2]) for row in rows}) == len(rows)
+            not self._any_cooldown or len({(row[7], row[2]) for row in rows}) == len(rows)
         ):
             to_sign.extend(rows)
             return out
         cooldowns, default_cooldown = self._cooldowns, self.cooldown
-        # (recipient, action) -> creation times of this chunk's tokens emitted so far.
+        # (account, action) -> creation times of this chunk's tokens emitted so far.
         emitted_at: dict[tuple[Any, str], list[datetime]] = {}
         for row in rows:
-            token, skip, action_name, email, _login, _secret, _code, account, created_at, _locale = row
+            token, skip, action_name, _email, _login, _secret, _code, account, created_at, _locale = row
             if skip is not None:
                 if skip == _COOLDOWN:  # the query found an email that already went out
                     out.suppressed.append(token)
@@ -168,9 +168,9 @@ class Queue:
                         out.on_the_list.append(token)
                 out.skipped[skip] += 1
                 continue
-            cooldown = cooldowns.get(action_name, default_cooldown)
+            cooldown = cooldowns.get(action_name, default_cooldown) if account is not None else None
             if cooldown:
-                group = (account if account is not None else email, action_name)
+                group = (account, action_name)
                 earlier = emitted_at.get(group)
                 if earlier is None:
                     emitted_at[group] = [created_at]

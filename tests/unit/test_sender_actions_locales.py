@@ -56,7 +56,11 @@ def _locale_folder(base: Path, name: str, locale: str, subject: str) -> None:
 
 @pytest.fixture
 def folder(tmp_path: Path) -> Path:
-    """activation and password_recovery (en, pt), magic_link (en, pt); no welcome."""
+    return locale_folder(tmp_path)
+
+
+def locale_folder(tmp_path: Path) -> Path:
+    """activation and password_recovery (en), activation in pt, magic_link (en, pt); no welcome."""
     base = tmp_path / "templates"
     base.mkdir()
     for name in ("activation", "password_recovery"):
@@ -119,19 +123,19 @@ def test_the_ses_preflight_checks_every_template_that_can_be_sent(folder: Path) 
     }
 
 
-def _for(i: int, action: Action, locale: str | None) -> Record:
+def of_action(i: int, action: Action, locale: str | None) -> Record:
     return dataclasses.replace(record(i, PASSWORD_RECOVERY), action=action, locale=locale)
 
 
 def test_calls_group_records_by_action_and_template_locale(tmp_path: Path, folder: Path) -> None:
     records = [
-        _for(1, ACTIVATION, None),
-        _for(2, ACTIVATION, "pt-BR"),
-        _for(3, MAGIC_LINK, "pt"),
-        _for(4, ACTIVATION, "pt"),
-        _for(5, MAGIC_LINK, None),
-        _for(6, MAGIC_LINK, "de"),
-        _for(7, Action(9, "team_invite"), "pt"),
+        of_action(1, ACTIVATION, None),
+        of_action(2, ACTIVATION, "pt-BR"),
+        of_action(3, MAGIC_LINK, "pt"),
+        of_action(4, ACTIVATION, "pt"),
+        of_action(5, MAGIC_LINK, None),
+        of_action(6, MAGIC_LINK, "de"),
+        of_action(7, Action(9, "team_invite"), "pt"),
     ]
     provider = Recording()
     run_sender(tmp_path, provider, encode_line(records), templates_dir=folder)
@@ -149,7 +153,7 @@ def test_calls_group_records_by_action_and_template_locale(tmp_path: Path, folde
 
 def test_debug_mode_renders_each_record_with_its_locales_template(tmp_path: Path, folder: Path) -> None:
     out = io.StringIO()
-    records = [_for(1, MAGIC_LINK, "pt-BR"), _for(2, MAGIC_LINK, None), _for(3, ACTIVATION, "pt")]
+    records = [of_action(1, MAGIC_LINK, "pt-BR"), of_action(2, MAGIC_LINK, None), of_action(3, ACTIVATION, "pt")]
     run_sender(
         tmp_path, DebugProvider(out), encode_line(records), templates_dir=folder, local_templates=True, debug=True
     )
@@ -164,7 +168,7 @@ def test_a_record_of_an_action_with_no_templates_stops_the_sender_and_is_sent_on
     tmp_path: Path, folder: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     out = io.StringIO()
-    records = [_for(1, ACTIVATION, None), _for(2, WELCOME, None)]
+    records = [of_action(1, ACTIVATION, None), of_action(2, WELCOME, None)]
     sender = run_sender(
         tmp_path,
         DebugProvider(out),

@@ -17,9 +17,10 @@ from pathlib import Path
 import pytest
 from smtp_server import PASSWORD, USERNAME, certificate, make_certificate, smtp_server  # noqa: F401
 from test_sender import FAST, TRICKY_LOGINS, config, jsonl, record
+from test_sender_actions_locales import locale_folder, of_action
 
 from mailroom import templates
-from mailroom.actions import ACTIVATION, PASSWORD_RECOVERY
+from mailroom.actions import ACTIVATION, MAGIC_LINK, PASSWORD_RECOVERY
 from mailroom.settings import SmtpSettings
 from mailroom.templates import EmailTemplate, default_template_data, template_data
 from mailroom.wire import Record, encode_line
@@ -646,3 +647,22 @@ def test_an_exception_mid_transaction_costs_that_message_only_and_after_data_it_
     assert [(r["recipient"], r["status"]) for r in rejects] == [(at_rcpt, "SMTP RCPT error")]
     assert "ValueError: a bug at RCPT" in rejects[0]["error"]
     assert sender.fault is None and sender.counts.delivered == 7
+
+
+def test_smtp_sends_each_record_with_its_actions_template_in_the_recipients_locale(smtp_server, tmp_path):
+    folder = locale_folder(tmp_path)
+    server = smtp_server()
+    records = [
+        of_action(1, MAGIC_LINK, "pt-BR"),
+        of_action(2, MAGIC_LINK, None),
+        of_action(3, ACTIVATION, "pt"),
+        of_action(4, ACTIVATION, "de"),
+    ]
+    run(tmp_path, provider(server), encode_line(records), templates_dir=folder, local_templates=True)
+    subjects = {m.rcpt_tos[0]: m.message["Subject"] for m in server.messages}
+    assert subjects == {
+        "user1@example.com": "Entre, user1",
+        "user2@example.com": "Sign in, user2",
+        "user3@example.com": "Ative sua conta, user3",
+        "user4@example.com": "Activate your account",
+    }
