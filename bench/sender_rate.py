@@ -31,7 +31,8 @@ from bench.common import (
     wait_with_rusage,
 )
 from bench.fake_ses import start_child
-from mailroom.signing import Action, sign
+from mailroom.actions import ACTIVATION
+from mailroom.signing import sign
 from mailroom.wire import Record, encode_line
 
 RATE = 5000
@@ -46,10 +47,10 @@ def write_input(path: Path, records: int, per_line: int) -> None:
             code = f"{secrets.randbelow(100000):05d}"
             batch.append(
                 Record(
-                    Action.ACTIVATION,
+                    ACTIVATION,
                     f"s{i}@example.com",
                     f"s{i}",
-                    sign(key, Action.ACTIVATION, secrets.token_bytes(32), code),
+                    sign(key, ACTIVATION, secrets.token_bytes(32), code),
                     code,
                 )
             )

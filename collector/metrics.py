@@ -203,8 +203,17 @@ class _Exporter(PromCollector):
 
 
 # Why a queued token is not sendable (the `skip` column of claim_chunk in sql/collector.sql;
-# `suppressed`: its address is on the suppression list).
-SKIP_REASONS = ("expired", "consumed", "account_status", "no_address", "token_gone", "suppressed")
+# `suppressed`: its address is on the suppression list; `unknown_action`: an action the
+# registry does not hold even after a reload, see collector/queue.py).
+SKIP_REASONS = (
+    "expired",
+    "consumed",
+    "account_status",
+    "no_address",
+    "token_gone",
+    "suppressed",
+    "unknown_action",
+)
 
 
 def build_registry(

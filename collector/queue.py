@@ -15,9 +15,17 @@ Why several chunks a transaction: the sender takes a line out of the pipe only a
 journal fsync, so waiting for the reader once per line would cost one fsync per line;
 once per transaction, the sender journals the transaction's lines with one fsync.
 
-The cooldown (MAILROOM_RECOVERY_COOLDOWN): at most one email per account and action per
-cooldown. The chunk query says which tokens an email already covers from earlier reads;
-between the tokens of one chunk, `Chunk` decides in id order. A skipped token is still
+Actions are data: the registry (the `actions` table) is read at connect; each token is
+signed with its action's path (and code, where the action signs it), its record carries the
+action's number and name and the recipient's locale. A token of an action the registry did
+not hold is met after a row was added: the registry is read again, once; a token whose
+action is still unknown is not emitted (`unknown_action`: logged, counted, marked suppressed).
+
+The cooldown (the action's `cooldown`, else MAILROOM_RECOVERY_COOLDOWN): at most one email
+per account and action per cooldown; a token with no account (an invitation) has none, as
+in the chunk query.
+The chunk query says which tokens an email already covers from earlier reads; between the
+tokens of one chunk, `Chunk` decides in id order. A skipped token is still
 valid (its link works if someone has it); it is only not emailed, counted, and marked
 `suppressed` in the same transaction, as are tokens that were not sendable: only emailed
 tokens start a cooldown window. That UPDATE runs only for chunks that have such tokens.
@@ -27,6 +35,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -37,19 +46,16 @@ from psycopg.types.numeric import Int8
 from collector.metrics import CollectorStats
 from collector.output import LineWriter
 from collector.signals import StopFlag
+from mailroom.actions import Action, ActionSpec, load_registry
 from mailroom.db import queries
-from mailroom.signing import Action, sign
+from mailroom.signing import signer
 from mailroom.wire import Record, control_char_in, control_char_in_any, encode_lines
 
 CHUNKS_PER_COMMIT = 10
 
 log = logging.getLogger("collector.queue")
 
-# claim_chunk's action_name -> the action signed. Until the collector signs every action of
-# the registry (the `action_registry` query), only these two are emitted; a token of
-# another action is skipped as 'unknown_action' and logged.
-_ACTIONS = {"activation": Action.ACTIVATION, "password_recovery": Action.PASSWORD_RECOVERY}
-_UNKNOWN_ACTION = "unknown_action"
+_UNKNOWN_ACTION = "unknown_action"  # a token whose action the registry does not hold, even read again
 _COOLDOWN = "cooldown"  # claim_chunk's `skip` for a token an email already went out for
 _SUPPRESSED = "suppressed"  # claim_chunk's `skip` for a token whose address is on the suppression list
 # The chunk query's plan, made once per session rather than once per chunk. PostgreSQL
@@ -100,6 +106,7 @@ class Queue:
         key: bytes,
         cooldown_s: float = 0.0,
         stats: CollectorStats | None = None,
+        registry: Mapping[str, ActionSpec] | None = None,
     ) -> None:
         self.conn = conn
         self.stats = stats or CollectorStats()
@@ -112,6 +119,21 @@ class Queue:
         self._suppress = sql_text["suppress"]
         self._mark_suppressed = sql_text["mark_suppressed"]
         self._cursor = conn.cursor(binary=True)
+        # action name -> (Action, its signer); action name -> its cooldown (the setting's when none)
+        self._signers: dict[str, tuple[Action, Callable[[bytes, str], str]]] = {}
+        self._cooldowns: dict[str, timedelta] = {}
+        self.use_registry(load_registry(conn) if registry is None else registry)
+
+    def use_registry(self, registry: Mapping[str, ActionSpec]) -> None:
+        """Sign and cool down by these actions (the `actions` table's rows, by name)."""
+        self._signers = {
+            name: (spec.action, signer(self.key, spec.path_bytes, spec.signs_code)) for name, spec in registry.items()
+        }
+        self._cooldowns = {
+            name: self.cooldown if spec.cooldown is None else spec.cooldown for name, spec in registry.items()
+        }
+        # Whether any cooldown is on: when none is, the chunk's tokens need no decision between them.
+        self._any_cooldown = bool(self.cooldown) or any(self._cooldowns.values())
 
     def chunk(self, rows: list[tuple[Any, ...]]) -> Chunk:
         """Sign what may be emitted (`decide`, then `signed`)."""
@@ -126,19 +148,16 @@ class Queue:
         to_sign = out.to_sign
         # The common chunk: every row to emit, each of its own account and action, so
         # that no decision between the chunk's tokens is to be made.
-        if all(row[1] is None and row[2] in _ACTIONS for row in rows) and (
-            not self.cooldown or len({(row[7], row[2]) for row in rows}) == len(rows)
+        if all(row[1] is None for row in rows) and (
+            not self._any_cooldown or len({(row[7], row[2]) for row in rows}) == len(rows)
         ):
             to_sign.extend(rows)
             return out
-        cooldown = self.cooldown
+        cooldowns, default_cooldown = self._cooldowns, self.cooldown
         # (account, action) -> creation times of this chunk's tokens emitted so far.
         emitted_at: dict[tuple[Any, str], list[datetime]] = {}
         for row in rows:
             token, skip, action_name, _email, _login, _secret, _code, account, created_at, _locale = row
-            if skip is None and action_name not in _ACTIONS:
-                log.error("token %d not emitted: the collector cannot sign action %s yet", token, action_name)
-                skip = _UNKNOWN_ACTION
             if skip is not None:
                 if skip == _COOLDOWN:  # the query found an email that already went out
                     out.suppressed.append(token)
@@ -149,6 +168,7 @@ class Queue:
                         out.on_the_list.append(token)
                 out.skipped[skip] += 1
                 continue
+            cooldown = cooldowns.get(action_name, default_cooldown) if account is not None else None
             if cooldown:
                 group = (account, action_name)
                 earlier = emitted_at.get(group)
@@ -166,15 +186,45 @@ class Queue:
 
     def signed(self, chunk: Chunk) -> Chunk:
         """The records of the rows `decide` kept, signed; a record the wire cannot carry
-        (a control character) is left out, logged and counted."""
-        key, records = self.key, chunk.records
-        for _token, _skip, action_name, email, login, secret, code, _account, _created_at, _locale in chunk.to_sign:
-            action = _ACTIONS[action_name]
-            records.append(Record(action, email, login, sign(key, action, bytes(secret), code), code))
+        (a control character) is left out, logged and counted, and so is a token of an
+        action the registry does not hold (read once more first)."""
+        kept = chunk.to_sign
+        try:
+            records = self._records(kept)
+        except KeyError:  # an action added since the registry was read: read it again, once
+            kept = self._known_actions(kept, chunk)
+            records = self._records(kept)
+        chunk.records = records
         if records and control_char_in_any(records):
-            chunk.records = _without_control_chars(records, [row[0] for row in chunk.to_sign], chunk.skipped)
+            chunk.records = _without_control_chars(records, [row[0] for row in kept], chunk.skipped)
         chunk.to_sign = []
         return chunk
+
+    def _records(self, rows: list[tuple[Any, ...]]) -> list[Record]:
+        """The rows signed as records; KeyError for an action not in the registry."""
+        signers, records = self._signers, []
+        for _token, _skip, name, email, login, secret, code, _account, _created_at, locale in rows:
+            action, sign = signers[name]
+            records.append(Record(action, email, login, sign(bytes(secret), code), code, locale))
+        return records
+
+    def _known_actions(self, rows: list[tuple[Any, ...]], chunk: Chunk) -> list[tuple[Any, ...]]:
+        """`rows` whose action is in the registry, read again; the others are skipped (unknown_action)."""
+        self.use_registry(load_registry(self.conn))
+        kept = []
+        for row in rows:
+            if row[2] in self._signers:
+                kept.append(row)
+                continue
+            log.error(
+                "token %d not emitted: its action %r is not in the actions registry (mailroom actions list); "
+                "add the action and issue a new token",
+                row[0],
+                row[2],
+            )
+            chunk.suppressed.append(row[0])
+            chunk.skipped[_UNKNOWN_ACTION] += 1
+        return kept
 
     def drain(self, output: LineWriter, stop: StopFlag) -> DrainResult:
         """Read chunks, with no pause between them, until the queue is empty or a stop

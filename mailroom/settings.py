@@ -185,6 +185,16 @@ def secret_key(name: str, raw: str) -> bytes:
     return bytes.fromhex(value)
 
 
+def previous_secret_keys(name: str, raw: str) -> tuple[bytes, ...]:
+    """Comma-separated keys, each as MAILROOM_SECRET_KEY; blank: none."""
+    from mailroom.verify import parse_keys
+
+    try:
+        return parse_keys(raw)
+    except ValueError as exc:
+        raise ConfigError(name, f"{exc} ({SECRET_KEY_HINT})") from None
+
+
 def ses_name(name: str, raw: str) -> str:
     """An SES template or configuration set name."""
     if not _SES_NAME.fullmatch(raw):
@@ -418,6 +428,16 @@ VARIABLES: dict[str, Variable] = {
             secret_key,
             secret=True,
             hint=f"64 hex characters, the key your app verifies links with ({SECRET_KEY_HINT})",
+        ),
+        Variable(
+            "MAILROOM_PREVIOUS_SECRET_KEYS",
+            "",
+            "Keys that signed links before a key rotation, comma-separated, each 64 hex characters: "
+            "`mailroom verify` (and apps passing them to mailroom.verify) still accept their links; "
+            "nothing signs with them. Empty: none.",
+            previous_secret_keys,
+            secret=True,
+            hint="comma-separated 64-hex-character keys, the keys MAILROOM_SECRET_KEY had before",
         ),
         Variable(
             "MAILROOM_CHANNEL_NAME",

@@ -35,6 +35,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 from mailroom import templates
+from mailroom.actions import STANDARD_SPECS
 from mailroom.checks import Check
 from mailroom.template_fixtures import FIXTURES_FILE, Fixtures, Sample, fixtures
 from mailroom.templates import FILES, TemplateError, TemplateSpec, locale_dir, locales
@@ -46,16 +47,10 @@ _APP_URL_PREFIX = re.compile(r"^\{\{\{?\s*app_url\s*\}?\}\}")
 _TEXT_URL = re.compile(r"\b([A-Za-z][A-Za-z0-9+.-]*)://\S*")
 LINK_VARIABLE = "secret"  # the signed token: a link to the app carries it
 
-# The standard actions' registry rows, as far as templates care (migration 0008's `link` and
-# `signs_code`): the checks know them without a database. TODO(lead): read them from
-# mailroom.actions' standard specs once that module lands.
+# The standard actions' registry rows, as far as templates care (`link` and `signs_code`), from
+# mailroom.actions' shipped specs: the checks know them without a database.
 STANDARD: dict[str, TemplateSpec] = {
-    "activation": TemplateSpec(),
-    "password_recovery": TemplateSpec(code=True),
-    "email_change": TemplateSpec(),
-    "magic_link": TemplateSpec(),
-    "invitation": TemplateSpec(),
-    "welcome": TemplateSpec(link=False),
+    name: TemplateSpec(link=spec.link, code=spec.signs_code) for name, spec in STANDARD_SPECS.items()
 }
 
 

@@ -47,8 +47,8 @@ from typing import NoReturn, TypeVar
 
 import css_inline
 
+from mailroom.actions import ACTIVATION, PASSWORD_RECOVERY
 from mailroom.resources import resource_dir
-from mailroom.signing import Action
 from mailroom.wire import Record
 
 _TAG = re.compile(r"\{\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}\}|\{\{\s*([^{}]*?)\s*\}\}")
@@ -293,12 +293,16 @@ def load_every(directory: Path | None = None) -> dict[tuple[str, str], EmailTemp
     }
 
 
-def load_all(directory: Path | None = None) -> dict[Action, EmailTemplate]:
-    """The two original actions' templates in the default locale, for the sender until it picks a
-    template by action and locale (`pick` over `load_every`); every other action and locale is
-    loaded and checked too, and TemplateError names the first problem."""
+def load_all(directory: Path | None = None) -> dict[str, EmailTemplate]:
+    """The default-locale templates of activation and password_recovery, by name; every action
+    and locale is loaded and checked too (the sender calls this before reading stdin, and picks
+    each record's template by action and locale in sender/catalog.py), and TemplateError names
+    the first problem."""
     every = load_every(directory)
-    return {action: every.get((action.db_name, DEFAULT_LOCALE)) or load(action.db_name, directory) for action in Action}
+    return {
+        action.name: every.get((action.name, DEFAULT_LOCALE)) or load(action.name, directory)
+        for action in (ACTIVATION, PASSWORD_RECOVERY)
+    }
 
 
 def exit_on_error(program: str, error: TemplateError) -> NoReturn:
@@ -319,8 +323,10 @@ def message_data(login: str, secret: str, code: str | None = None, redirect_pref
 
 
 def template_data(record: Record, redirect_prefix: str = "") -> str:
-    """ReplacementTemplateData: `message_data` of the record (the code for recovery only), as JSON."""
-    code = record.code if record.action is Action.PASSWORD_RECOVERY else None
+    """ReplacementTemplateData: `message_data` of the record, as JSON. The code goes with every
+    action but activation: the sender has no registry to tell which actions sign it, and an
+    email may show it."""
+    code = record.code if record.action.number != ACTIVATION.number else None
     return _JSON.encode(message_data(record.login, record.secret, code, redirect_prefix))
 
 

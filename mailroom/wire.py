@@ -2,10 +2,13 @@
 
 A line is `action,email,username,signed_token,code` repeated, terminated by LF, and at most
 MAX_LINE_BYTES long (LF included): the collector cuts a chunk that would make a longer
-line into several lines (`encode_lines`), and the sender accepts every line up to it. Action is 1
-(activation) or 2 (password recovery), signed_token (`Record.secret`, the name the earlier
-implementation gave the field) is a signed token (see signing.py), code
-is 5 digits. A field containing a comma or a double quote is quoted RFC 4180 style:
+line into several lines (`encode_lines`), and the sender accepts every line up to it.
+The action field is `N`, `N@locale`, `N/name` or `N/name@locale` (docs/reference/wire.md):
+the action's wire number, its name (always written for numbers from 3: the sender picks
+the templates folder by name, with no database), and the recipient's locale when it has
+one. Actions 1 (activation) and 2 (password recovery) are written `1` and `2` in the
+default locale, as they always were. signed_token (`Record.secret`, the name the earlier
+implementation gave the field) is a signed token (see signing.py), code is 5 digits. A field containing a comma or a double quote is quoted RFC 4180 style:
 wrapped in double quotes, with each quote inside doubled. Other fields are written bare,
 so ordinary lines are byte-identical to the earlier C implementation's. A quote is only
 special at the start of a field, so that implementation's unquoted lines read back as
@@ -26,7 +29,8 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from mailroom.signing import Action, InvalidToken, decode_token, is_code, redact
+from mailroom.actions import ACTIVATION, MAX_NUMBER, NAME_PATTERN, PASSWORD_RECOVERY, RESERVED, STANDARD, Action
+from mailroom.signing import InvalidToken, decode_token, is_code, redact
 
 FIELDS_PER_RECORD = 5
 # The longest line, LF included, that the collector writes and the sender accepts whole.
@@ -35,7 +39,15 @@ FIELDS_PER_RECORD = 5
 MAX_LINE_BYTES = 1 << 20
 MAX_FIELD_CHARS = 254  # accounts.email and accounts.login are varchar(254)
 _NEEDS_QUOTES = re.compile(r'[,"]')
-_ACTION_TEXT = {Action.ACTIVATION: "1", Action.PASSWORD_RECOVERY: "2"}
+LOCALE_PATTERN = r"[A-Za-z]{2,3}(?:-[A-Za-z0-9]{1,8})*"
+_LOCALE = re.compile(LOCALE_PATTERN)
+MAX_LOCALE_CHARS = 35  # BCP 47's practical bound (RFC 5646 §4.4.1)
+_ACTION_FIELD = re.compile(rf"([1-9][0-9]{{0,4}})(?:/({NAME_PATTERN}))?(?:@([^@]*))?")
+# (action, locale) -> its wire field, and the other way round: a line holds few distinct ones.
+_FIELD_TEXT: dict[tuple[Action, str | None], str] = {(ACTIVATION, None): "1", (PASSWORD_RECOVERY, None): "2"}
+_FIELD_PARSED: dict[bytes, tuple[Action, str | None]] = {b"1": (ACTIVATION, None), b"2": (PASSWORD_RECOVERY, None)}
+_STANDARD = {(a.number, a.name): a for a in STANDARD}  # decoded as mailroom.actions' own objects
+_CACHE_MAX = 4096  # distinct fields kept; past it, a field is parsed each time (it still works)
 # Unicode category Cc (CR and LF among them): never in a field on the wire; the schema
 # refuses them in emails and logins (migrations/0005_no_control_chars.sql).
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
@@ -56,6 +68,7 @@ class Record:
     login: str
     secret: str
     code: str
+    locale: str | None = None  # the recipient's (None: the default locale)
 
     @property
     def signed_token(self) -> str:
@@ -64,13 +77,18 @@ class Record:
 
     def redacted(self) -> dict[str, object]:
         """The record as it may appear in logs and reject files."""
-        return {
-            "action": int(self.action),
+        shown: dict[str, object] = {
+            "action": self.action.number,
             "email": self.email,
             "login": self.login,
             "secret": redact(self.secret),
             "code": self.code,
         }
+        if self.action.number not in RESERVED:
+            shown["name"] = self.action.name
+        if self.locale is not None:
+            shown["locale"] = self.locale
+        return shown
 
 
 @dataclass(frozen=True)
@@ -94,6 +112,63 @@ def control_char_in(record: Record) -> str | None:
     return None
 
 
+def action_field(action: Action, locale: str | None = None) -> str:
+    """The record's first field: `N`, `N@locale`, `N/name` or `N/name@locale`. The name is
+    written for every action but 1 and 2 (their numbers say it, as they always did); a locale
+    the decoder would refuse is a WireError here."""
+    text = _FIELD_TEXT.get((action, locale))
+    if text is not None:
+        return text
+    if locale is not None and not valid_locale(locale):
+        raise WireError(f"the locale {locale!r} is not a language tag the wire carries ({LOCALE_PATTERN})")
+    text = str(action.number) if action.number in RESERVED else f"{action.number}/{action.name}"
+    if locale is not None:
+        text += "@" + locale
+    if len(_FIELD_TEXT) < _CACHE_MAX:
+        _FIELD_TEXT[action, locale] = text
+    return text
+
+
+def valid_locale(locale: str) -> bool:
+    """A language tag as the wire carries it: `pt`, `pt-BR`, `zh-Hant-TW`."""
+    return len(locale) <= MAX_LOCALE_CHARS and _LOCALE.fullmatch(locale) is not None
+
+
+def parse_action_field(raw: bytes) -> tuple[Action, str | None]:
+    """The action and locale of a record's first field; ValueError with the reason otherwise."""
+    parsed = _FIELD_PARSED.get(raw)
+    if parsed is not None:
+        return parsed
+    text = raw.decode("utf-8", "replace")
+    match = _ACTION_FIELD.fullmatch(text)
+    if match is None:
+        raise ValueError(
+            f"unknown action {text[:80]!r} (expected N, N@locale, N/name or N/name@locale; N a number, "
+            "name lowercase letters, digits and _)"
+        )
+    number_text, name, locale = match.groups()
+    number = int(number_text)
+    if number > MAX_NUMBER:
+        raise ValueError(f"unknown action {text[:80]!r} (an action number is at most {MAX_NUMBER})")
+    if name is None:
+        name = RESERVED.get(number)
+        if name is None:
+            raise ValueError(
+                f"unknown action {text[:80]!r} (an action from 3 is written with its name, {number}/name: "
+                "the sender picks its templates by name)"
+            )
+    try:
+        action = _STANDARD.get((number, name)) or Action(number, name)
+    except ValueError as exc:
+        raise ValueError(f"unknown action {text[:80]!r} ({exc})") from None
+    if locale is not None and not valid_locale(locale):
+        raise ValueError(f"locale {locale[:40]!r} is not a language tag (expected {LOCALE_PATTERN}, e.g. pt-BR)")
+    parsed = (action, locale)
+    if len(_FIELD_PARSED) < _CACHE_MAX:
+        _FIELD_PARSED[bytes(raw)] = parsed
+    return parsed
+
+
 def _field(value: str) -> str:
     if _NEEDS_QUOTES.search(value):
         return '"' + value.replace('"', '""') + '"'
@@ -109,7 +184,7 @@ def encode_record(record: Record) -> str:
     # from turning into extra fields (records) on the line.
     return ",".join(
         (
-            str(int(record.action)),
+            action_field(record.action, record.locale),
             _field(record.email),
             _field(record.login),
             _field(record.secret),
@@ -125,7 +200,20 @@ def encode_line(records: Iterable[Record]) -> bytes:
     # at once and check the whole line in two C-speed passes (a comma count, one search),
     # instead of five regex searches a record. Anything else takes encode_record's path,
     # which quotes, or raises WireError.
-    text = ",".join([field for r in records for field in (_ACTION_TEXT[r.action], r.email, r.login, r.secret, r.code)])
+    texts, field_of = _FIELD_TEXT, action_field
+    text = ",".join(
+        [
+            field
+            for r in records
+            for field in (
+                texts.get((r.action, r.locale)) or field_of(r.action, r.locale),
+                r.email,
+                r.login,
+                r.secret,
+                r.code,
+            )
+        ]
+    )
     if text.count(",") != FIELDS_PER_RECORD * len(records) - 1 or '"' in text or _has_control(text):
         text = ",".join([encode_record(r) for r in records])
     return (text + "\n").encode("utf-8")
@@ -239,9 +327,7 @@ def _text(raw: bytes, what: str) -> str:
 
 def _record(fields: list[bytes]) -> Record:
     action_raw, email_raw, login_raw, secret_raw, code_raw = fields
-    if action_raw not in (b"1", b"2"):
-        raise ValueError(f"unknown action {action_raw.decode('utf-8', 'replace')!r} (expected 1 or 2)")
-    action = Action(int(action_raw))
+    action, locale = parse_action_field(action_raw)
     email = _text(email_raw, "email")
     if not email:
         raise ValueError("email is empty")
@@ -256,7 +342,7 @@ def _record(fields: list[bytes]) -> Record:
     code = code_raw.decode("utf-8", errors="replace")
     if not is_code(code):
         raise ValueError("code is not 5 digits")
-    return Record(action, email, login, secret, code)
+    return Record(action, email, login, secret, code, locale)
 
 
 def _redacted_fields(fields: list[bytes]) -> tuple[str, ...]:

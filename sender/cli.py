@@ -13,8 +13,8 @@ from mailroom import __version__, settings, template_checks, templates
 from mailroom.checks import Check, render
 from mailroom.logs import setup_logging
 from mailroom.redirect import Redirect, with_subject_tags
-from mailroom.signing import Action
 from sender import metrics
+from sender.catalog import Catalog
 from sender.debug import DebugProvider
 from sender.dispatch import DISK_FIX, SendConfig, Sender
 from sender.journal import Journal
@@ -69,7 +69,7 @@ def build(s: settings.SenderSettings) -> Sender:
         raise settings.ConfigError(
             "MAILROOM_SES_OUTPUT_PATH", f"cannot create or write {str(s.output_path)!r}: {exc.strerror or exc}"
         ) from None
-    template_names = {Action.ACTIVATION: s.template_activation, Action.PASSWORD_RECOVERY: s.template_recovery}
+    template_names = {"activation": s.template_activation, "password_recovery": s.template_recovery}
     provider: Provider
     rate: float | None
     local = templates.load_all(s.templates_dir)
@@ -88,11 +88,13 @@ def build(s: settings.SenderSettings) -> Sender:
         from sender.ses import SesProvider
 
         client = make_client(max_pool=s.concurrency + 2)
+        # preflight: every SES template a record may be sent with (each local action and locale)
+        sendable = Catalog(template_names, s.templates_dir)
         provider = SesProvider(
             client,
             outputs,
             source=s.source,
-            templates=template_names,
+            templates=sendable.ses_templates(),
             config_set=s.config_set,
             subject_tag_required=bool(s.redirect_to),
         )
@@ -114,6 +116,8 @@ def build(s: settings.SenderSettings) -> Sender:
         max_send_rate=rate,
         debug=s.debug,
         redirect=redirect,
+        templates_dir=s.templates_dir,
+        local_templates=s.debug or s.provider == "smtp",
     )
     return Sender(config, provider, outputs, journal)
 

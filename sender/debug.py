@@ -14,19 +14,19 @@ from __future__ import annotations
 import json
 import sys
 import threading
+from collections.abc import Mapping
 from typing import TextIO
 
 from mailroom.checks import Check
 from mailroom.debug_output import END_RULE, RULE
-from mailroom.signing import Action
-from mailroom.templates import EmailTemplate
+from mailroom.templates import DEFAULT_LOCALE, EmailTemplate
 from sender.provider import BulkSend, DestinationResult
 
 
 class DebugProvider:
     name = "debug"
 
-    def __init__(self, out: TextIO | None = None, templates: dict[Action, EmailTemplate] | None = None) -> None:
+    def __init__(self, out: TextIO | None = None, templates: Mapping[str, EmailTemplate] | None = None) -> None:
         self.out = out or sys.stdout
         self.templates = templates
         self._lock = threading.Lock()
@@ -45,13 +45,13 @@ class DebugProvider:
         n = len(send.destinations)
         lines = [
             RULE,
-            f"bulk send: {n} {send.action.db_name} email{'s' if n != 1 else ''} (debug: nothing is sent)",
+            f"bulk send: {n} {send.action.name} email{'s' if n != 1 else ''}{_locale(send)} (debug: nothing is sent)",
             f"  template:          {send.template}",
             f"  configuration set: {send.config_set or '(none)'}",
             f"  source:            {send.source}",
             f"  default data:      {send.default_data}",
         ]
-        template = self.templates.get(send.action) if self.templates else None
+        template = send.local_template(self.templates)
         defaults = json.loads(send.default_data)
         for i, dest in enumerate(send.destinations, 1):
             lines.append(f"  [{i}/{n}] to {dest.email}")
@@ -71,3 +71,7 @@ class DebugProvider:
             self.out.write("\n".join(lines) + "\n")
             self.out.flush()
         return [DestinationResult("Success") for _ in send.destinations]
+
+
+def _locale(send: BulkSend) -> str:
+    return "" if send.locale == DEFAULT_LOCALE else f" ({send.locale})"

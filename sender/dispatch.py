@@ -1,7 +1,8 @@
 """The sending loop: records in, bulk calls out, every record finished exactly once.
 
 One thread reads stdin (reader.py), journals each group of lines and hands it over; the
-main thread owns all state: it groups ready records by action into calls of at most
+main thread owns all state: it groups ready records by action and locale (one template:
+sender/catalog.py) into calls of at most
 `batch_size` destinations, keeps at most `concurrency` calls in flight on a thread pool,
 schedules retries of what failed and writes every outcome. What a provider's answer means
 is decided in one table (retry.py); here each outcome is acted on:
@@ -13,7 +14,8 @@ is decided in one table (retry.py); here each outcome is acted on:
   known to work (a delivery of that action, or a probe to the SES mailbox simulator) is a
   lone failing address refused; otherwise it is an operator fault;
 - OPERATOR: nothing is written off: sending stops, the records stay in the journal, and the
-  sender exits with EXIT_OPERATOR_FAULT once the calls in flight are settled.
+  sender exits with EXIT_OPERATOR_FAULT once the calls in flight are settled. A record of an
+  action with no templates folder, where the provider renders (SMTP, debug), is one too.
 
 A write to the journal or an output file that fails (a full disk) is an operator fault too:
 reading and sending stop, the answers of the calls in flight are kept in memory and written
@@ -40,12 +42,14 @@ from collections import Counter, deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from mailroom.redirect import Redirect, subject_prefix
-from mailroom.signing import Action, token_ref
+from mailroom.signing import token_ref
 from mailroom.templates import default_template_data, template_data
 from mailroom.wire import Record, Rejected
+from sender.catalog import Catalog, Choice, TemplatesFault
 from sender.journal import Journal, RotationFailed
 from sender.outputs import Outputs, delivery_row, reject_row, utc_now
 from sender.provider import (
@@ -101,11 +105,12 @@ class Item:
     redirected: bool = False  # `to` is MAILROOM_REDIRECT_TO's address, not the recipient's
     attempts: int = 0
     last_error: str = ""
+    choice: Choice | None = None  # its template (action, locale), set when admitted
 
 
 @dataclass(frozen=True)
 class SendConfig:
-    templates: dict[Action, str]
+    templates: dict[str, str]  # SES template names by action name (1 and 2's settings; others `<name>v1`)
     source: str
     config_set: str
     app_url: str
@@ -114,6 +119,13 @@ class SendConfig:
     max_send_rate: float | None  # None: not paced (debug mode: there is no provider to protect)
     debug: bool = False
     redirect: Redirect | None = None  # MAILROOM_REDIRECT_TO: every email to one address (staging)
+    templates_dir: Path | None = None  # MAILROOM_TEMPLATES_DIR (None: the shipped templates)
+    local_templates: bool = False  # the provider renders here (SMTP, debug): a missing folder is a fault
+
+    def catalog(self) -> Catalog:
+        return Catalog(
+            self.templates, self.templates_dir, local=self.local_templates, redirect=self.redirect is not None
+        )
 
     @property
     def batch_size(self) -> int:
@@ -180,9 +192,10 @@ class Sender:
         # (destinations, seconds waiting for the rate limiter, seconds in the call, result): the metrics
         self.observe_call: Callable[[int, float, float, str], None] | None = None
         self._events: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
-        self._ready: dict[Action, deque[Item]] = {a: deque() for a in Action}
-        self._forced: deque[tuple[Action, list[Item]]] = deque()  # halves of split calls, sent first
-        self._known_good: set[Action] = set()  # a call of this action delivered: its parameters work
+        self.catalog = config.catalog()
+        self._ready: dict[Choice, deque[Item]] = {}  # by template (action and locale)
+        self._forced: deque[tuple[Choice, list[Item]]] = deque()  # halves of split calls, sent first
+        self._known_good: set[Choice] = set()  # a call of this template delivered: its parameters work
         self._retries: list[tuple[float, int, Item]] = []
         self._seq = itertools.count()
         self._inflight: set[Future[Any]] = set()
@@ -347,7 +360,7 @@ class Sender:
             now = self.monotonic()
             while self._retries and self._retries[0][0] <= now:
                 _, _, item = heapq.heappop(self._retries)
-                self._ready[item.record.action].append(item)
+                self._ready[item.choice].append(item)  # type: ignore[index]  # admitted: chosen
             while not self._stopping.is_set() and len(self._inflight) < self.config.concurrency and self._has_ready():
                 self._submit(pool, now)
 
@@ -391,7 +404,7 @@ class Sender:
         secret = record.secret
         if secret in self._in_hand_secrets or self.journal.recently_delivered(secret):
             self.counts.duplicates += 1
-            self.counts.outcomes["duplicate_skipped", record.action.db_name] += 1
+            self.counts.outcomes["duplicate_skipped", record.action.name] += 1
             self._write(
                 deliveries=[
                     delivery_row(record, status="Duplicate", error="already delivered or in hand: not sent again")
@@ -400,8 +413,23 @@ class Sender:
             )
             self._release(1)
             return
+        try:
+            choice = item.choice = self.catalog.choose(record.action, record.locale)
+        except TemplatesFault as exc:
+            self._operator_fault(
+                [item],
+                type(exc).__name__,
+                str(exc),
+                "add or fix the templates (subject.txt, body.txt, body.html; `mailroom templates check`), then "
+                f"restart the sender; the {record.action.name} records stay in the journal",
+                by_sender=True,
+            )
+            return
         self._in_hand_secrets[secret] = 1
-        self._ready[record.action].append(item)
+        ready = self._ready.get(choice)
+        if ready is None:
+            ready = self._ready[choice] = deque()
+        ready.append(item)
 
     def _release(self, n: int) -> None:
         with self._room:
@@ -413,7 +441,7 @@ class Sender:
             action, candidates = self._forced.popleft()
         else:
             # the action whose oldest ready record was read first goes first
-            action = min((a for a in Action if self._ready[a]), key=lambda a: self._ready[a][0].read_at)
+            action = min((c for c, q in self._ready.items() if q), key=lambda c: self._ready[c][0].read_at)
             ready = self._ready[action]
             candidates = [ready.popleft() for _ in range(min(self.batch_size, len(ready)))]
         batch = [i for i in candidates if now <= i.due]
@@ -440,14 +468,16 @@ class Sender:
         self.counts.calls += 1
         future.add_done_callback(lambda f: self._events.put(("done", f, batch)))
 
-    def _bulk(self, action: Action, destinations: list[Destination]) -> BulkSend:
+    def _bulk(self, choice: Choice, destinations: list[Destination]) -> BulkSend:
         return BulkSend(
-            action,
-            self.config.templates[action],
+            choice.action,
+            choice.ses_name,
             self.config.source,
             self.config.config_set,
             self.default_data,
             destinations,
+            choice.locale,
+            choice.template,
         )
 
     def _call(self, send: BulkSend) -> list[DestinationResult]:
@@ -541,7 +571,7 @@ class Sender:
                     )
                 else:
                     self.counts.retries += 1
-                    self.counts.outcomes["retried", item.record.action.db_name] += 1
+                    self.counts.outcomes["retried", item.record.action.name] += 1
                     heapq.heappush(self._retries, (now + delay, next(self._seq), item))
                     if result.status in retried:
                         first_item, first_result, first_delay, n = retried[result.status]
@@ -551,12 +581,12 @@ class Sender:
         for cause, (item, result, delay, n) in retried.items():
             self._log_retry(cause, item, result, delay, n, now)
         if delivered:
-            self._known_good.add(delivered[0].record.action)
+            self._known_good.add(delivered[0].choice)  # type: ignore[arg-type]  # sent: chosen
             self._write(deliveries=rows, delivered=[(i.line_id, i.index, i.record.secret) for i in delivered])
             for i in delivered:
                 self._in_hand_secrets.pop(i.record.secret, None)
             self.counts.delivered += len(delivered)
-            self.counts.outcomes["delivered", delivered[0].record.action.db_name] += len(delivered)
+            self.counts.outcomes["delivered", delivered[0].record.action.name] += len(delivered)
             self._release(len(delivered))
         if faults:
             _, first = faults[0]
@@ -587,7 +617,8 @@ class Sender:
     # -- isolating the culprit of a call-level error ------------------------------------------
     def _isolate(self, batch: list[Item], exc: CallFailed) -> None:
         """A whole call failed with an error one destination can cause: find that destination."""
-        action = batch[0].record.action
+        action = batch[0].choice
+        assert action is not None  # sent: chosen
         if exc.code == "MessageRejected":
             source = source_address(self.config.source)
             named = names(exc.message, [source, *(i.to for i in batch)])
@@ -625,8 +656,9 @@ class Sender:
         if not address or self._pool is None:
             self._operator_fault(batch, exc.code, exc.message, exc.fix)
             return
-        action = batch[0].record.action
-        probe = Record(action, address, PROBE_LOGIN, PROBE_SECRET, PROBE_CODE)
+        action = batch[0].choice
+        assert action is not None  # sent: chosen
+        probe = Record(action.action, address, PROBE_LOGIN, PROBE_SECRET, PROBE_CODE)
         # No token_ref: its dummy secret names no token (no tag, so no status, no rate).
         send = self._bulk(action, [Destination(address, template_data(probe))])
         log.info("probing %s with the same parameters (%s refused a call of %d)", address, exc.code, len(batch))
@@ -645,7 +677,7 @@ class Sender:
             self._operator_fault(batch, "Internal", f"{type(probe_exc).__name__}: {probe_exc}", "")
             return
         if outcome is Outcome.DELIVERED:
-            self._known_good.add(batch[0].record.action)
+            self._known_good.add(batch[0].choice)  # type: ignore[arg-type]  # sent: chosen
             self._isolate(batch, exc)
         elif outcome in (Outcome.RETRY, Outcome.QUOTA):
             result = DestinationResult(error.code, None, error.message, outcome)
@@ -658,17 +690,18 @@ class Sender:
             self._operator_fault(batch, error.code, error.message, fix)
 
     # -- endings ------------------------------------------------------------------------------------
-    def _operator_fault(self, items: list[Item], code: str, message: str, fix: str) -> None:
-        """Stop sending, loudly; the items stay unfinished in the journal for the next start."""
+    def _operator_fault(self, items: list[Item], code: str, message: str, fix: str, by_sender: bool = False) -> None:
+        """Stop sending, loudly; the items stay unfinished in the journal for the next start.
+        `by_sender`: the sender found it (a missing templates folder), no provider answered it."""
         for item in items:
             self._in_hand_secrets.pop(item.record.secret, None)
-            self.counts.outcomes["operator_fault", item.record.action.db_name] += 1
+            self.counts.outcomes["operator_fault", item.record.action.name] += 1
         if self.fault is None:
             self.fault = Fault(code, message, fix)
             log.error(
-                "operator fault, sending stopped: %s answered %s: %s; fix: %s; nothing is written off: the "
+                "operator fault, sending stopped: %s %s: %s; fix: %s; nothing is written off: the "
                 "records stay in the journal and are sent when the sender starts again",
-                self.provider.name,
+                "the sender found" if by_sender else f"{self.provider.name} answered",
                 code,
                 message.strip() or "(no message)",
                 fix or "see the saved error response",
@@ -701,7 +734,7 @@ class Sender:
             detail = error or item.last_error
             log.warning(
                 "rejected %s email to %s: %s (%s%s)",
-                record.action.db_name,
+                record.action.name,
                 record.email,
                 reason,
                 status,
@@ -719,7 +752,7 @@ class Sender:
                 reject_row(
                     reason,
                     record.redacted(),
-                    action=record.action.db_name,
+                    action=record.action.name,
                     recipient=record.email,
                     token_ref=token_ref(record.secret),
                     status=status,
@@ -728,7 +761,7 @@ class Sender:
                 )
             )
             self._in_hand_secrets.pop(record.secret, None)
-            self.counts.outcomes[outcome, record.action.db_name] += 1
+            self.counts.outcomes[outcome, record.action.name] += 1
         self._write(deliveries=deliveries, rejects=rejects, other=[(i.line_id, i.index) for i in items])
         self.counts.rejected += len(items)
         self._release(len(items))

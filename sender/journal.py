@@ -2,7 +2,8 @@
 
 Layout: `<output>/journal/seg-<ns>.jsonl`, JSON lines of four kinds:
 - `{"k":"L","id","at","r":[[action,email,login,secret,code],...],"n":[indices]?}` a line's
-  valid records, written and fsync'ed before any of them is sent (`at`: when it was read);
+  valid records (action: 1 or 2 in the default locale, as earlier versions wrote it, else the
+  wire's action field, `4/magic_link@pt`), written and fsync'ed before any of them is sent (`at`: when it was read);
 - `{"k":"D","id","n":[...],"h":[...]}` those records were delivered (`h`: secret hashes);
 - `{"k":"R","id","n":[...]}` those records were finished otherwise (rejected, duplicate);
 - `{"k":"S","h":[...],"at":[...]}` hashes of secrets delivered recently, carried over.
@@ -42,8 +43,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mailroom.signing import Action
-from mailroom.wire import Record
+from mailroom.actions import Action
+from mailroom.wire import Record, action_field, parse_action_field
 from sender.outputs import AppendFile, named, private_dir
 
 log = logging.getLogger("sender.journal")
@@ -151,7 +152,8 @@ class Journal:
             indices = e.get("n") or range(len(rows))
             line = self._pending.setdefault(e["id"], PendingLine(float(e["at"])))
             for i, row in zip(indices, rows, strict=False):
-                line.records[i] = Record(Action(int(row[0])), row[1], row[2], row[3], row[4])
+                action, locale = _action(row[0])
+                line.records[i] = Record(action, row[1], row[2], row[3], row[4], locale)
         elif kind in ("D", "R"):
             pending = self._pending.get(e["id"])
             if pending is not None:
@@ -312,4 +314,17 @@ class Journal:
 
 
 def _row(r: Record) -> list[object]:
-    return [int(r.action), r.email, r.login, r.secret, r.code]
+    """A record as journaled: its action field as the wire writes it (a bare number for 1 and 2
+    in the default locale, as journals always held), then the other fields."""
+    if r.locale is None and r.action.number <= 2:
+        return [r.action.number, r.email, r.login, r.secret, r.code]
+    return [action_field(r.action, r.locale), r.email, r.login, r.secret, r.code]
+
+
+def _action(field: object) -> tuple[Action, str | None]:
+    """A journaled action field: a number (1 or 2, as earlier versions wrote) or the wire's text."""
+    if isinstance(field, int):
+        field = str(field)
+    if not isinstance(field, str):
+        raise TypeError(f"a journaled action is a number or text, not {type(field).__name__}")
+    return parse_action_field(field.encode("utf-8"))

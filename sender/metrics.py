@@ -24,6 +24,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector as PromCollector
 
+from mailroom.actions import ACTIVATION, PASSWORD_RECOVERY
 from mailroom.metrics_http import (
     HEARTBEAT_STALE_S,
     MetricsServer,
@@ -33,7 +34,6 @@ from mailroom.metrics_http import (
     serve,
 )
 from mailroom.settings import ConfigError, SenderSettings
-from mailroom.signing import Action
 from sender.dispatch import Sender
 from sender.reader import REJECT_KINDS
 
@@ -113,9 +113,11 @@ class _Exporter(PromCollector):
             labels=["outcome", "action"],
         )
         seen = dict(counts.outcomes)  # a copy: the main thread may add a key meanwhile
+        # actions 1 and 2 always (at 0 until they count); any other action once it has a count
+        names = dict.fromkeys([ACTIVATION.name, PASSWORD_RECOVERY.name, *sorted({a for _, a in seen})])
         for outcome in OUTCOMES:
-            for action in Action:
-                outcomes.add_metric([outcome, action.db_name], seen.get((outcome, action.db_name), 0))
+            for name in names:
+                outcomes.add_metric([outcome, name], seen.get((outcome, name), 0))
         yield outcomes
         yield CounterMetricFamily(
             "mailroom_sender_call_splits", "Calls split in halves to isolate a refused address", counts.splits

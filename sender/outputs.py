@@ -211,7 +211,7 @@ class Outputs:
 
 
 def delivery_row(record: Record, time: str | None = None, **fields: Any) -> dict[str, Any]:
-    return {"time": time or utc_now(), "action": record.action.db_name, "recipient": record.email, **fields}
+    return {"time": time or utc_now(), "action": record.action.name, "recipient": record.email, **fields}
 
 
 def reject_row(reason: str, record: dict[str, Any] | list[str] | tuple[str, ...], **fields: Any) -> dict[str, Any]:

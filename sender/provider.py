@@ -6,12 +6,14 @@ The template data they send is built by `mailroom.templates` (`template_data`,
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from mailroom.actions import Action
 from mailroom.checks import Check
-from mailroom.signing import SIGNED_TOKEN_CHARS, Action
+from mailroom.signing import SIGNED_TOKEN_CHARS
+from mailroom.templates import DEFAULT_LOCALE, EmailTemplate
 from sender.retry import Outcome
 
 # A probe (the SES bisection's call to the mailbox simulator, the SMTP check that a template
@@ -47,11 +49,21 @@ class BulkSend:
     """Everything one SendBulkTemplatedEmail call carries."""
 
     action: Action
-    template: str
+    template: str  # the SES template's name
     source: str
     config_set: str
     default_data: str
     destinations: Sequence[Destination]
+    locale: str = DEFAULT_LOCALE  # the templates' locale (the recipients', after the fallback)
+    # the local template of (action, locale), for the providers that render (SMTP, debug);
+    # None: the provider's own templates of the default locale, by action name
+    local: EmailTemplate | None = None
+
+    def local_template(self, templates: Mapping[str, EmailTemplate] | None) -> EmailTemplate | None:
+        """The template to render this call's messages with, where the provider renders them."""
+        if self.local is not None:
+            return self.local
+        return templates.get(self.action.name) if templates else None
 
 
 class CallFailed(Exception):

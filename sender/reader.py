@@ -237,6 +237,7 @@ REJECT_KINDS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
             "malformed_line",
         ),
         (r"unknown action ", "action"),
+        (r"locale ", "locale"),
         (r"email ", "email"),
         (r"username ", "username"),
         (r"secret ", "secret"),

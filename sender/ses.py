@@ -18,10 +18,10 @@ from urllib.parse import urlencode
 import botocore.exceptions
 from botocore.parsers import ResponseParserError
 
+from mailroom.actions import Action
 from mailroom.checks import Check
 from mailroom.redirect import SUBJECT_TAG, has_subject_tag
 from mailroom.ses_events import TAG_ACTION, TAG_TOKEN_REF
-from mailroom.signing import Action
 from sender.addresses import ascii_address
 from sender.outputs import Outputs
 from sender.provider import BulkSend, CallFailed, DestinationResult
@@ -54,7 +54,7 @@ class SesProvider:
         outputs: Outputs | None = None,
         *,
         source: str = "",
-        templates: Mapping[Action, str] | None = None,
+        templates: Mapping[str, str] | None = None,
         config_set: str = "",
         subject_tag_required: bool = False,
     ) -> None:
@@ -202,8 +202,8 @@ class SesProvider:
 
     def _check_templates(self) -> list[Check]:
         checks = []
-        for action, template in self.templates.items():
-            name = f"template {action.db_name}"
+        for label, template in self.templates.items():
+            name = f"template {label}"
             answer, failed = self._ask(name, lambda t=template: self.client.get_template(TemplateName=t))  # type: ignore[misc]
             if failed and "TemplateDoesNotExist" in failed.detail:
                 failed = Check(
@@ -279,7 +279,7 @@ def message_tags(action: Action, ref: str | None) -> list[dict[str, str]]:
     to its token. Nothing secret: a token_ref names the token but cannot make its link work.
     No reference (the bisection probe's dummy secret): the action only, so that the probe's
     simulator events give no token a status and count in no rate."""
-    tags = [{"Name": TAG_ACTION, "Value": action.db_name}]
+    tags = [{"Name": TAG_ACTION, "Value": action.name}]
     return tags if ref is None else [*tags, {"Name": TAG_TOKEN_REF, "Value": ref}]
 
 

@@ -32,9 +32,9 @@ import threading
 from collections.abc import Mapping
 from email.message import EmailMessage
 
+from mailroom.actions import Action
 from mailroom.checks import Check
 from mailroom.settings import ConfigError, SmtpSettings
-from mailroom.signing import Action
 from mailroom.templates import EmailTemplate, template_data
 from mailroom.wire import Record
 from sender.addresses import ascii_address
@@ -117,7 +117,7 @@ class SmtpProvider:
         self,
         settings: SmtpSettings,
         source: str,
-        templates: Mapping[Action, EmailTemplate] | None,
+        templates: Mapping[str, EmailTemplate] | None,
         local_hostname: str | None = None,
     ) -> None:
         self.settings = settings
@@ -211,9 +211,9 @@ class SmtpProvider:
         journaled as soon as the server answered. Nothing a destination holds can raise out of
         here: an exception costs that destination only (see _send_one)."""
         results: list[DestinationResult] = []
-        template = self.templates.get(send.action) if self.templates else None
+        template = send.local_template(self.templates)
         if template is None:
-            fault = SmtpFault(SMTP_EXTENSION, None, f"has no template for {send.action.db_name} in templates/")
+            fault = SmtpFault(SMTP_EXTENSION, None, f"has no template for {send.action.name} in templates/")
             return [self._failed(fault)] * len(send.destinations)
         defaults = json.loads(send.default_data)
         for i, dest in enumerate(send.destinations):
@@ -270,7 +270,7 @@ class SmtpProvider:
             probe = Record(action, self.envelope_from, PROBE_LOGIN, PROBE_SECRET, PROBE_CODE)
             self.body(action, template, self.envelope_from, {**defaults, **json.loads(template_data(probe))}, False)
         except Exception:  # the template or the sender, not this record
-            log.exception("no %s message can be built, whatever the recipient", action.db_name)
+            log.exception("no %s message can be built, whatever the recipient", action.name)
             return DestinationResult(
                 "Internal", None, f"no message can be built: {error}", Outcome.OPERATOR, INTERNAL_FIX
             )

@@ -23,6 +23,7 @@ from typing import Any
 import psycopg
 
 from mailroom import settings
+from mailroom.actions import ALIASES, NAME_PATTERN
 from mailroom.db import connect, queries
 
 REQUEUE_VARIABLES = ("MAILROOM_DATABASE_URL", "MAILROOM_SCHEMA", "MAILROOM_QUEUE_NAME", "MAILROOM_LOG_LEVEL")
@@ -210,6 +211,14 @@ def _reject_identity(row: Any) -> tuple[str | None, str | None]:
     return None, None
 
 
+def _action_name(raw: str) -> str:
+    """An action's name as the `actions` table holds it (`recovery` is password_recovery)."""
+    name = ALIASES.get(raw, raw)
+    if not re.fullmatch(NAME_PATTERN, name):
+        raise argparse.ArgumentTypeError(f"{raw!r} is no action name (lowercase letters, digits and _)")
+    return name
+
+
 def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--email", action="append", default=[], metavar="ADDR", help="tokens of the account with this address"
@@ -232,6 +241,7 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--action",
+        type=_action_name,
         metavar="NAME",
         help="only tokens of this action (its name: activation, password_recovery, magic_link, ...; "
         "`mailroom actions list` shows them) [default: every action]",
@@ -262,7 +272,7 @@ def selection_from_args(args: argparse.Namespace) -> tuple[Selection, list[str]]
         emails=tuple(dict.fromkeys(emails)),
         refs=tuple(dict.fromkeys(refs)),
         since=args.since,
-        action=args.action or None,
+        action=args.action,
     )
     return selection, notes
 

@@ -8,7 +8,8 @@ import psycopg
 import pytest
 from conftest import pg_connect
 
-from mailroom.signing import Action, sign
+from mailroom.actions import ACTIVATION, PASSWORD_RECOVERY
+from mailroom.signing import sign
 from mailroom.verify import verify_link_token
 
 KEY = bytes.fromhex("5f" * 32)
@@ -78,13 +79,13 @@ def test_activation_ignores_the_code(db: psycopg.Connection) -> None:
 def test_the_full_app_flow_from_link_to_active_account(db: psycopg.Connection) -> None:
     account = _create_account(db, "anna")
     secret, code = _token(db, account, "activation")
-    link_token = sign(KEY, Action.ACTIVATION, secret, code)  # what the collector puts in the mail
+    link_token = sign(KEY, ACTIVATION, secret, code)  # what the collector puts in the mail
     verified = verify_link_token(KEY, link_token, "activation")
     assert _consume(db, verified, None) == account and _status(db, account) == "active"
 
     _request_recovery(db, "anna@example.com")
     secret, code = _token(db, account, "password_recovery")
-    link_token = sign(KEY, Action.PASSWORD_RECOVERY, secret, code)
+    link_token = sign(KEY, PASSWORD_RECOVERY, secret, code)
     verified = verify_link_token(KEY, link_token, "password_recovery", code)
     assert _consume(db, verified, code) == account
 

@@ -105,7 +105,7 @@ def test_expired_consumed_and_wrong_status_tokens_are_consumed_without_being_emi
 
     out = Captured()
     result = queue.drain(out, StopFlag())
-    assert sorted((r.login, int(r.action)) for r in out.records()) == [("fresh", 1), ("recovering", 2)]
+    assert sorted((r.login, r.action.number) for r in out.records()) == [("fresh", 1), ("recovering", 2)]
     assert result.claimed == 9 and result.emitted == 2
     assert _backlog(db) == 0
 

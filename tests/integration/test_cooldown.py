@@ -14,8 +14,9 @@ from collector.connection import register_and_listen, try_lock
 from collector.output import LineWriter
 from collector.queue import Queue
 from collector.signals import StopFlag
+from mailroom.actions import ACTIVATION
 from mailroom.settings import CollectorSettings
-from mailroom.signing import Action, verify
+from mailroom.signing import verify
 from mailroom.wire import Record, decode_line
 
 QUEUE = "mailroom"
@@ -181,7 +182,7 @@ def test_repeated_activation_emails_share_the_same_window(
     for _ in range(4):  # "send me the activation email again"
         db.execute("INSERT INTO tokens (account, action) VALUES (%s, 'activation')", (account,))
     records, read, cooled = _drain(queue)
-    assert [(r.login, r.action) for r in records] == [("new", Action.ACTIVATION)]
+    assert [(r.login, r.action) for r in records] == [("new", ACTIVATION)]
     assert (read, cooled) == (5, 4)
 
 

@@ -125,3 +125,81 @@ def test_the_javascript_verification_accepts_the_interop_tokens_and_refuses_alte
         assert {k: v for k, v in r.items() if k not in ("good", "expected")} == dict.fromkeys(
             ("wrongAction", "wrongCode", "noCode", "wrongKey", "flipped", "nonCanonical", "short")
         ), r
+
+
+_JS_ACTIONS_HARNESS = """\
+const { ACTIONS, verifyLinkToken } = require(process.argv[2]);
+const cases = JSON.parse(require("node:fs").readFileSync(process.argv[3], "utf8"));
+const hex = (b) => (b === null ? null : Buffer.from(b).toString("hex"));
+console.log(JSON.stringify({
+  shipped: Object.keys(ACTIONS),
+  results: cases.map((c) => ({
+    name: c.name,
+    good: hex(verifyLinkToken(c.key, c.token, c.action, c.code, c.previous)),
+    retired: hex(verifyLinkToken(c.key, c.token, c.action, c.code, [])),
+    wrongCode: hex(verifyLinkToken(c.key, c.token, c.action, c.code === "00000" ? "00001" : "00000", c.previous)),
+    otherAction: hex(verifyLinkToken(c.key, c.token, c.other, c.code, c.previous)),
+  })),
+}));
+"""
+
+
+def test_the_javascript_verification_follows_the_one_rule_for_every_action_and_the_previous_keys(
+    tmp_path: Path,
+) -> None:
+    """Tokens signed by mailroom's Python (with the current key, or a previous one) verify in
+    the snippet for every shipped action and an added one; none verifies as another action,
+    with a wrong code where the action signs it, or once its key is retired."""
+    from mailroom.actions import STANDARD_SPECS, Action, ActionSpec
+    from mailroom.signing import sign
+
+    node = shutil.which("node")
+    if node is None:
+        pytest.fail(
+            "node is not installed: the JavaScript snippet of docs/how-to/integrate.md cannot be tested", pytrace=False
+        )
+    current, previous = bytes(range(32)), bytes(range(32, 64))
+    team = ActionSpec(Action(7, "team_invite"), "/team-invite", signs_code=True)
+    specs = [*STANDARD_SPECS.values(), team]
+    cases = []
+    for i, spec in enumerate(specs):
+        secret = bytes([i + 1]) * 32
+        key = previous if i % 2 else current  # half of them signed before the rotation
+        action: object = spec.name if spec is not team else {"path": team.path, "signsCode": True}
+        other = "magic_link" if spec.name != "magic_link" else "email_change"
+        code = f"{i:05d}"
+        cases.append(
+            {
+                "name": spec.name,
+                "key": current.hex(),
+                "previous": [bytes(32).hex(), previous.hex()] if key == previous else [],
+                "token": sign(key, spec, secret, code),
+                "action": action,
+                "other": other,
+                "code": code,
+                "secret": secret.hex(),
+                "signs_code": spec.signs_code,
+                "rotated": key == previous,
+            }
+        )
+    (js,) = [b for b in blocks(INTEGRATE) if b.lang == "js"]
+    (tmp_path / "verify.js").write_text(js.code, encoding="utf-8")
+    (tmp_path / "harness.js").write_text(_JS_ACTIONS_HARNESS, encoding="utf-8")
+    (tmp_path / "cases.json").write_text(json.dumps(cases), encoding="utf-8")
+    done = subprocess.run(  # the exit status is asserted below
+        [node, str(tmp_path / "harness.js"), str(tmp_path / "verify.js"), str(tmp_path / "cases.json")],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert out["shipped"] == list(STANDARD_SPECS)
+    assert [r["name"] for r in out["results"]] == [c["name"] for c in cases]
+    for case, result in zip(cases, out["results"], strict=True):
+        assert result["good"] == case["secret"], case["name"]
+        assert result["otherAction"] is None, case["name"]
+        assert result["retired"] == (None if case["rotated"] else case["secret"]), case["name"]
+        assert result["wrongCode"] == (None if case["signs_code"] else case["secret"]), case["name"]
+    assert sum(c["rotated"] for c in cases) == 3 and sum(c["signs_code"] for c in cases) == 2

@@ -42,7 +42,8 @@ import psycopg
 import pytest
 from conftest import FAKE_AWS_ENV, TEST_KEY_HEX, pg_connect, prepare_moto_ses, script
 
-from mailroom.signing import Action, sign
+from mailroom.actions import ACTIVATION, PASSWORD_RECOVERY
+from mailroom.signing import sign
 
 ACCOUNTS = 10_000
 WRITERS = 4
@@ -356,9 +357,7 @@ def test_no_token_is_lost_while_collector_and_sender_are_killed_and_the_connecti
     for action, secret, code, email in db.execute(
         "SELECT t.action::text, t.secret, t.code, a.email FROM tokens t JOIN accounts a ON a.id = t.account"
     ):
-        signed = sign(
-            key, Action.ACTIVATION if action == "activation" else Action.PASSWORD_RECOVERY, bytes(secret), code
-        )
+        signed = sign(key, ACTIVATION if action == "activation" else PASSWORD_RECOVERY, bytes(secret), code)
         expected[(templates[action], email, signed)] = action
     recovery_count = sum(1 for a in expected.values() if a == "password_recovery")
     # an account created active has no activation token, only its recovery token

@@ -24,7 +24,8 @@ from collector_helpers import (
 from conftest import pg_connect, script
 
 from mailroom import settings
-from mailroom.signing import Action, verify
+from mailroom.actions import ACTIVATION
+from mailroom.signing import verify
 from mailroom.wire import decode_line
 
 StartCollector = Callable[..., CollectorProcess]
@@ -146,8 +147,8 @@ def test_logins_and_emails_with_commas_quotes_and_unicode_round_trip(
     assert [(r.email, r.login) for r in records] == awkward
     key = bytes.fromhex(secret_key_hex)
     for record in records:
-        assert record.action is Action.ACTIVATION
-        verify(key, record.secret, Action.ACTIVATION)
+        assert record.action is ACTIVATION
+        verify(key, record.secret, ACTIVATION)
 
 
 def test_an_account_with_a_line_break_is_never_written_into_a_line_and_its_neighbours_are(

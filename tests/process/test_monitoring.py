@@ -27,7 +27,7 @@ from test_pipeline import RunningPipeline, pipeline_env
 from test_sender_process import FakeSes, jsonl, record, sender_env
 
 from bench.fake_ses import Faults
-from mailroom.signing import Action
+from mailroom.actions import ACTIVATION, PASSWORD_RECOVERY
 from mailroom.wire import Record, encode_line
 from sender.journal import Journal
 from sender.outputs import utc_now
@@ -273,7 +273,8 @@ def _write_sender_output(out: Path) -> None:
     journal.recover()
     line_id = journal.new_line_id()
     records = [
-        Record(Action(1 + i % 2), f"j{i}@example.com", f"j{i}", f"journal-secret-{i}", "00000") for i in range(4)
+        Record((ACTIVATION, PASSWORD_RECOVERY)[i % 2], f"j{i}@example.com", f"j{i}", f"journal-secret-{i}", "00000")
+        for i in range(4)
     ]
     journal.append_lines([(line_id, time.time(), records)])
     journal.finished([(line_id, 0, records[0].secret)], [])

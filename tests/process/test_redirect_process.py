@@ -230,6 +230,6 @@ def test_debug_mode_prints_every_email_to_the_redirect_address_with_the_prefixed
     titles = {"activation": "Activate your account", "password_recovery": "Reset your password"}
     redirected = [r for r in rs if r.email != "user3@example.com"]
     assert sorted(s for s in subjects if s.startswith("subject: [to: ")) == sorted(
-        f"subject: [to: {r.email}] {titles[r.action.db_name]}" for r in redirected
+        f"subject: [to: {r.email}] {titles[r.action.name]}" for r in redirected
     )
     assert len(subjects) == 6 and "REDIRECT ON" in done.stderr

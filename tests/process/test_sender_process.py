@@ -20,15 +20,16 @@ from conftest import FAKE_AWS_ENV, script
 
 from bench.fake_ses import Faults, serve
 from mailroom import templates
+from mailroom.actions import ACTIVATION, PASSWORD_RECOVERY, Action
 from mailroom.settings import SENDER_VARIABLES
-from mailroom.signing import Action, sign
+from mailroom.signing import sign
 from mailroom.wire import Record, encode_line
 
 KEY = bytes(range(32))
 SOURCE = "noreply@example.com"
 
 
-def record(i: int, action: Action = Action.ACTIVATION, login: str | None = None) -> Record:
+def record(i: int, action: Action = ACTIVATION, login: str | None = None) -> Record:
     secret = hashlib.sha256(f"process secret {i}".encode()).digest()
     code = f"{i % 100000:05d}"
     return Record(action, f"user{i}@example.com", login or f"user{i}", sign(KEY, action, secret, code), code)
@@ -121,7 +122,10 @@ def test_sender_sends_through_moto_server_after_templates_push(moto_server, base
     )
     client.verify_email_identity(EmailAddress=SOURCE)
 
-    records = [record(i, Action(1 + i % 2), login=['quote " here', "Zoë {{x}}", "<b>b</b>"][i % 3]) for i in range(60)]
+    records = [
+        record(i, (ACTIVATION, PASSWORD_RECOVERY)[i % 2], login=['quote " here', "Zoë {{x}}", "<b>b</b>"][i % 3])
+        for i in range(60)
+    ]
     data = encode_line(records[:30]) + b"1,bad-email,x,y,00000\n" + encode_line(records[30:])
     done = subprocess.run([script("sender")], input=data, env=env, cwd=tmp_path, capture_output=True, timeout=120)
     assert done.returncode == 0, done.stderr.decode()
@@ -207,7 +211,7 @@ def test_debug_mode_prints_each_email_and_needs_no_aws(base_env, tmp_path):
     env = sender_env(
         base_env, tmp_path / "out", None, MAILROOM_DEBUG="true", MAILROOM_APP_URL="https://app.example.com"
     )
-    data = encode_line([record(1, login="<a href='x'>hi</a>"), record(2, Action.PASSWORD_RECOVERY)])
+    data = encode_line([record(1, login="<a href='x'>hi</a>"), record(2, PASSWORD_RECOVERY)])
     done = subprocess.run([script("sender")], input=data, env=env, cwd=tmp_path, capture_output=True, timeout=60)
     assert done.returncode == 0, done.stderr.decode()
     out = done.stdout.decode()

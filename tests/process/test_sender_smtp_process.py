@@ -33,7 +33,7 @@ from test_pipeline import (
 from test_sender_process import jsonl, record
 from test_ses_faults import insert_accounts
 
-from mailroom.signing import Action
+from mailroom.actions import ACTIVATION, PASSWORD_RECOVERY
 from mailroom.wire import Record, encode_line
 from sender.retry import EXIT_OPERATOR_FAULT
 
@@ -60,7 +60,7 @@ def smtp_env(base_env: dict[str, str], out: Path, server: SmtpServer, **extra: s
 
 
 def records(n: int) -> list:
-    return [record(i, Action.ACTIVATION if i % 3 else Action.PASSWORD_RECOVERY) for i in range(n)]
+    return [record(i, ACTIVATION if i % 3 else PASSWORD_RECOVERY) for i in range(n)]
 
 
 def input_file(tmp_path: Path, rs: list) -> Path:
@@ -281,7 +281,7 @@ def test_an_address_no_message_can_be_built_for_is_rejected_alone_and_does_not_w
     out = tmp_path / "out"
     good = records(40)
     other = record(999)  # a token of its own
-    bad = Record(Action.ACTIVATION, "typo@[example.com", "typo", other.secret, other.code)
+    bad = Record(ACTIVATION, "typo@[example.com", "typo", other.secret, other.code)
     lines = tmp_path / "input.lines"
     lines.write_bytes(encode_line(good[:20] + [bad] + good[20:]))  # in the middle of one line
     env = smtp_env(base_env, out, server)

@@ -11,7 +11,7 @@ from pathlib import Path
 from conftest import script
 
 from mailroom import templates
-from mailroom.signing import Action
+from mailroom.actions import ACTIVATION
 from mailroom.wire import Record, encode_line
 
 SECRET = "A" * 86
@@ -53,7 +53,7 @@ def test_a_template_that_fails_a_check_stops_the_sender_before_it_reads_stdin(ba
     assert checked.returncode == 1
     assert problem in checked.stdout.splitlines()
 
-    line = encode_line([Record(Action.ACTIVATION, "ada@example.com", "ada", SECRET, "")])
+    line = encode_line([Record(ACTIVATION, "ada@example.com", "ada", SECRET, "")])
     r, w = os.pipe()
     try:
         os.write(w, line)  # waiting in stdin: a sender that read anything would take it out

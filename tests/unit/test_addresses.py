@@ -22,8 +22,8 @@ from test_sender import jsonl, record
 from test_sender_smtp import provider, run
 
 from mailroom import address_chars, addresses, templates
+from mailroom.actions import ACTIVATION
 from mailroom.settings import SmtpSettings
-from mailroom.signing import Action
 from mailroom.wire import Record, encode_line
 from sender.addresses import ascii_address
 from sender.provider import UnsendableAddress
@@ -76,7 +76,7 @@ def test_every_address_the_rule_accepts_makes_the_message_the_smtp_provider_send
     assert smtp.templates is not None
     to = smtp.address(case.address)
     data = {"login": "ada", "link": "https://app.example.com/activate?t=x", "code": "12345"}
-    message = smtp.message(Action.ACTIVATION, smtp.templates[Action.ACTIVATION], to, data)
+    message = smtp.message(ACTIVATION, smtp.templates["activation"], to, data)
     # serialised as _transaction does, then read back as the receiving side would
     body = message.as_bytes(policy=email.policy.SMTP if to.isascii() else email.policy.SMTPUTF8)
     text = body.decode("utf-8")
@@ -97,7 +97,7 @@ def test_every_accepted_address_reaches_a_real_smtp_server_once_as_sent_and_ever
     server = smtp_server(smtputf8=True)
     sample = [*ACCEPTED, *REFUSED]
     records = [
-        Record(Action.ACTIVATION, c.address, f"u{i}", record(i).secret, record(i).code)
+        Record(ACTIVATION, c.address, f"u{i}", record(i).secret, record(i).code)
         for i, c in enumerate(sample)
         # the wire carries no control character and no field over 254 characters (nor does the column)
         if not any(ord(ch) < 0x20 or 0x7F <= ord(ch) <= 0x9F for ch in c.address) and len(c.address) <= 254

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from mailroom import cli, templates
+from mailroom.actions import PASSWORD_RECOVERY
 from mailroom.settings import SmtpSettings
-from mailroom.signing import Action
 from mailroom.templates import default_template_data, template_data
 from mailroom.wire import Record
 from sender.debug import DebugProvider
@@ -82,9 +82,9 @@ def test_push_creates_an_ses_template_with_the_rule_inlined_and_every_placeholde
 def test_the_smtp_message_carries_the_rule_inlined(folder):
     loaded = templates.load_all(folder)
     smtp = SmtpProvider(SmtpSettings(host="127.0.0.1", tls="none"), "Mailroom <noreply@example.com>", loaded)
-    record = Record(Action.PASSWORD_RECOVERY, "ada@example.com", "Ada <3", "S" * 86, "54321")
+    record = Record(PASSWORD_RECOVERY, "ada@example.com", "Ada <3", "S" * 86, "54321")
     data = {**json.loads(default_template_data(APP_URL)), **json.loads(template_data(record))}
-    message = smtp.message(Action.PASSWORD_RECOVERY, loaded[Action.PASSWORD_RECOVERY], "ada@example.com", data)
+    message = smtp.message(PASSWORD_RECOVERY, loaded["password_recovery"], "ada@example.com", data)
     html_part = message.get_body(("html",)).get_content()
     assert f"{INLINED}Hello Ada &lt;3, your code: 54321</p>" in html_part
     assert f'href="{APP_URL}/recover?token={"S" * 86}&amp;lang=en"' in html_part
@@ -93,9 +93,9 @@ def test_the_smtp_message_carries_the_rule_inlined(folder):
 
 def test_the_debug_output_shows_the_html_part_with_the_rule_inlined(folder):
     out = io.StringIO()
-    record = Record(Action.PASSWORD_RECOVERY, "ada@example.com", "ada", "S" * 86, "54321")
+    record = Record(PASSWORD_RECOVERY, "ada@example.com", "ada", "S" * 86, "54321")
     send = BulkSend(
-        Action.PASSWORD_RECOVERY,
+        PASSWORD_RECOVERY,
         "passwordrecoveryv1",
         "noreply@example.com",
         "",

@@ -8,9 +8,9 @@ import json
 from demo_output import blocks
 
 from mailroom import templates
+from mailroom.actions import ACTIVATION, PASSWORD_RECOVERY
 from mailroom.commands.demo import Inbox, Screen, SenderOutput
 from mailroom.debug_output import END_RULE
-from mailroom.signing import Action
 from mailroom.templates import default_template_data
 from sender.debug import DebugProvider
 from sender.provider import BulkSend, Destination
@@ -20,7 +20,7 @@ def sender_output() -> str:
     """What the debug sender prints for two bulk sends (three emails), templates rendered."""
     out = io.StringIO()
     provider = DebugProvider(out, templates.load_all())
-    for action, logins in ((Action.ACTIVATION, ["ada", "bob"]), (Action.PASSWORD_RECOVERY, ["ada"])):
+    for action, logins in ((ACTIVATION, ["ada", "bob"]), (PASSWORD_RECOVERY, ["ada"])):
         destinations = [
             Destination(
                 f"{login}@example.com",

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from test_sender import record
 
-from mailroom.signing import Action
+from mailroom.actions import ACTIVATION, PASSWORD_RECOVERY
 from mailroom.wire import MAX_LINE_BYTES, Record, decode_line, encode_line, encode_lines
 from sender.reader import ChunkedLines, DecodedLine, decoded_groups
 
@@ -19,7 +19,7 @@ LONG_LOGIN = "é" * 200 + "漢字" * 27  # 254 characters, 562 bytes of UTF-8
 
 
 def long_record(i: int) -> Record:
-    base = record(i, Action.ACTIVATION if i % 2 else Action.PASSWORD_RECOVERY)
+    base = record(i, ACTIVATION if i % 2 else PASSWORD_RECOVERY)
     return Record(base.action, f"{'ü' * 40}.{i}@example.com", f"{i}{LONG_LOGIN}"[:254], base.secret, base.code)
 
 

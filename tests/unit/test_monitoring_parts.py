@@ -18,10 +18,10 @@ from conftest import FakeProvider
 from collector.metrics import CollectorStats
 from collector.metrics import build_registry as collector_registry
 from mailroom import settings
+from mailroom.actions import ACTIVATION, PASSWORD_RECOVERY, Action
 from mailroom.commands import status
 from mailroom.logs import JsonFormatter, setup_logging
 from mailroom.metrics_http import Heartbeat, serve
-from mailroom.signing import Action
 from mailroom.wire import Record
 from sender.dispatch import Fault, SendConfig, Sender
 from sender.journal import Journal
@@ -142,7 +142,7 @@ def test_healthz_fails_once_the_loop_stops_turning():
 
 def _sender(tmp_path: Path) -> Sender:
     config = SendConfig(
-        templates={Action.ACTIVATION: "a", Action.PASSWORD_RECOVERY: "r"},
+        templates={"activation": "a", "password_recovery": "r"},
         source="noreply@example.com",
         config_set="",
         app_url="http://x",
@@ -297,7 +297,7 @@ def test_tail_lines_reads_every_line_backwards_whatever_the_block_size(tmp_path,
         assert [raw.decode() for raw in status.tail_lines(path)] == lines[::-1]
 
 
-def _record(i: int, action: Action = Action.ACTIVATION) -> Record:
+def _record(i: int, action: Action = ACTIVATION) -> Record:
     return Record(action, f"u{i}@example.com", f"u{i}", f"signed-secret-{i}", "12345")
 
 
@@ -308,7 +308,7 @@ def test_status_reads_the_journal_as_the_sender_does_without_changing_it(tmp_pat
     lines = []
     for n in range(30):
         line_id = journal.new_line_id()
-        records = [_record(10 * n + i, Action(1 + (n + i) % 2)) for i in range(5)]
+        records = [_record(10 * n + i, (ACTIVATION, PASSWORD_RECOVERY)[(n + i) % 2]) for i in range(5)]
         lines.append((line_id, records))
         journal.append_lines([(line_id, 1_000_000.0 + n, records)])
     for n, (line_id, records) in enumerate(lines):

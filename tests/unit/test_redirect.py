@@ -12,8 +12,8 @@ from conftest import FakeProvider
 from test_sender import Calls, config, error_xml, jsonl, record, run_sender, sent, unfinished
 
 from mailroom import settings, templates
+from mailroom.actions import ACTIVATION, PASSWORD_RECOVERY
 from mailroom.redirect import SUBJECT_TAG, Redirect, subject_prefix, with_subject_tag, with_subject_tags
-from mailroom.signing import Action
 from mailroom.templates import default_template_data, template_data
 from mailroom.wire import Record, encode_line
 from sender.debug import DebugProvider
@@ -119,7 +119,7 @@ def test_with_no_allow_list_nothing_is_let_through():
 def test_the_subject_tag_is_added_once_and_renders_the_original_address_raw():
     t = with_subject_tag(with_subject_tag(templates.load("activation")))
     assert t.subject.startswith(SUBJECT_TAG) and t.subject.count(SUBJECT_TAG) == 1
-    r = Record(Action.ACTIVATION, "o'brien+x=y@example.com", "ob", record(1).secret, "00000")
+    r = Record(ACTIVATION, "o'brien+x=y@example.com", "ob", record(1).secret, "00000")
     data = {
         **json.loads(default_template_data("https://a.example")),
         **json.loads(template_data(r, subject_prefix(r.email))),
@@ -133,7 +133,7 @@ def test_the_debug_output_shows_the_redirect_address_and_the_prefixed_subject():
     out = io.StringIO()
     r = record(5)
     send = BulkSend(
-        Action.ACTIVATION,
+        ACTIVATION,
         "activationv1",
         "noreply@example.com",
         "",
@@ -149,8 +149,8 @@ def test_the_debug_output_shows_the_redirect_address_and_the_prefixed_subject():
 
 
 def test_every_email_goes_to_the_redirect_address_with_its_original_in_the_data_except_the_allowed(moto_ses, tmp_path):
-    records = [record(i, Action.ACTIVATION if i % 2 else Action.PASSWORD_RECOVERY) for i in range(20)]
-    allowed = Record(Action.ACTIVATION, "qa@team.example", "qa", record(99).secret, "00000")
+    records = [record(i, ACTIVATION if i % 2 else PASSWORD_RECOVERY) for i in range(20)]
+    allowed = Record(ACTIVATION, "qa@team.example", "qa", record(99).secret, "00000")
     redirect = Redirect.from_settings(STAGING, ("@team.example",))
     sender = run_sender(
         tmp_path, SesProvider(moto_ses, Outputs(tmp_path)), encode_line([*records, allowed]), redirect=redirect
@@ -174,7 +174,7 @@ def test_every_email_goes_to_the_redirect_address_with_its_original_in_the_data_
 
 def test_redirecting_changes_neither_which_records_are_sent_nor_which_are_rejected(moto_ses, tmp_path):
     records = [record(i) for i in range(3)]
-    unsendable = Record(Action.ACTIVATION, "zoë@example.com", "zoë", record(7).secret, "00000")
+    unsendable = Record(ACTIVATION, "zoë@example.com", "zoë", record(7).secret, "00000")
     redirect = Redirect.from_settings(STAGING, ())
     line = encode_line([*records, unsendable])
     sender = run_sender(tmp_path, SesProvider(moto_ses, Outputs(tmp_path)), line + line, redirect=redirect)
@@ -216,7 +216,7 @@ def test_a_per_destination_refusal_of_the_redirect_address_is_an_operator_fault_
 
 
 def test_ses_preflight_fails_when_redirecting_with_a_template_whose_subject_lacks_the_prefix(moto_ses, tmp_path):
-    names = {Action.ACTIVATION: "activationv1", Action.PASSWORD_RECOVERY: "passwordrecoveryv1"}
+    names = {"activation": "activationv1", "password_recovery": "passwordrecoveryv1"}
     provider = SesProvider(moto_ses, Outputs(tmp_path), source="noreply@example.com", templates=names)
     assert all(c.ok for c in provider._check_templates())  # not redirecting: the old subject does
     provider.subject_tag_required = True

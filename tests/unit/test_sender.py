@@ -18,8 +18,9 @@ from conftest import SES_SOURCE, FakeProvider
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.ses.models import ses_backends
 
+from mailroom.actions import ACTIVATION, PASSWORD_RECOVERY, Action
 from mailroom.backoff import Backoff
-from mailroom.signing import Action, sign, token_ref
+from mailroom.signing import sign, token_ref
 from mailroom.wire import Record, encode_line
 from sender.dispatch import SendConfig, Sender
 from sender.journal import Journal
@@ -35,7 +36,7 @@ FAST = RetryPolicy(Backoff(0.001, 0.01), quota_delay=0.05)
 TRICKY_LOGINS = ['say "hi"', "back\\slash", "{{login}} {{{secret}}}", "Zoë 山田 🚀", 'a,"b",c', "<b>x</b>"]
 
 
-def record(i: int, action: Action = Action.ACTIVATION, login: str | None = None) -> Record:
+def record(i: int, action: Action = ACTIVATION, login: str | None = None) -> Record:
     secret = hashlib.sha256(f"secret {i}".encode()).digest()
     code = f"{i % 100000:05d}"
     return Record(
@@ -49,7 +50,7 @@ def record(i: int, action: Action = Action.ACTIVATION, login: str | None = None)
 
 def config(**overrides: object) -> SendConfig:
     values: dict[str, object] = {
-        "templates": {Action.ACTIVATION: "activationv1", Action.PASSWORD_RECOVERY: "passwordrecoveryv1"},
+        "templates": {"activation": "activationv1", "password_recovery": "passwordrecoveryv1"},
         "source": SOURCE,
         "config_set": "",
         "app_url": "https://app.example.com",
@@ -175,8 +176,7 @@ class Calls:
 
 def test_120_records_across_two_lines_arrive_in_calls_of_at_most_50_with_intact_template_data(ses, tmp_path):
     records = [
-        record(i, Action.ACTIVATION if i % 3 else Action.PASSWORD_RECOVERY, TRICKY_LOGINS[i % len(TRICKY_LOGINS)])
-        for i in range(120)
+        record(i, ACTIVATION if i % 3 else PASSWORD_RECOVERY, TRICKY_LOGINS[i % len(TRICKY_LOGINS)]) for i in range(120)
     ]
     data = encode_line(records[:70]) + encode_line(records[70:])
     sender = run_sender(tmp_path, SesProvider(ses, Outputs(tmp_path)), data, concurrency=1)
@@ -191,9 +191,9 @@ def test_120_records_across_two_lines_arrive_in_calls_of_at_most_50_with_intact_
     assert len(got) == 120
     for r in records:
         template, data_ = got[r.email]
-        assert template == ("activationv1" if r.action is Action.ACTIVATION else "passwordrecoveryv1")
+        assert template == ("activationv1" if r.action is ACTIVATION else "passwordrecoveryv1")
         assert data_["login"] == r.login and data_["secret"] == r.secret
-        assert data_.get("code") == (r.code if r.action is Action.PASSWORD_RECOVERY else None)
+        assert data_.get("code") == (r.code if r.action is PASSWORD_RECOVERY else None)
     deliveries = jsonl(tmp_path / "deliveries.jsonl")
     assert len(deliveries) == 120 and all(d["status"] == "Success" and d["message_id"] for d in deliveries)
     assert sender.counts.delivered == 120
@@ -217,7 +217,7 @@ def test_malformed_records_are_rejected_with_reasons_while_their_neighbours_are_
         + record(11).secret.encode()
         + b",00000"
         + b",2,carol@example.com,carol,"
-        + record(12, Action.PASSWORD_RECOVERY).secret.encode()
+        + record(12, PASSWORD_RECOVERY).secret.encode()
         + b",12a45"
         + b",7,dave@example.com,dave,"
         + record(13).secret.encode()
@@ -244,7 +244,7 @@ def test_malformed_records_are_rejected_with_reasons_while_their_neighbours_are_
     ):
         assert expected in reasons
     text = (tmp_path / "rejects.jsonl").read_text()
-    for r in (record(11), record(12, Action.PASSWORD_RECOVERY), record(13)):
+    for r in (record(11), record(12, PASSWORD_RECOVERY), record(13)):
         assert r.secret not in text
     assert len([m for m in caplog.messages if m.startswith("rejected input")]) == len(rejects)
 
@@ -303,7 +303,7 @@ def test_a_missing_template_stops_the_sender_writes_off_nothing_and_a_restart_af
     ses, tmp_path, caplog
 ):
     ses.delete_template(TemplateName="passwordrecoveryv1")
-    records = [record(1), record(2, Action.PASSWORD_RECOVERY), record(3, Action.PASSWORD_RECOVERY)]
+    records = [record(1), record(2, PASSWORD_RECOVERY), record(3, PASSWORD_RECOVERY)]
     sender = run_sender(tmp_path, SesProvider(ses, Outputs(tmp_path)), encode_line(records), expect=EXIT_OPERATOR_FAULT)
     assert sender.fault is not None and sender.fault.code == "TemplateDoesNotExist"
     assert "mailroom templates push" in sender.fault.fix
@@ -433,8 +433,8 @@ def test_in_the_sandbox_only_the_unverified_recipients_named_by_ses_are_rejected
 
 
 def test_idn_domains_reach_ses_in_punycode_and_non_ascii_local_parts_never_reach_a_call(ses, tmp_path):
-    idn = Record(Action.ACTIVATION, "ada@bücher.example", "ada", record(1).secret, "00000")
-    local = Record(Action.ACTIVATION, "zoë@example.com", "zoë", record(2).secret, "00000")
+    idn = Record(ACTIVATION, "ada@bücher.example", "ada", record(1).secret, "00000")
+    local = Record(ACTIVATION, "zoë@example.com", "zoë", record(2).secret, "00000")
     calls = Calls(ses, [])
     run_sender(tmp_path, SesProvider(ses, Outputs(tmp_path)), encode_line([idn, local, record(3)]))
     assert sorted(a for c in calls.calls for a in c) == sorted(["ada@xn--bcher-kva.example", record(3).email])

@@ -9,7 +9,7 @@ from pathlib import Path
 from conftest import FakeProvider
 from test_sender import jsonl, record, run_sender
 
-from mailroom.signing import Action
+from mailroom.actions import ACTIVATION, PASSWORD_RECOVERY
 from mailroom.wire import MAX_LINE_BYTES, encode_line
 from sender import reader
 from sender.metrics import INPUT_REJECT_REASONS, build_registry
@@ -30,6 +30,8 @@ BAD_LINES: list[tuple[bytes, str]] = [
     (b'1,"a"b,c,d,e\n', "malformed_line"),
     (b"1,2,3\n", "malformed_line"),
     (bad(action=b"3") + b"\n", "action"),
+    (bad(action=b"1/magic_link") + b"\n", "action"),
+    (bad(action=b"4/magic_link@p") + b"\n", "locale"),
     (bad(email=b"not-an-address") + b"\n", "email"),
     (bad(email=b"\xff@example.com") + b"\n", "email"),
     (bad(login=b"a\x07b") + b"\n", "username"),
@@ -93,7 +95,7 @@ def test_rejected_input_is_on_disk_before_its_line_leaves_the_pipe(tmp_path: Pat
 
 
 def test_the_input_rejected_metric_and_the_outcome_counters_agree_with_the_files(tmp_path: Path) -> None:
-    good = [record(i, Action(1 + i % 2)) for i in range(10, 40)]
+    good = [record(i, (ACTIVATION, PASSWORD_RECOVERY)[i % 2]) for i in range(10, 40)]
     refused = {good[3].email, good[17].email}
     mixed = encode_line([good[0]])[:-1] + b"," + bad(email=b"nope") + b"\n"  # a good and a bad record in one line
     data = mixed + encode_line(good[1:20]) + b"".join(line for line, _ in BAD_LINES) + encode_line(good[20:])
@@ -107,7 +109,10 @@ def test_the_input_rejected_metric_and_the_outcome_counters_agree_with_the_files
         return value
 
     def outcome(name: str) -> float:
-        return sum(sample("mailroom_sender_outcomes_total", outcome=name, action=a.db_name) for a in Action)
+        return sum(
+            sample("mailroom_sender_outcomes_total", outcome=name, action=a.name)
+            for a in (ACTIVATION, PASSWORD_RECOVERY)
+        )
 
     expected = {kind: 0 for kind in INPUT_REJECT_REASONS}
     for _, kind in BAD_LINES:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import json
 import os
@@ -14,7 +15,7 @@ from conftest import FakeProvider
 from small_fs import PAGE, fill, small_filesystem
 from test_sender import jsonl, record, run_sender
 
-from mailroom.signing import Action
+from mailroom.actions import MAGIC_LINK, PASSWORD_RECOVERY
 from mailroom.wire import encode_line
 from sender.journal import Journal, RotationFailed
 from sender.provider import BulkSend, DestinationResult
@@ -43,6 +44,26 @@ def test_unfinished_records_are_recovered_and_finished_ones_are_not(tmp_path):
     again = Journal(tmp_path)
     assert again.recover() == [(a, 100.0, [(1, record(2))])]
     assert again.recently_delivered(record(1).secret)
+
+
+def test_records_of_any_action_and_locale_are_recovered_as_they_were_read(tmp_path):
+    magic = dataclasses.replace(record(4), action=MAGIC_LINK, locale="pt-BR")
+    recovery_pt = dataclasses.replace(record(5, PASSWORD_RECOVERY), locale="pt")
+    j = Journal(tmp_path)
+    j.recover()
+    a = j.new_line_id()
+    j.append_lines([(a, 100.0, [record(1), magic, recovery_pt])])
+    j.close()
+    rows = [json.loads(line)["r"] for seg in segments(tmp_path) for line in seg.read_text().splitlines()]
+    assert [row[0] for row in rows[-1]] == [1, "4/magic_link@pt-BR", "2@pt"]  # 1 and 2 as journals always held them
+    assert Journal(tmp_path).recover() == [(a, 100.0, [(0, record(1)), (1, magic), (2, recovery_pt)])]
+
+
+def test_a_journal_written_before_actions_were_data_is_read_as_it_was(tmp_path):
+    old = record(7, PASSWORD_RECOVERY)
+    entry = {"k": "L", "id": "old-1", "at": 100.0, "r": [[2, old.email, old.login, old.secret, old.code]]}
+    (tmp_path / "seg-1.jsonl").write_text(json.dumps(entry) + "\n")
+    assert Journal(tmp_path).recover() == [("old-1", 100.0, [(0, old)])]
 
 
 def test_a_torn_last_line_is_tolerated_and_old_segments_are_compacted_away(tmp_path):
@@ -87,7 +108,7 @@ def test_the_output_directory_and_journal_are_private(tmp_path):
 
 def test_a_line_emitted_again_is_not_sent_again(tmp_path):
     provider = Recording()
-    line = encode_line([record(1), record(2, Action.PASSWORD_RECOVERY)])
+    line = encode_line([record(1), record(2, PASSWORD_RECOVERY)])
     run_sender(tmp_path, provider, line + line)  # the same line twice in one run
     run_sender(tmp_path, provider, line)  # and again after a restart (the collector re-emitted it)
     assert sorted(provider.emails) == [record(1).email, record(2).email]

@@ -11,8 +11,8 @@ from botocore.stub import Stubber
 from conftest import SES_SOURCE
 
 from mailroom import templates
+from mailroom.actions import ACTIVATION, PASSWORD_RECOVERY, Action
 from mailroom.aws import make_client
-from mailroom.signing import Action
 from mailroom.templates import default_template_data
 from sender.debug import DebugProvider
 from sender.provider import BulkSend, CallFailed, Destination
@@ -21,7 +21,7 @@ from sender.ses import SesProvider
 SOURCE = SES_SOURCE
 
 
-def bulk(n: int, action: Action = Action.ACTIVATION) -> BulkSend:
+def bulk(n: int, action: Action = ACTIVATION) -> BulkSend:
     dests = [
         Destination(
             f"u{i}@example.com",
@@ -31,7 +31,7 @@ def bulk(n: int, action: Action = Action.ACTIVATION) -> BulkSend:
     ]
     return BulkSend(
         action,
-        "activationv1" if action is Action.ACTIVATION else "passwordrecoveryv1",
+        "activationv1" if action is ACTIVATION else "passwordrecoveryv1",
         SOURCE,
         "",
         default_template_data("https://app.example.com"),
@@ -54,13 +54,13 @@ def test_every_destination_gets_a_result_in_order(provider, n):
 
 
 def test_both_actions_are_accepted(provider):
-    assert [r.status for r in provider.send_bulk(bulk(2, Action.PASSWORD_RECOVERY))] == ["Success"] * 2
+    assert [r.status for r in provider.send_bulk(bulk(2, PASSWORD_RECOVERY))] == ["Success"] * 2
 
 
 def test_debug_output_shows_the_call_each_destination_and_the_rendered_email():
     out = io.StringIO()
     send = BulkSend(
-        Action.PASSWORD_RECOVERY,
+        PASSWORD_RECOVERY,
         "passwordrecoveryv1",
         SOURCE,
         "myset",

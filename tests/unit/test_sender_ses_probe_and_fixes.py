@@ -12,7 +12,8 @@ import pytest
 from botocore.awsrequest import AWSResponse
 from test_sender import Raw, error_xml, jsonl, record, run_sender, statuses_xml
 
-from mailroom.signing import Action, token_ref
+from mailroom.actions import PASSWORD_RECOVERY
+from mailroom.signing import token_ref
 from mailroom.wire import encode_line
 from sender.dispatch import PROBE_CODE, PROBE_SECRET
 from sender.outputs import Outputs
@@ -61,7 +62,7 @@ def destinations(form: dict[str, list[str]]) -> list[tuple[str, dict]]:
 
 
 def test_the_bisection_probe_sends_a_dummy_secret_and_code_not_a_users(moto_ses, tmp_path):
-    records = [record(i, Action.PASSWORD_RECOVERY) for i in range(1, 5)]
+    records = [record(i, PASSWORD_RECOVERY) for i in range(1, 5)]
     hook = Bodies(moto_ses, bad=records[2].email)
     run_sender(tmp_path, SesProvider(moto_ses, Outputs(tmp_path)), encode_line(records))
     probes = [destinations(f) for f in hook.forms if destinations(f)[0][0] == SesProvider.probe_address]
@@ -89,7 +90,7 @@ def _tags(form: dict[str, list[str]], n: int) -> dict[str, str]:
 def test_the_bisection_probe_is_tagged_with_its_action_only_and_users_with_their_token_ref(moto_ses, tmp_path):
     # The probe's simulator events (Send, Delivery) must give no token a status nor count as
     # sent in the bounce rate: its message carries no mailroom_token_ref.
-    records = [record(i, Action.PASSWORD_RECOVERY) for i in range(1, 5)]
+    records = [record(i, PASSWORD_RECOVERY) for i in range(1, 5)]
     hook = Bodies(moto_ses, bad=records[2].email)
     run_sender(tmp_path, SesProvider(moto_ses, Outputs(tmp_path)), encode_line(records))
     [probe] = [f for f in hook.forms if destinations(f)[0][0] == SesProvider.probe_address]

@@ -17,10 +17,11 @@ from pathlib import Path
 import pytest
 from smtp_server import PASSWORD, USERNAME, certificate, make_certificate, smtp_server  # noqa: F401
 from test_sender import FAST, TRICKY_LOGINS, config, jsonl, record
+from test_sender_actions_locales import locale_folder, of_action
 
 from mailroom import templates
+from mailroom.actions import ACTIVATION, MAGIC_LINK, PASSWORD_RECOVERY
 from mailroom.settings import SmtpSettings
-from mailroom.signing import Action
 from mailroom.templates import EmailTemplate, default_template_data, template_data
 from mailroom.wire import Record, encode_line
 from sender.dispatch import Sender
@@ -79,9 +80,7 @@ def unfinished(out: Path) -> int:
 
 def both_actions(n: int, logins: list[str] | None = None) -> list[Record]:
     logins = logins or TRICKY_LOGINS
-    return [
-        record(i, Action.ACTIVATION if i % 3 else Action.PASSWORD_RECOVERY, logins[i % len(logins)]) for i in range(n)
-    ]
+    return [record(i, ACTIVATION if i % 3 else PASSWORD_RECOVERY, logins[i % len(logins)]) for i in range(n)]
 
 
 def lines(records: list[Record], per_line: int = 50) -> bytes:
@@ -117,12 +116,12 @@ def test_120_records_of_both_actions_each_reach_their_recipient_once_with_the_ri
         assert re.fullmatch(r"<[^@<>]+@example\.com>", message["Message-ID"])
         assert message["Date"]
         text, body = text_part(message), html_part(message)
-        path = "activate" if r.action is Action.ACTIVATION else "recover"
+        path = "activate" if r.action is ACTIVATION else "recover"
         link = f"{APP_URL}/{path}?token={r.secret}"
         assert link in text and html.escape(link) in body
         assert f"Hello {r.login}," in text
         assert f"Hello {html.escape(r.login, quote=True)}," in body  # escaped login, never raw markup
-        if r.action is Action.ACTIVATION:
+        if r.action is ACTIVATION:
             assert message["Subject"] == "Activate your account"
         else:
             assert message["Subject"] == "Reset your password"
@@ -150,8 +149,8 @@ def test_a_utf8_subject_is_encoded_per_rfc_2047_and_reads_back_the_same(smtp_ser
     server = smtp_server()
     base = templates.load("activation")
     custom = {
-        Action.ACTIVATION: EmailTemplate(Action.ACTIVATION, "Activez votre compte, {{login}} ✓", base.text, base.html),
-        Action.PASSWORD_RECOVERY: templates.load("password_recovery"),
+        "activation": EmailTemplate("activation", "Activez votre compte, {{login}} ✓", base.text, base.html),
+        "password_recovery": templates.load("password_recovery"),
     }
     run(tmp_path, provider(server, templates=custom), encode_line([record(1, login="Zoë 山田")]))
     raw = server.messages[0].raw
@@ -162,10 +161,10 @@ def test_a_utf8_subject_is_encoded_per_rfc_2047_and_reads_back_the_same(smtp_ser
 
 def test_a_message_is_the_same_text_as_debug_mode_renders_from_the_same_data(tmp_path):
     smtp = SmtpProvider(SmtpSettings(host="127.0.0.1", tls="none"), SOURCE, templates.load_all())
-    r = record(7, Action.PASSWORD_RECOVERY, 'say "hi"')
+    r = record(7, PASSWORD_RECOVERY, 'say "hi"')
     data = {**json.loads(default_template_data(APP_URL)), **json.loads(template_data(r))}
     template = templates.load("password_recovery")
-    message = smtp.message(Action.PASSWORD_RECOVERY, template, r.email, data)
+    message = smtp.message(PASSWORD_RECOVERY, template, r.email, data)
     rendered = template.render(data)
     assert text_part(message) == rendered["text"] and html_part(message) == rendered["html"]
     assert message["Subject"] == rendered["subject"]
@@ -348,7 +347,7 @@ def test_preflight_against_a_closed_port_fails_naming_the_host(tmp_path):
 
 def test_an_idn_domain_goes_out_in_punycode(smtp_server, tmp_path):
     server = smtp_server()
-    r = Record(Action.ACTIVATION, "anna@bücher.example", "anna", record(1).secret, record(1).code)
+    r = Record(ACTIVATION, "anna@bücher.example", "anna", record(1).secret, record(1).code)
     run(tmp_path, provider(server), encode_line([r]))
     assert server.recipients() == ["anna@xn--bcher-kva.example"]
     assert server.messages[0].message["To"] == "anna@xn--bcher-kva.example"
@@ -356,7 +355,7 @@ def test_an_idn_domain_goes_out_in_punycode(smtp_server, tmp_path):
 
 def test_a_non_ascii_local_part_goes_out_with_smtputf8_when_the_server_offers_it(smtp_server, tmp_path):
     server = smtp_server(smtputf8=True)
-    r = Record(Action.ACTIVATION, "zoë@bücher.example", "zoë", record(1).secret, record(1).code)
+    r = Record(ACTIVATION, "zoë@bücher.example", "zoë", record(1).secret, record(1).code)
     run(tmp_path, provider(server), encode_line([r]))
     assert server.recipients() == ["zoë@xn--bcher-kva.example"]
     assert "SMTPUTF8" in server.messages[0].mail_options
@@ -367,7 +366,7 @@ def test_a_non_ascii_local_part_is_refused_with_the_reason_when_the_server_lacks
     server = smtp_server(smtputf8=False)
     smtp = provider(server)
     assert smtp.address("zoë@example.com") == "zoë@example.com"  # not known yet: decided at send time
-    r = Record(Action.ACTIVATION, "zoë@example.com", "zoë", record(1).secret, record(1).code)
+    r = Record(ACTIVATION, "zoë@example.com", "zoë", record(1).secret, record(1).code)
     run(tmp_path, smtp, encode_line([r, record(2)]))
     assert server.recipients() == [record(2).email]
     rejects = jsonl(tmp_path / "rejects.jsonl")
@@ -469,7 +468,7 @@ class UnrenderableTemplate:
 
 def test_a_template_no_message_can_be_built_from_is_an_operator_fault_not_a_write_off(smtp_server, tmp_path):
     server = smtp_server()
-    broken = {Action.ACTIVATION: UnrenderableTemplate(), Action.PASSWORD_RECOVERY: UnrenderableTemplate()}
+    broken = {"activation": UnrenderableTemplate(), "password_recovery": UnrenderableTemplate()}
     sender = run(tmp_path, provider(server, templates=broken), lines(both_actions(10)), expect=EXIT_OPERATOR_FAULT)
 
     assert server.messages == []
@@ -648,3 +647,22 @@ def test_an_exception_mid_transaction_costs_that_message_only_and_after_data_it_
     assert [(r["recipient"], r["status"]) for r in rejects] == [(at_rcpt, "SMTP RCPT error")]
     assert "ValueError: a bug at RCPT" in rejects[0]["error"]
     assert sender.fault is None and sender.counts.delivered == 7
+
+
+def test_smtp_sends_each_record_with_its_actions_template_in_the_recipients_locale(smtp_server, tmp_path):
+    folder = locale_folder(tmp_path)
+    server = smtp_server()
+    records = [
+        of_action(1, MAGIC_LINK, "pt-BR"),
+        of_action(2, MAGIC_LINK, None),
+        of_action(3, ACTIVATION, "pt"),
+        of_action(4, ACTIVATION, "de"),
+    ]
+    run(tmp_path, provider(server), encode_line(records), templates_dir=folder, local_templates=True)
+    subjects = {m.rcpt_tos[0]: m.message["Subject"] for m in server.messages}
+    assert subjects == {
+        "user1@example.com": "Entre, user1",
+        "user2@example.com": "Sign in, user2",
+        "user3@example.com": "Ative sua conta, user3",
+        "user4@example.com": "Activate your account",
+    }

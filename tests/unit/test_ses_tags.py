@@ -8,7 +8,8 @@ from typing import Any
 
 from conftest import SES_SOURCE
 
-from mailroom.signing import Action, sign, token_ref
+from mailroom.actions import ACTIVATION, PASSWORD_RECOVERY
+from mailroom.signing import sign, token_ref
 from mailroom.templates import default_template_data, template_data
 from mailroom.wire import Record
 from sender.provider import BulkSend, Destination
@@ -20,9 +21,7 @@ KEY = bytes.fromhex("5f" * 32)
 def _record(i: int) -> Record:
     secret = bytes([i]) * 32
     code = f"{i:05d}"
-    return Record(
-        Action.PASSWORD_RECOVERY, f"u{i}@example.com", f"u{i}", sign(KEY, Action.PASSWORD_RECOVERY, secret, code), code
-    )
+    return Record(PASSWORD_RECOVERY, f"u{i}@example.com", f"u{i}", sign(KEY, PASSWORD_RECOVERY, secret, code), code)
 
 
 def test_each_destination_carries_its_action_and_token_ref_and_no_secret(moto_ses: Any) -> None:
@@ -35,7 +34,7 @@ def test_each_destination_carries_its_action_and_token_ref_and_no_secret(moto_se
     moto_ses.meta.events.register("before-send.ses.SendBulkTemplatedEmail", capture)
     records = [_record(i) for i in (1, 2)]
     send = BulkSend(
-        Action.PASSWORD_RECOVERY,
+        PASSWORD_RECOVERY,
         "passwordrecoveryv1",
         SES_SOURCE,
         "",
@@ -57,7 +56,7 @@ def test_each_destination_carries_its_action_and_token_ref_and_no_secret(moto_se
 
 
 def test_a_destination_without_a_token_ref_is_tagged_with_its_action_only() -> None:
-    assert message_tags(Action.ACTIVATION, None) == [{"Name": "mailroom_action", "Value": "activation"}]
+    assert message_tags(ACTIVATION, None) == [{"Name": "mailroom_action", "Value": "activation"}]
 
 
 def test_the_tags_take_the_destination_s_token_ref_as_given_without_reading_its_template_data(moto_ses: Any) -> None:
@@ -71,7 +70,7 @@ def test_the_tags_take_the_destination_s_token_ref_as_given_without_reading_its_
 
     moto_ses.meta.events.register("before-send.ses.SendBulkTemplatedEmail", capture)
     send = BulkSend(
-        Action.ACTIVATION,
+        ACTIVATION,
         "activationv1",
         SES_SOURCE,
         "",
