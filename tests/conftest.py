@@ -324,3 +324,20 @@ def prepare_moto_ses(env: dict[str, str], moto_server: str, workdir: Path, sourc
     )
     assert pushed.returncode == 0, pushed.stderr
     return ses
+
+
+def two_action_templates(parent: Path) -> Path:
+    """A templates folder holding only activation and password_recovery in the default locale:
+    for the tests of SES faults that stage exactly those two templates on a fake SES (the
+    sender's preflight checks one SES template per local action and locale)."""
+    from mailroom import templates
+
+    folder = parent / "two-action-templates"
+    for name in ("activation", "password_recovery"):
+        (folder / name).mkdir(parents=True, exist_ok=True)
+        for part in templates.FILES.values():
+            shutil.copy(templates.template_dir() / name / part, folder / name / part)
+        fixtures = templates.template_dir() / name / "fixtures.json"
+        if fixtures.exists():
+            shutil.copy(fixtures, folder / name / "fixtures.json")
+    return folder

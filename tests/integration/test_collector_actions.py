@@ -9,7 +9,6 @@ registry, so that any action can be tried whatever the tokens table accepts."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -34,9 +33,9 @@ NOW = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
 
 
 @pytest.fixture
-def conn(database_url: str) -> Iterator[psycopg.Connection]:
-    with psycopg.connect(database_url, autocommit=True) as c:
-        yield c
+def conn(db: psycopg.Connection) -> psycopg.Connection:
+    """The test database's connection, search_path = mailroom's schema (as the collector's)."""
+    return db
 
 
 def _row(

@@ -12,7 +12,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from conftest import FAKE_AWS_ENV, pg_connect, prepare_moto_ses, script
+from conftest import FAKE_AWS_ENV, pg_connect, prepare_moto_ses, script, two_action_templates
 from test_pipeline import RunningPipeline, _moto_messages, pipeline_env, wait_until
 from test_sender_process import SOURCE, FakeSes, jsonl, record, sender_env
 
@@ -71,7 +71,7 @@ def run_sender(env: dict[str, str], cwd: Path, data: bytes, *args: str) -> subpr
 def test_preflight_failures_exit_2_with_one_line_each_and_read_nothing(base_env, tmp_path, faults, extra, expected):
     out = tmp_path / "out"
     with FakeSes(0.0, faults) as ses:
-        env = sender_env(base_env, out, ses.url, **extra)
+        env = sender_env(base_env, out, ses.url, MAILROOM_TEMPLATES_DIR=str(two_action_templates(tmp_path)), **extra)
         done = run_sender(env, tmp_path, encode_line([record(i) for i in range(5)]))
         assert ses.received == []
     assert done.returncode == 2, done.stderr
@@ -87,7 +87,13 @@ def test_preflight_failures_exit_2_with_one_line_each_and_read_nothing(base_env,
 
 def test_sender_check_prints_every_check_and_exits_0_when_all_pass(base_env, tmp_path):
     with FakeSes(0.0, Faults(max_send_rate=200.0)) as ses:
-        env = sender_env(base_env, tmp_path / "out", ses.url, MAILROOM_SES_CONFIG_SET="transactional")
+        env = sender_env(
+            base_env,
+            tmp_path / "out",
+            ses.url,
+            MAILROOM_SES_CONFIG_SET="transactional",
+            MAILROOM_TEMPLATES_DIR=str(two_action_templates(tmp_path)),
+        )
         done = run_sender(env, tmp_path, b"", "--check")
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
