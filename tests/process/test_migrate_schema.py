@@ -122,7 +122,7 @@ def test_migrate_moves_a_populated_public_installation_into_the_schema_and_the_c
     drained = subprocess.run([script("collector"), "--drain"], env=env, capture_output=True, timeout=120, cwd=tmp_path)
     assert drained.returncode == 0, drained.stderr.decode()
     records = [r for line in drained.stdout.splitlines() for r in decode_line(line)[0]]
-    assert sorted((r.action.value, r.email) for r in records) == [
+    assert sorted((r.action.number, r.email) for r in records) == [
         (1, "new1@example.com"),
         (1, "new2@example.com"),
         (2, "ada@example.com"),
