@@ -65,6 +65,8 @@ USERS = {
     "ana": ("ana", "ana@example.com", "pt-BR", "confirmed"),  # Portuguese
     "hans": ("hans", "hans@example.com", "de", "confirmed"),  # no German templates: English
     "grace": ("grace", "grace@example.com", None, "confirmed"),  # changes her address
+    "joao": ("joao", "joao@example.com", "pt_BR", "confirmed"),  # a POSIX spelling: pt-BR
+    "lee": ("lee", "lee@example.com", "", "confirmed"),  # an empty lang: the default
 }
 NEW_ADDRESS = "grace.new@example.com"
 INVITEE = "guest@example.com"
@@ -84,9 +86,11 @@ REQUESTS = [
     ("email_change", "grace", NEW_ADDRESS, NEW_ADDRESS, "en"),
     ("magic_link", "ana", None, "ana@example.com", "pt"),
     ("magic_link", "hans", None, "hans@example.com", "en"),
+    ("magic_link", "joao", None, "joao@example.com", "pt"),
     ("invitation", None, INVITEE, INVITEE, "en"),
     ("welcome", "ana", None, "ana@example.com", "pt"),
     ("welcome", "hans", None, "hans@example.com", "en"),
+    ("welcome", "lee", None, "lee@example.com", "en"),
 ]
 PATHS = {
     "activation": "/activate",
