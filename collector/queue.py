@@ -17,7 +17,11 @@ once per transaction, the sender journals the transaction's lines with one fsync
 
 Actions are data: the registry (the `actions` table) is read at connect; each token is
 signed with its action's path (and code, where the action signs it), its record carries the
-action's number and name and the recipient's locale. A token of an action the registry did
+action's number and name and the recipient's locale. The locale comes from the app's
+`recipients` view, which mailroom cannot check: it goes on the wire as a language tag
+(`pt_BR` as `pt-BR`, as the templates' fallback reads it), and an empty one or one that is no
+language tag (logged once) as the default locale, rather than stopping the collector on a line
+it cannot write. A token of an action the registry did
 not hold is met after a row was added: the registry is read again, once; a token whose
 action is still unknown is not emitted (`unknown_action`: logged, counted, marked suppressed).
 
@@ -49,7 +53,7 @@ from collector.signals import StopFlag
 from mailroom.actions import Action, ActionSpec, load_registry
 from mailroom.db import queries
 from mailroom.signing import signer
-from mailroom.wire import Record, control_char_in, control_char_in_any, encode_lines
+from mailroom.wire import Record, control_char_in, control_char_in_any, encode_lines, valid_locale
 
 CHUNKS_PER_COMMIT = 10
 
@@ -122,6 +126,7 @@ class Queue:
         # action name -> (Action, its signer); action name -> its cooldown (the setting's when none)
         self._signers: dict[str, tuple[Action, Callable[[bytes, str], str]]] = {}
         self._cooldowns: dict[str, timedelta] = {}
+        self._locales: dict[str, str | None] = {}  # a locale as read -> as the wire carries it
         self.use_registry(load_registry(conn) if registry is None else registry)
 
     def use_registry(self, registry: Mapping[str, ActionSpec]) -> None:
@@ -205,8 +210,23 @@ class Queue:
         signers, records = self._signers, []
         for _token, _skip, name, email, login, secret, code, _account, _created_at, locale in rows:
             action, sign = signers[name]
+            if locale is not None:
+                locale = self._locales[locale] if locale in self._locales else self._wire_locale(locale)
             records.append(Record(action, email, login, sign(bytes(secret), code), code, locale))
         return records
+
+    def _wire_locale(self, locale: str) -> str | None:
+        """`locale` as the wire carries it (see the module's docstring), remembered."""
+        tag: str | None = locale.strip().replace("_", "-")
+        if tag and not valid_locale(tag):
+            log.warning(
+                "recipient locale %r is not a language tag (e.g. pt-BR): its emails use the default locale",
+                locale[:40],
+            )
+            tag = None
+        if len(self._locales) < 4096:  # the distinct locales of the recipients: few
+            self._locales[locale] = tag or None
+        return tag or None
 
     def _known_actions(self, rows: list[tuple[Any, ...]], chunk: Chunk) -> list[tuple[Any, ...]]:
         """`rows` whose action is in the registry, read again; the others are skipped (unknown_action)."""

@@ -27,6 +27,7 @@ from mailroom.actions import (
 )
 from mailroom.signing import verify
 from mailroom.verify import verify_link_token
+from mailroom.wire import decode_line, encode_line
 
 KEY = bytes.fromhex("5f" * 32)
 NOW = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
@@ -83,6 +84,24 @@ def test_each_action_is_signed_with_its_path_and_carries_its_number_name_and_loc
             STANDARD_SPECS[row[2]].path,
             record.code if row[2] == "password_recovery" else None,
         )
+
+
+def test_a_recipients_locale_the_wire_cannot_carry_is_spelled_as_a_tag_or_sent_in_the_default_locale(
+    conn: psycopg.Connection, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The app's recipients view may hold any text: a POSIX spelling, an empty string, a name.
+    queue = Queue(conn, "mailroom", 50, KEY, cooldown_s=0)
+    read = ["pt_BR", "", " ", "Portuguese (Brazil)", "en", "Portuguese (Brazil)", "zh-Hant-TW"]
+    rows = [_row(i, "magic_link", locale=locale) for i, locale in enumerate(read, 1)]
+    with caplog.at_level(logging.WARNING, logger="collector.queue"):
+        chunk = queue.chunk(rows)
+    assert [r.locale for r in chunk.records] == ["pt-BR", None, None, None, "en", None, "zh-Hant-TW"]
+    decoded, problems = decode_line(encode_line(chunk.records).rstrip(b"\n"))
+    assert problems == [] and [r.locale for r in decoded] == [r.locale for r in chunk.records]
+    warned = [r.getMessage() for r in caplog.records if "is not a language tag" in r.getMessage()]
+    assert warned == [
+        "recipient locale 'Portuguese (Brazil)' is not a language tag (e.g. pt-BR): its emails use the default locale"
+    ]
 
 
 def test_an_action_added_since_the_registry_was_read_is_read_again_and_signed(conn: psycopg.Connection) -> None:

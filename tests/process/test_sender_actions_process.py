@@ -18,6 +18,9 @@ from mailroom.actions import ACTIVATION, MAGIC_LINK, WELCOME, Action
 from mailroom.wire import Record, encode_line
 from sender.retry import EXIT_OPERATOR_FAULT
 
+# Subjects are plain text: {{{login}}} (not HTML-escaped), which keeps the checks' longest sample
+# login within the 78-character subject.
+
 
 def _templates(tmp_path: Path) -> Path:
     """The shipped activation and password_recovery, activation in pt, and magic_link in en and pt."""

@@ -7,6 +7,7 @@ cannot produce a fault. Every test waits on observable events (exit, log lines, 
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 from collections import Counter
 from pathlib import Path
@@ -17,6 +18,7 @@ from test_pipeline import RunningPipeline, _moto_messages, pipeline_env, wait_un
 from test_sender_process import SOURCE, FakeSes, jsonl, record, sender_env
 
 from bench.fake_ses import Faults
+from mailroom import templates
 from mailroom.wire import encode_line
 from sender.retry import EXIT_OPERATOR_FAULT
 
@@ -70,6 +72,10 @@ def run_sender(env: dict[str, str], cwd: Path, data: bytes, *args: str) -> subpr
 )
 def test_preflight_failures_exit_2_with_one_line_each_and_read_nothing(base_env, tmp_path, faults, extra, expected):
     out = tmp_path / "out"
+    # the original two actions' templates only: the preflight checks each action and locale of the folder
+    folder = tmp_path / "templates"
+    for name in ("activation", "password_recovery"):
+        shutil.copytree(templates.template_dir() / name, folder / name, ignore=shutil.ignore_patterns("pt"))
     with FakeSes(0.0, faults) as ses:
         env = sender_env(base_env, out, ses.url, MAILROOM_TEMPLATES_DIR=str(two_action_templates(tmp_path)), **extra)
         done = run_sender(env, tmp_path, encode_line([record(i) for i in range(5)]))
@@ -102,6 +108,17 @@ def test_sender_check_prints_every_check_and_exits_0_when_all_pass(base_env, tmp
         "✓ source identity",
         "✓ template activation",
         "✓ template password_recovery",
+        # then every other action and locale of the shipped templates
+        "✓ template activation (pt)",
+        "✓ template email_change",
+        "✓ template email_change (pt)",
+        "✓ template invitation",
+        "✓ template invitation (pt)",
+        "✓ template magic_link",
+        "✓ template magic_link (pt)",
+        "✓ template password_recovery (pt)",
+        "✓ template welcome",
+        "✓ template welcome (pt)",
         "✓ configuration set",
         "✓ account sending",
         "✓ send quota",
