@@ -63,14 +63,16 @@ ALTER TABLE tokens ALTER COLUMN account DROP NOT NULL;
 
 -- The token's own address (email_change: the new address; invitation: the invitee) and
 -- locale; NULL: the recipient's. Same address rule as accounts.email (0006).
+-- A locale is a language tag as the wire carries it (mailroom/wire.py's LOCALE_PATTERN and
+-- MAX_LOCALE_CHARS): `pt`, `pt-BR`, `zh-Hant-TW`.
 ALTER TABLE tokens
     ADD COLUMN email text
         CONSTRAINT tokens_email_is_sendable CHECK (mailroom_email_problem(email) IS NULL),
     ADD COLUMN locale text
-        CONSTRAINT tokens_locale_is_a_tag CHECK (locale ~ '^[A-Za-z]{2,8}(-[A-Za-z0-9]{1,8})*$');
+        CONSTRAINT tokens_locale_is_a_tag CHECK (locale ~ '^[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})*$' AND length(locale) <= 35);
 ALTER TABLE accounts
     ADD COLUMN locale text
-        CONSTRAINT accounts_locale_is_a_tag CHECK (locale ~ '^[A-Za-z]{2,8}(-[A-Za-z0-9]{1,8})*$');
+        CONSTRAINT accounts_locale_is_a_tag CHECK (locale ~ '^[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})*$' AND length(locale) <= 35);
 
 -- expires_at comes from the action's lifetime when the insert does not give it.
 ALTER TABLE tokens ALTER COLUMN expires_at DROP DEFAULT;

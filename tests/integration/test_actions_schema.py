@@ -111,6 +111,17 @@ def test_a_plain_insert_still_works_and_gets_its_action_lifetime_and_checks(db: 
         db.execute("INSERT INTO tokens (action, account) VALUES ('nope', %s)", (ada,))
 
 
+@pytest.mark.parametrize("locale", ["abcd", "pt_BR", "", "p", "pt-" + "x" * 40])
+def test_a_locale_the_wire_cannot_carry_is_refused_when_it_is_stored(db: psycopg.Connection, locale: str) -> None:
+    ada = account(db, "ada")
+    with pytest.raises(psycopg.errors.CheckViolation, match="tokens_locale_is_a_tag"):
+        db.execute("SELECT request('password_recovery', %s, NULL, %s)", (ada, locale))
+    with pytest.raises(psycopg.errors.CheckViolation, match="accounts_locale_is_a_tag"):
+        db.execute("UPDATE accounts SET locale = %s WHERE id = %s", (locale, ada))
+    for fine in ("pt", "pt-BR", "zh-Hant-TW"):
+        db.execute("SELECT request('password_recovery', %s, NULL, %s)", (ada, fine))
+
+
 def test_request_within_the_action_cooldown_returns_the_earlier_unconsumed_token(db: psycopg.Connection) -> None:
     ada = account(db, "ada")
     first = db.execute("SELECT request('magic_link', %s)", (ada,)).fetchone()
