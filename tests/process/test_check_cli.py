@@ -201,7 +201,7 @@ def test_a_missing_or_invalid_key_fails_without_showing_it(
 def test_the_ses_checks_are_the_senders_preflight_and_a_failing_one_names_its_fix(
     env: dict[str, str], registered: psycopg.Connection, tmp_path: Path
 ) -> None:
-    from conftest import FAKE_AWS_ENV, two_action_templates
+    from conftest import FAKE_AWS_ENV
 
     from bench.fake_ses import Faults, serve
 
@@ -213,7 +213,6 @@ def test_the_ses_checks_are_the_senders_preflight_and_a_failing_one_names_its_fi
             "MAILROOM_DEBUG": "false",
             "MAILROOM_SES_SOURCE": "noreply@example.com",
             "AWS_ENDPOINT_URL_SES": f"http://127.0.0.1:{server.server_address[1]}",
-            "MAILROOM_TEMPLATES_DIR": str(two_action_templates(tmp_path)),
         }
         done = _check(ses_env, tmp_path)
     finally:

@@ -93,13 +93,7 @@ def test_preflight_failures_exit_2_with_one_line_each_and_read_nothing(base_env,
 
 def test_sender_check_prints_every_check_and_exits_0_when_all_pass(base_env, tmp_path):
     with FakeSes(0.0, Faults(max_send_rate=200.0)) as ses:
-        env = sender_env(
-            base_env,
-            tmp_path / "out",
-            ses.url,
-            MAILROOM_SES_CONFIG_SET="transactional",
-            MAILROOM_TEMPLATES_DIR=str(two_action_templates(tmp_path)),
-        )
+        env = sender_env(base_env, tmp_path / "out", ses.url, MAILROOM_SES_CONFIG_SET="transactional")
         done = run_sender(env, tmp_path, b"", "--check")
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
