@@ -345,9 +345,9 @@ def _app_side(conn: psycopg.Connection, inbox: Inbox, key: bytes, screen: Screen
 
     screen.say(
         f"{people[0][2]} forgot her password; the app requests a recovery:\n"
-        f"  INSERT INTO tokens (account, action) VALUES ({account}, 'password_recovery')"
+        f"  SELECT mailroom.request('password_recovery', {account})"
     )
-    conn.execute("INSERT INTO tokens (account, action) VALUES (%s, 'password_recovery')", [account])
+    conn.execute("SELECT request('password_recovery', %s)", [account])
     recovery = inbox.wait_for("password_recovery", [alice], EMAIL_WAIT_S)[alice]
 
     token, code = recovery["secret"], recovery["code"]
