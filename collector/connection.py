@@ -13,7 +13,7 @@ import logging
 import psycopg
 from psycopg import sql
 
-from mailroom.db import queries, set_schema
+from mailroom.db import connect, queries
 from mailroom.settings import CollectorSettings
 
 log = logging.getLogger("collector.connection")
@@ -28,21 +28,16 @@ def open_connection(settings: CollectorSettings, synchronous_commit: bool) -> ps
     TCP keepalives notice a peer that vanished without closing the connection even
     between health checks.
     """
-    conn = psycopg.connect(
+    conn = connect(  # search_path: mailroom's schema alone (the queries of sql/ are unqualified)
         settings.database_url,
-        autocommit=True,
         application_name=APPLICATION_NAME,
         connect_timeout=CONNECT_TIMEOUT_S,
+        schema=settings.schema,
         keepalives=1,
         keepalives_idle=30,
         keepalives_interval=10,
         keepalives_count=3,
     )
-    try:
-        set_schema(conn, settings.schema)  # the queries of sql/ are unqualified: mailroom's schema alone
-    except BaseException:
-        conn.close()
-        raise
     if not synchronous_commit:
         # Losing the last consumer commits in a database crash only makes the collector
         # emit those chunks again (at-least-once); it never loses a token. See the README.

@@ -11,6 +11,7 @@ import re
 
 import psycopg
 from psycopg import sql
+from psycopg.conninfo import make_conninfo
 
 from mailroom.resources import resource_dir
 
@@ -37,12 +38,17 @@ def connect(
     application_name: str = "mailroom",
     connect_timeout: int = 10,
     schema: str = DEFAULT_SCHEMA,
+    **libpq_options: int | str,
 ) -> psycopg.Connection:
     """A connection to MAILROOM_DATABASE_URL (a URL or key=value string) whose search_path is
     mailroom's schema (MAILROOM_SCHEMA) and nothing else: the queries of sql/ are unqualified,
-    and no table of the app's (a `public.accounts` of its own) can stand in for mailroom's."""
+    and no table of the app's (a `public.accounts` of its own) can stand in for mailroom's.
+    `libpq_options` are further connection parameters (the collector's TCP keepalives)."""
     conn = psycopg.connect(
-        conninfo, autocommit=autocommit, application_name=application_name, connect_timeout=connect_timeout
+        make_conninfo(conninfo, **libpq_options) if libpq_options else conninfo,
+        autocommit=autocommit,
+        application_name=application_name,
+        connect_timeout=connect_timeout,
     )
     try:
         set_schema(conn, schema)
