@@ -13,10 +13,10 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from collector import metrics
 from collector.output import LineWriter
 from collector.service import Collector
 from collector.signals import StopFlag, install
+from collector.stats import CollectorStats
 from mailroom import __version__, settings
 from mailroom.logs import plural, setup_logging
 
@@ -62,11 +62,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except settings.ConfigError as exc:
         settings.exit_on_config_error("collector", exc)
     setup_logging("collector", config.log_level, config.log_format)
-    stats = metrics.CollectorStats()
-    try:
-        metrics.start(config, stats)
-    except settings.ConfigError as exc:
-        settings.exit_on_config_error("collector", exc)
+    stats = CollectorStats()
+    if config.metrics_addr is not None:  # prometheus_client is imported only for a collector that serves metrics
+        from collector import metrics
+
+        try:
+            metrics.start(config, stats)
+        except settings.ConfigError as exc:
+            settings.exit_on_config_error("collector", exc)
     settings.warn_unknown_variables(environ, log)
     log.info(
         "collector %s: queue %r, channel %r; batch limit %d (a read at %s, at most %s per line), "

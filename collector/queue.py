@@ -37,6 +37,7 @@ tokens start a cooldown window. That UPDATE runs only for chunks that have such 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections import Counter
 from collections.abc import Callable, Mapping
@@ -47,9 +48,9 @@ from typing import Any
 import psycopg
 from psycopg.types.numeric import Int8
 
-from collector.metrics import CollectorStats
 from collector.output import LineWriter
 from collector.signals import StopFlag
+from collector.stats import CollectorStats
 from mailroom.actions import Action, ActionSpec, load_registry
 from mailroom.db import queries
 from mailroom.signing import signer
@@ -256,6 +257,15 @@ class Queue:
         short, one more chunk from the start picks up any token of a lower id whose
         transaction committed meanwhile. A token committing after that final read sends
         its NOTIFY after it, which wakes the next drain: nothing is skipped.
+
+        Claiming ahead: after a full chunk that needs no statement of its own (nothing to
+        mark suppressed, every action known: the common chunk), the next chunk's claim is
+        sent before this one is signed and written (a psycopg pipeline), so that the server
+        runs it while the collector signs: the two cores work at once. The claim ahead is
+        the statement the collector would have run next, in the same transaction, so it
+        sees exactly what it would have seen (this chunk's entries deleted, no token marked
+        since). A claimed chunk is always emitted before the commit: a stop signal that
+        comes while one is claimed ahead ends the drain one chunk later.
         """
         result = DrainResult()
         after = 0
@@ -266,50 +276,92 @@ class Queue:
             skipped: Counter[str] = Counter()
             try:
                 with self.conn.transaction():
-                    cur.execute(_GENERIC_PLANS)
-                    for _ in range(CHUNKS_PER_COMMIT):
-                        params = {
-                            "queue": self._queue_name,
-                            "after": Int8(after),
-                            "limit": Int8(self.batch_limit),
-                            "cooldown": self.cooldown,
-                        }
-                        cur.execute(self._claim, params, prepare=True)
+                    with self.conn.pipeline():  # one round trip for both
+                        cur.execute(_GENERIC_PLANS)
+                        cur.execute(self._claim, self._params(after), prepare=True)
                         rows = cur.fetchall()
+                    for n in range(CHUNKS_PER_COMMIT):
                         claimed_here += len(rows)
-                        chunk = self.chunk(rows)
-                        if chunk.suppressed:
-                            cur.execute(self._suppress, {"ids": [Int8(i) for i in chunk.suppressed]})
-                        if chunk.on_the_list:
-                            cur.execute(self._mark_suppressed, {"ids": [Int8(i) for i in chunk.on_the_list]})
-                        if chunk.records:
-                            for line in encode_lines(chunk.records):
-                                output.write_line(line)
-                                result.lines += 1
-                                lines_here += 1
-                                bytes_here += len(line)
-                            emitted_here += len(chunk.records)
+                        full = len(rows) == self.batch_limit
+                        chunk = self.decide(rows)
+                        ahead: list[tuple[Any, ...]] | None = None
+                        if full and n + 1 < CHUNKS_PER_COMMIT and not stop and self._statement_free(chunk):
+                            after = rows[-1][0]
+                            with self.conn.pipeline():
+                                cur.execute(self._claim, self._params(after), prepare=True)
+                                self.signed(chunk)
+                                try:
+                                    written = self._write(chunk, output)
+                                except OSError:  # the chunk claimed ahead is rolled back too: count it
+                                    with contextlib.suppress(psycopg.Error):
+                                        claimed_here += len(cur.fetchall())
+                                    raise
+                                ahead = cur.fetchall()
+                        else:
+                            self.signed(chunk)
+                            if chunk.suppressed:
+                                cur.execute(self._suppress, {"ids": [Int8(i) for i in chunk.suppressed]})
+                            if chunk.on_the_list:
+                                cur.execute(self._mark_suppressed, {"ids": [Int8(i) for i in chunk.on_the_list]})
+                            written = self._write(chunk, output)
+                        result.lines += written[0]
+                        lines_here += written[0]
+                        bytes_here += written[1]
+                        emitted_here += len(chunk.records)
                         skipped.update(chunk.skipped)
                         result.chunks += 1
                         result.claimed += len(rows)
                         result.emitted += len(chunk.records)
                         result.cooled += chunk.cooled
+                        if ahead is not None:  # claimed: emitted whatever comes (a stop ends the drain after it)
+                            rows = ahead
+                            continue
                         if stop:
                             done = True
                             break
-                        if len(rows) == self.batch_limit:
+                        if full:
                             after = rows[-1][0]
                         elif after == 0:
                             done = True
                             break
                         else:
                             after = 0
+                        if n + 1 == CHUNKS_PER_COMMIT:
+                            break
+                        cur.execute(self._claim, self._params(after), prepare=True)
+                        rows = cur.fetchall()
                     self.stats.wait_until_read(output)  # output.wait_until_read(), timed
             except OSError as exc:  # EPIPE: the reader is gone. Leaving the block rolled back.
                 raise OutputClosed(exc, claimed_here) from exc
             self.stats.committed(emitted_here, lines_here, bytes_here, skipped or None)
             if done:
                 return result
+
+    def _params(self, after: int) -> dict[str, Any]:
+        return {
+            "queue": self._queue_name,
+            "after": Int8(after),
+            "limit": Int8(self.batch_limit),
+            "cooldown": self.cooldown,
+        }
+
+    def _statement_free(self, chunk: Chunk) -> bool:
+        """Whether signing and writing `chunk` needs no statement: nothing to mark suppressed,
+        and no action to look up again (`signed` reads the registry for an unknown one)."""
+        if chunk.suppressed or chunk.on_the_list:
+            return False
+        signers = self._signers
+        return all(row[2] in signers for row in chunk.to_sign)
+
+    @staticmethod
+    def _write(chunk: Chunk, output: LineWriter) -> tuple[int, int]:
+        """Write the chunk's records as lines; (lines, bytes) written."""
+        if not chunk.records:
+            return 0, 0
+        lines = encode_lines(chunk.records)
+        for line in lines:
+            output.write_line(line)
+        return len(lines), sum(map(len, lines))
 
 
 def _without_control_chars(records: list[Record], tokens: list[int], skipped: Counter[str]) -> list[Record]:

@@ -19,10 +19,10 @@ import psycopg
 from collector.awake import Awake
 from collector.batching import BatchPolicy, Wake, wait_for_batch
 from collector.connection import open_connection, register_and_listen, try_lock
-from collector.metrics import CollectorStats
 from collector.output import LineWriter, StoppedUnread
 from collector.queue import OutputClosed, Queue
 from collector.signals import StopFlag
+from collector.stats import CollectorStats
 from mailroom.backoff import Backoff
 from mailroom.db import describe, first_line, permanent_failure
 from mailroom.logs import plural

@@ -1,7 +1,10 @@
 """Connections and named queries, shared by the collector and the admin commands.
 
 Queries live in `sql/*.sql` as blocks that start with `-- name: some_query`; they are
-read once and looked up by name, never assembled from strings.
+read once and looked up by name, never assembled from strings. Their comment lines stay
+in the files: the text a program runs has none, so that a long, well-commented query stays
+under psycopg's 4 KB limit for caching its parsed form (the chunk query, parsed once per
+chunk otherwise) and travels to the server without them.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ from mailroom.resources import resource_dir
 DEFAULT_SCHEMA = "mailroom"  # MAILROOM_SCHEMA's default (mailroom/settings.py)
 
 _NAME = re.compile(r"^--\s*name:\s*(\w+)\s*$", re.MULTILINE)
+# A line that is only a comment (none of sql/ puts a line of a string literal there).
+_COMMENT_LINE = re.compile(r"^[ \t]*--.*\n?", re.MULTILINE)
 
 
 @functools.cache
@@ -25,7 +30,7 @@ def queries(filename: str) -> dict[str, str]:
     """The named queries of `sql/<filename>`."""
     text = (resource_dir("sql") / filename).read_text(encoding="utf-8")
     parts = _NAME.split(text)
-    named = {parts[i]: parts[i + 1].strip() for i in range(1, len(parts), 2)}
+    named = {parts[i]: _COMMENT_LINE.sub("", parts[i + 1]).strip() for i in range(1, len(parts), 2)}
     if not named:
         raise ValueError(f"sql/{filename} has no '-- name:' blocks")
     return named

@@ -19,7 +19,6 @@ from __future__ import annotations
 import logging
 import socket
 import threading
-import time
 from collections.abc import Callable, Iterable
 from socketserver import ThreadingMixIn
 from typing import Any
@@ -28,33 +27,9 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 from prometheus_client import CollectorRegistry, disable_created_metrics, make_wsgi_app
 from prometheus_client.process_collector import ProcessCollector
 
+from mailroom.heartbeat import Verdict
+
 log = logging.getLogger("mailroom.metrics")
-
-# /healthz fails when the program's loop has not turned for this long. Both loops turn at least
-# every second or so when healthy; the bound is generous so that a slow disk or a slow database
-# answer never gets a healthy process restarted.
-HEARTBEAT_STALE_S = 120.0
-
-Verdict = tuple[bool, str]
-
-
-class Heartbeat:
-    """The last time (monotonic) the program's main loop turned; None until it first does."""
-
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
-        self.clock = clock
-        self.at: float | None = None
-
-    def beat(self) -> None:
-        self.at = self.clock()
-
-    def verdict(self, stale_s: float = HEARTBEAT_STALE_S) -> Verdict:
-        if self.at is None:
-            return True, "starting"
-        age = self.clock() - self.at
-        if age > stale_s:
-            return False, f"the main loop has not turned for {age:.0f} s (bound {stale_s:.0f} s)"
-        return True, f"the main loop turned {age:.1f} s ago"
 
 
 def new_registry() -> CollectorRegistry:

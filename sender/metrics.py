@@ -25,10 +25,9 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector as PromCollector
 
 from mailroom.actions import ACTIVATION, PASSWORD_RECOVERY
+from mailroom.heartbeat import HEARTBEAT_STALE_S, Verdict
 from mailroom.metrics_http import (
-    HEARTBEAT_STALE_S,
     MetricsServer,
-    Verdict,
     format_address,
     new_registry,
     serve,

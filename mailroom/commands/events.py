@@ -47,7 +47,8 @@ from mailroom.aws import checked_session
 from mailroom.backoff import Backoff
 from mailroom.checks import Check
 from mailroom.db import connect, describe, first_line, permanent_failure
-from mailroom.metrics_http import Heartbeat, Verdict, format_address, new_registry, serve
+from mailroom.heartbeat import Heartbeat, Verdict
+from mailroom.metrics_http import format_address, new_registry, serve
 from mailroom.recorder import Recorded, TransientRule, record, record_many
 from mailroom.ses_events import NotRecorded, SesEvent, Unparseable, parse
 

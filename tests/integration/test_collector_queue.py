@@ -13,7 +13,7 @@ from conftest import pg_connect
 
 from collector.connection import register_and_listen, try_lock
 from collector.output import LineWriter
-from collector.queue import OutputClosed, Queue
+from collector.queue import CHUNKS_PER_COMMIT, OutputClosed, Queue
 from collector.signals import StopFlag
 from mailroom.settings import CollectorSettings
 from mailroom.wire import Record, decode_line
@@ -150,14 +150,18 @@ def test_the_interop_vectors_are_emitted_byte_for_byte(
     assert out.written == [VECTORS["line"].encode("utf-8") + b"\n"]
 
 
-def test_a_failed_write_rolls_the_chunk_back(make_queue: Callable[..., Queue], db: psycopg.Connection) -> None:
+def test_a_failed_write_rolls_back_the_chunk_and_the_one_claimed_ahead(
+    make_queue: Callable[..., Queue], db: psycopg.Connection
+) -> None:
     queue = make_queue(limit=4)
     db.execute(
         "INSERT INTO accounts (email, login) SELECT 'p' || i || '@example.com', 'p' || i FROM generate_series(1, 6) i"
     )
     with pytest.raises(OutputClosed) as raised:
         queue.drain(Captured(fail=True), StopFlag())
-    assert raised.value.claimed == 4
+    # The first chunk was full: the second (the 2 others) was claimed while it was being
+    # written, and both are rolled back and counted.
+    assert raised.value.claimed == 6
     assert _backlog(db) == 6
     out = Captured()
     queue.drain(out, StopFlag())  # the same connection goes on after the rollback
@@ -187,7 +191,7 @@ def test_a_lower_token_committed_during_a_drain_is_emitted_by_that_drain(
     assert _backlog(db) == 0
 
 
-def test_a_stop_signal_ends_a_drain_after_the_chunk_in_progress(
+def test_a_stop_signal_ends_a_drain_after_the_chunk_in_progress_and_the_one_claimed_ahead(
     make_queue: Callable[..., Queue], db: psycopg.Connection
 ) -> None:
     queue = make_queue(limit=5)
@@ -197,14 +201,17 @@ def test_a_stop_signal_ends_a_drain_after_the_chunk_in_progress(
     stop = StopFlag()
     out = Captured(on_line=lambda lines: stop.set("SIGTERM") if lines == 2 else None)
     result = queue.drain(out, stop)
-    assert len(out.written) == 2 and result.claimed == 10
-    assert _backlog(db) == 20
+    # Chunk 3 was claimed while chunk 2 was written: it is emitted too, and nothing after it.
+    assert len(out.written) == 3 and result.claimed == 15
+    assert _backlog(db) == 15
 
 
-# CHUNKS_PER_COMMIT is 10: line 10 ends a transaction, line 11 is the first chunk of the
-# next one; a stop commits the chunks written and leaves everything after them queued.
+# CHUNKS_PER_COMMIT is 10: line 10 ends a transaction (nothing is claimed ahead of the
+# last chunk of a transaction), line 11 is the first chunk of the next one. A stop emits
+# the chunk claimed ahead of the one in progress, commits, and leaves everything after
+# them queued.
 @pytest.mark.parametrize("stop_at_line", [1, 9, 10, 11, 13])
-def test_a_stop_signal_leaves_every_entry_after_the_chunk_in_progress_queued(
+def test_a_stop_signal_leaves_every_entry_after_the_chunks_already_claimed_queued(
     make_queue: Callable[..., Queue], db: psycopg.Connection, stop_at_line: int
 ) -> None:
     queue = make_queue(limit=3)
@@ -214,8 +221,10 @@ def test_a_stop_signal_leaves_every_entry_after_the_chunk_in_progress_queued(
     stop = StopFlag()
     out = Captured(on_line=lambda lines: stop.set("SIGTERM") if lines == stop_at_line else None)
     result = queue.drain(out, stop)
-    assert (len(out.written), result.claimed) == (stop_at_line, 3 * stop_at_line)
-    assert _backlog(db) == 40 - 3 * stop_at_line
+    lines = stop_at_line if stop_at_line % CHUNKS_PER_COMMIT == 0 else stop_at_line + 1
+    claimed = min(3 * lines, 40)  # line 14 is the last token's
+    assert (len(out.written), result.claimed) == (lines, claimed)
+    assert _backlog(db) == 40 - claimed
     rest = Captured()
     queue.drain(rest, StopFlag())
     emitted = [r.login for r in out.records() + rest.records()]

@@ -13,9 +13,9 @@ from test_cooldown import QUEUE, Captured
 from test_recorder import ses_event
 
 from collector.connection import register_and_listen, try_lock
-from collector.metrics import CollectorStats
 from collector.queue import Queue
 from collector.signals import StopFlag
+from collector.stats import CollectorStats
 from mailroom.recorder import record
 from mailroom.settings import CollectorSettings
 from mailroom.signing import token_ref

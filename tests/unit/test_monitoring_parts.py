@@ -20,8 +20,9 @@ from collector.metrics import build_registry as collector_registry
 from mailroom import settings
 from mailroom.actions import ACTIVATION, PASSWORD_RECOVERY, Action
 from mailroom.commands import status
+from mailroom.heartbeat import Heartbeat
 from mailroom.logs import JsonFormatter, setup_logging
-from mailroom.metrics_http import Heartbeat, serve
+from mailroom.metrics_http import serve
 from mailroom.wire import Record
 from sender.dispatch import Fault, SendConfig, Sender
 from sender.journal import Journal
