@@ -32,6 +32,11 @@ _TOKEN = re.compile(r"^[A-Za-z0-9_-]{86}$")
 _CODE = re.compile(r"^[0-9]{5}$")
 
 
+# RFC 2104's pads, as byte translation tables (key XOR 0x36, key XOR 0x5C)
+_IPAD = bytes(x ^ 0x36 for x in range(256))
+_OPAD = bytes(x ^ 0x5C for x in range(256))
+
+
 class InvalidToken(ValueError):
     """A signed token that is malformed or whose signature does not match."""
 
@@ -72,18 +77,31 @@ def sign(key: bytes, action: SignedAs, secret: bytes, code: str | None = None) -
 
 
 def signer(key: bytes, path: bytes, signs_code: bool) -> Callable[[bytes, str], str]:
-    """`sign` for one key and action, for signing many tokens (the collector's chunk): the
-    HMAC state after `path` is computed once and copied per token, half the cost of a new
-    HMAC. Same bytes as `sign`; the caller checks the secrets' length and the codes."""
-    base = hmac.new(key, path, hashlib.sha256)
+    """`sign` for one key and action, for signing many tokens (the collector's chunk).
+
+    HMAC-SHA256 as RFC 2104 builds it from SHA-256: the inner hash's state after
+    `key XOR ipad || path` and the outer hash's after `key XOR opad` are computed once and
+    copied per token. Copying hashlib's own objects costs no Python call of the hmac module's
+    (whose copy, update and digest are Python methods): under half the time of a copied
+    hmac object, a quarter of a new one. Same bytes as `sign` (tests/unit/test_signing.py
+    checks them against the hmac module); the caller checks the codes."""
+    block = hashlib.sha256().block_size  # 64
+    if len(key) > block:
+        key = hashlib.sha256(key).digest()
+    key = key.ljust(block, b"\0")
+    inner = hashlib.sha256(key.translate(_IPAD))
+    inner.update(path)
+    outer = hashlib.sha256(key.translate(_OPAD))
     encode = base64.urlsafe_b64encode
 
     def sign_one(secret: bytes, code: str) -> str:
         if len(secret) != SECRET_BYTES:
             raise ValueError(f"a secret is {SECRET_BYTES} bytes, not {len(secret)}")
-        h = base.copy()
+        h = inner.copy()
         h.update(secret + code.encode("ascii") if signs_code else secret)
-        return encode(secret + h.digest()).rstrip(b"=").decode("ascii")
+        mac = outer.copy()
+        mac.update(h.digest())
+        return encode(secret + mac.digest()).rstrip(b"=").decode("ascii")
 
     return sign_one
 

@@ -219,3 +219,20 @@ def test_a_token_that_was_not_sendable_does_not_start_a_window(
     _recovery_requests(db, user, [1])
     assert len(_drain(queue)[0]) == 1
     assert _suppressed(db, user) == [True, False]
+
+
+def test_a_token_of_the_chunk_claimed_ahead_is_cooled_by_an_email_of_the_chunk_before_it(
+    make_queue: Callable[..., Queue], db: psycopg.Connection
+) -> None:
+    # Five accounts, one request each: a full chunk of the common kind, so the collector claims
+    # the next chunk while it writes this one. That chunk holds account 1's second request.
+    queue = make_queue(limit=5)
+    accounts = [_active_account(db, f"ahead{i}") for i in range(1, 6)]
+    for account in accounts:
+        _recovery_requests(db, account, [20])
+    _recovery_requests(db, accounts[0], [10])
+
+    records, read, cooled = _drain(queue)
+    assert sorted(r.login for r in records) == [f"ahead{i}" for i in range(1, 6)]
+    assert (read, cooled) == (6, 1)
+    assert _suppressed(db, accounts[0]) == [False, True]

@@ -102,6 +102,16 @@ def test_the_collectors_signer_makes_the_same_bytes_as_sign() -> None:
         signer(KEY, b"/activate", False)(SECRET[:31], "00000")
 
 
+@pytest.mark.parametrize("key_bytes", [1, 16, 32, 63, 64, 65, 128])
+def test_the_collectors_signer_is_hmac_sha256_for_a_key_of_any_length(key_bytes: int) -> None:
+    key = bytes((7 * i + key_bytes) % 256 for i in range(key_bytes))
+    for path, signs_code in ((b"/activate", False), (b"/recover", True), (b"/team-invite", False)):
+        message = path + SECRET + (b"04217" if signs_code else b"")
+        mac = hmac.new(key, message, hashlib.sha256).digest()
+        expected = base64.urlsafe_b64encode(SECRET + mac).rstrip(b"=").decode("ascii")
+        assert signer(key, path, signs_code)(SECRET, "04217") == expected
+
+
 def test_signing_a_recovery_token_without_its_code_is_a_mistake_not_a_token() -> None:
     with pytest.raises(ValueError, match="signs its 5-digit code"):
         sign(KEY, PASSWORD_RECOVERY, SECRET)
