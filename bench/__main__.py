@@ -111,6 +111,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=0,
         help="addresses on the suppression list first (none of them a drained account's) [0]",
     )
+    p.add_argument(
+        "--cooldown",
+        default=None,
+        help="MAILROOM_RECOVERY_COOLDOWN for the collector (0 turns the cooldown and its probe off) [the default]",
+    )
     p = sub.add_parser("live", help="2: writers + collector | sender: throughput and commit-to-line latency")
     p.add_argument("--writers", type=int, default=4)
     p.add_argument("--seconds", type=float, default=20)
@@ -143,7 +148,9 @@ def main(argv: list[str] | None = None) -> int:
     if command == "all":
         figures = suite(args.quick if args.command else False)
     elif command == "drain":
-        figures = _guard("1 drain", "drain", lambda: drain.run(args.tokens, args.batch_limit, args.suppressed))
+        figures = _guard(
+            "1 drain", "drain", lambda: drain.run(args.tokens, args.batch_limit, args.suppressed, args.cooldown)
+        )
     elif command == "live":
         label = (
             f"{args.writers} writers, "

@@ -76,10 +76,12 @@ def suppress_others(url: str, count: int) -> None:
         conn.execute("VACUUM ANALYZE suppressions")
 
 
-def run(tokens: int, batch_limit: int, suppressed: int = 0) -> list[Figure]:
+def run(tokens: int, batch_limit: int, suppressed: int = 0, cooldown: str | None = None) -> list[Figure]:
     command = f".venv/bin/python -m bench drain --tokens {tokens} --batch-limit {batch_limit}"
     if suppressed:
         command += f" --suppressed {suppressed}"
+    if cooldown is not None:
+        command += f" --cooldown {cooldown}"
     label = f"drain{tokens}_l{batch_limit}"
     with bench_database(label) as url, tempfile.TemporaryDirectory(prefix="mailroom-bench-") as tmp, Children() as kids:
         seed_s = seed_accounts(url, tokens)
@@ -87,6 +89,8 @@ def run(tokens: int, batch_limit: int, suppressed: int = 0) -> list[Figure]:
             suppress_others(url, suppressed)
         out = Path(tmp) / "collector.out"
         env = program_env(MAILROOM_DATABASE_URL=url, MAILROOM_BATCH_LIMIT=batch_limit)
+        if cooldown is not None:
+            env["MAILROOM_RECOVERY_COOLDOWN"] = cooldown
         stop, seen = threading.Event(), {}
         watcher = threading.Thread(target=_watch_growth, args=(out, stop, seen), daemon=True)
         with out.open("wb") as sink:
@@ -124,6 +128,8 @@ def run(tokens: int, batch_limit: int, suppressed: int = 0) -> list[Figure]:
         "rejected": rejected,
     }
     suppressed_note = f", {suppressed:,} on the suppression list" if suppressed else ""
+    if cooldown is not None:
+        suppressed_note += f", MAILROOM_RECOVERY_COOLDOWN={cooldown}"
     figures = [
         Figure(
             "1 drain",

@@ -41,6 +41,7 @@ import contextlib
 import logging
 from collections import Counter
 from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -124,6 +125,11 @@ class Queue:
         self._suppress = sql_text["suppress"]
         self._mark_suppressed = sql_text["mark_suppressed"]
         self._cursor = conn.cursor(binary=True)
+        # Pipeline mode needs libpq 14 or later (psycopg[binary] ships one; a system libpq may be
+        # older): without it the claim ahead runs as the next statement, the same result, later.
+        self._pipeline: Callable[[], AbstractContextManager[object]] = (
+            conn.pipeline if psycopg.Pipeline.is_supported() else contextlib.nullcontext
+        )
         # action name -> (Action, its signer); action name -> its cooldown (the setting's when none)
         self._signers: dict[str, tuple[Action, Callable[[bytes, str], str]]] = {}
         self._cooldowns: dict[str, timedelta] = {}
@@ -276,7 +282,7 @@ class Queue:
             skipped: Counter[str] = Counter()
             try:
                 with self.conn.transaction():
-                    with self.conn.pipeline():  # one round trip for both
+                    with self._pipeline():  # one round trip for both
                         cur.execute(_GENERIC_PLANS)
                         cur.execute(self._claim, self._params(after), prepare=True)
                         rows = cur.fetchall()
@@ -287,7 +293,7 @@ class Queue:
                         ahead: list[tuple[Any, ...]] | None = None
                         if full and n + 1 < CHUNKS_PER_COMMIT and not stop and self._statement_free(chunk):
                             after = rows[-1][0]
-                            with self.conn.pipeline():
+                            with self._pipeline():
                                 cur.execute(self._claim, self._params(after), prepare=True)
                                 self.signed(chunk)
                                 try:

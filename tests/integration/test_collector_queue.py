@@ -238,3 +238,23 @@ def test_only_one_session_holds_the_queue_lock(database_url: str) -> None:
         assert try_lock(b, "another_queue")
     with pg_connect(database_url, autocommit=True) as c:
         assert try_lock(c, QUEUE)  # released with the sessions
+
+
+def test_without_pipeline_mode_the_claim_ahead_runs_as_the_next_statement(
+    make_queue: Callable[..., Queue], db: psycopg.Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An older system libpq (before 14) has no pipeline mode: the drain reads the same
+    # chunks, one statement after the other, and a stop still emits the chunk claimed ahead.
+    monkeypatch.setattr(psycopg.Pipeline, "is_supported", classmethod(lambda cls: False))
+    queue = make_queue(limit=5)
+    db.execute(
+        "INSERT INTO accounts (email, login) SELECT 'n' || i || '@example.com', 'n' || i FROM generate_series(1, 30) i"
+    )
+    stop = StopFlag()
+    out = Captured(on_line=lambda lines: stop.set("SIGTERM") if lines == 2 else None)
+    result = queue.drain(out, stop)
+    assert (len(out.written), result.claimed, _backlog(db)) == (3, 15, 15)
+    rest = Captured()
+    queue.drain(rest, StopFlag())
+    assert sorted(r.login for r in out.records() + rest.records()) == sorted(f"n{i}" for i in range(1, 31))
+    assert _backlog(db) == 0
