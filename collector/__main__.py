@@ -1,7 +1,8 @@
 """The `collector` console script (and `python -m collector`).
 
-It checks for the pipeline extra before importing the collector (which imports
-prometheus_client), so that a light install prints one line instead of a traceback.
+It checks for the pipeline extra before importing the collector (which imports psycopg, and
+prometheus_client when it serves metrics), so that a light install prints one line instead of a
+traceback.
 """
 
 from __future__ import annotations

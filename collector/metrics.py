@@ -6,7 +6,7 @@ Prometheus metrics when scraped. The queue's backlog and the age of its oldest e
 read on scrape, on a connection of the metrics' own (never the collector's: it is in the
 middle of its transactions), at most once every BACKLOG_CACHE_S.
 
-Health: /healthz fails when the loop has not turned for a long time (mailroom.metrics_http);
+Health: /healthz fails when the loop has not turned for a long time (mailroom.heartbeat);
 waiting for the sender to take lines (back-pressure) is the loop turning. /readyz passes
 when the collector is connected and listening on its queue, or standing by.
 """

@@ -41,7 +41,6 @@ import contextlib
 import logging
 from collections import Counter
 from collections.abc import Callable, Mapping
-from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -127,7 +126,7 @@ class Queue:
         self._cursor = conn.cursor(binary=True)
         # Pipeline mode needs libpq 14 or later (psycopg[binary] ships one; a system libpq may be
         # older): without it the claim ahead runs as the next statement, the same result, later.
-        self._pipeline: Callable[[], AbstractContextManager[object]] = (
+        self._pipeline: Callable[[], contextlib.AbstractContextManager[object]] = (
             conn.pipeline if psycopg.Pipeline.is_supported() else contextlib.nullcontext
         )
         # action name -> (Action, its signer); action name -> its cooldown (the setting's when none)
@@ -266,12 +265,15 @@ class Queue:
 
         Claiming ahead: after a full chunk that needs no statement of its own (nothing to
         mark suppressed, every action known: the common chunk), the next chunk's claim is
-        sent before this one is signed and written (a psycopg pipeline), so that the server
-        runs it while the collector signs: the two cores work at once. The claim ahead is
-        the statement the collector would have run next, in the same transaction, so it
-        sees exactly what it would have seen (this chunk's entries deleted, no token marked
-        since). A claimed chunk is always emitted before the commit: a stop signal that
-        comes while one is claimed ahead ends the drain one chunk later.
+        sent before this one is signed (a psycopg pipeline), so that the server runs it
+        while the collector signs: the two cores work at once. The claim ahead is the
+        statement the collector would have run next in the same transaction: it sees this
+        transaction's own work as that statement would (this chunk's entries deleted, no
+        mark pending); only its snapshot of other sessions' commits is a little older. Its
+        rows are fetched (the pipeline synced) before the chunk is written, so that the
+        session is never in the middle of a pipeline while the write waits for the reader.
+        A claimed chunk is always emitted before the commit: a stop signal that comes while
+        one is claimed ahead ends the drain one chunk later.
         """
         result = DrainResult()
         after = 0
@@ -282,12 +284,12 @@ class Queue:
             skipped: Counter[str] = Counter()
             try:
                 with self.conn.transaction():
-                    with self._pipeline():  # one round trip for both
-                        cur.execute(_GENERIC_PLANS)
+                    with self._pipeline():  # one round trip for both, at the pipeline's sync
+                        self.conn.execute(_GENERIC_PLANS)
                         cur.execute(self._claim, self._params(after), prepare=True)
-                        rows = cur.fetchall()
+                    rows = cur.fetchall()
+                    claimed_here += len(rows)
                     for n in range(CHUNKS_PER_COMMIT):
-                        claimed_here += len(rows)
                         full = len(rows) == self.batch_limit
                         chunk = self.decide(rows)
                         ahead: list[tuple[Any, ...]] | None = None
@@ -296,13 +298,11 @@ class Queue:
                             with self._pipeline():
                                 cur.execute(self._claim, self._params(after), prepare=True)
                                 self.signed(chunk)
-                                try:
-                                    written = self._write(chunk, output)
-                                except OSError:  # the chunk claimed ahead is rolled back too: count it
-                                    with contextlib.suppress(psycopg.Error):
-                                        claimed_here += len(cur.fetchall())
-                                    raise
-                                ahead = cur.fetchall()
+                            ahead = cur.fetchall()
+                            claimed_here += len(ahead)
+                            if chunk.suppressed or chunk.on_the_list:  # _statement_free said there would be none
+                                raise RuntimeError("a chunk signed while the next one was claimed has tokens to mark")
+                            written = self._write(chunk, output)
                         else:
                             self.signed(chunk)
                             if chunk.suppressed:
@@ -336,6 +336,7 @@ class Queue:
                             break
                         cur.execute(self._claim, self._params(after), prepare=True)
                         rows = cur.fetchall()
+                        claimed_here += len(rows)
                     self.stats.wait_until_read(output)  # output.wait_until_read(), timed
             except OSError as exc:  # EPIPE: the reader is gone. Leaving the block rolled back.
                 raise OutputClosed(exc, claimed_here) from exc

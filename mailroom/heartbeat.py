@@ -1,7 +1,7 @@
 """The heartbeat behind /healthz: when a program's main loop last turned.
 
-Apart from mailroom.metrics_http so that a program with its metrics off (the default) never
-imports prometheus_client: the loop beats whether or not anyone serves the verdict.
+Apart from mailroom.metrics_http so that the collector with its metrics off (the default)
+never imports prometheus_client: the loop beats whether or not anyone serves the verdict.
 """
 
 from __future__ import annotations

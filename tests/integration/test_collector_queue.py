@@ -13,7 +13,7 @@ from conftest import pg_connect
 
 from collector.connection import register_and_listen, try_lock
 from collector.output import LineWriter
-from collector.queue import CHUNKS_PER_COMMIT, OutputClosed, Queue
+from collector.queue import CHUNKS_PER_COMMIT, Chunk, OutputClosed, Queue
 from collector.signals import StopFlag
 from mailroom.settings import CollectorSettings
 from mailroom.wire import Record, decode_line
@@ -258,3 +258,26 @@ def test_without_pipeline_mode_the_claim_ahead_runs_as_the_next_statement(
     queue.drain(rest, StopFlag())
     assert sorted(r.login for r in out.records() + rest.records()) == sorted(f"n{i}" for i in range(1, 31))
     assert _backlog(db) == 0
+
+
+def test_a_claim_ahead_that_fails_on_the_server_writes_nothing_and_loses_nothing(
+    make_queue: Callable[..., Queue], db: psycopg.Connection
+) -> None:
+    queue = make_queue(limit=4)
+    db.execute(
+        "INSERT INTO accounts (email, login) SELECT 'f' || i || '@example.com', 'f' || i FROM generate_series(1, 10) i"
+    )
+    backend = queue.conn.info.backend_pid
+    sign = queue.signed
+
+    def cut_while_signing(chunk: Chunk) -> Chunk:
+        # The first chunk is full and common: the second one's claim is in flight now.
+        db.execute("SELECT pg_terminate_backend(%s, 5000)", (backend,))
+        return sign(chunk)
+
+    queue.signed = cut_while_signing  # type: ignore[method-assign]
+    out = Captured()
+    with pytest.raises(psycopg.OperationalError):
+        queue.drain(out, StopFlag())
+    assert out.written == []
+    assert _backlog(db) == 10

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from conftest import FakeProvider
 
-from collector.metrics import CollectorStats
+from collector.stats import CollectorStats
 from collector.metrics import build_registry as collector_registry
 from mailroom import settings
 from mailroom.actions import ACTIVATION, PASSWORD_RECOVERY, Action

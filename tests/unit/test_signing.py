@@ -102,7 +102,7 @@ def test_the_collectors_signer_makes_the_same_bytes_as_sign() -> None:
         signer(KEY, b"/activate", False)(SECRET[:31], "00000")
 
 
-@pytest.mark.parametrize("key_bytes", [1, 16, 32, 63, 64, 65, 128])
+@pytest.mark.parametrize("key_bytes", [0, 1, 16, 32, 63, 64, 65, 128])
 def test_the_collectors_signer_is_hmac_sha256_for_a_key_of_any_length(key_bytes: int) -> None:
     key = bytes((7 * i + key_bytes) % 256 for i in range(key_bytes))
     for path, signs_code in ((b"/activate", False), (b"/recover", True), (b"/team-invite", False)):
