@@ -32,8 +32,8 @@ from pathlib import Path
 from bench.common import Children, Figure, bench_database, program_env, script, seed_accounts, wait_with_rusage
 from bench.fake_ses import start_child
 from bench.sender_rate import _stats, write_input
-from collector.stats import CollectorStats
 from collector.metrics import build_registry as collector_registry
+from collector.stats import CollectorStats
 from mailroom.metrics_http import new_registry
 from sender.metrics import CallMetrics
 

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from conftest import FakeProvider
 
-from collector.stats import CollectorStats
 from collector.metrics import build_registry as collector_registry
+from collector.stats import CollectorStats
 from mailroom import settings
 from mailroom.actions import ACTIVATION, PASSWORD_RECOVERY, Action
 from mailroom.commands import status
